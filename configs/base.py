@@ -1,0 +1,182 @@
+"""The one training config: every setting, its unit, its default and what a sentinel means.
+
+An experiment file (configs/experiments/NAME.py) defines a module-level `config`, usually
+`dataclasses.replace(parent, field=value, ...)` with only what differs. Constructing a
+TrainingConfig validates it: every problem is collected and reported at once.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import re
+from dataclasses import dataclass
+
+STANDIN_MODEL = "standin:qwen3-vl-mini"
+SYNTHETIC_DATASET = "synthetic:well-log-headers"
+BACKENDS = ("auto", "unsloth", "transformers")
+OPTIMIZERS = ("auto", "adamw_torch", "adamw_8bit", "paged_adamw_8bit", "sgd")
+SCHEDULERS = ("linear", "cosine", "constant", "constant_with_warmup")
+# Experiment names become branch names, directory names and W&B run names.
+NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._/-]{0,99}$")
+
+
+class ConfigError(ValueError):
+    """One or more problems with a config; `problems` holds one readable line each."""
+
+    def __init__(self, problems: list[str]):
+        self.problems = list(problems)
+        super().__init__("\n".join(self.problems))
+
+
+@dataclass(frozen=True)
+class TrainingConfig:
+    # --- model -------------------------------------------------------------------------------
+    # Hub id, local directory, or "standin:qwen3-vl-mini" (offline miniature Qwen3-VL).
+    model_name: str = "unsloth/Qwen3-VL-2B-Instruct-unsloth-bnb-4bit"
+    # QLoRA: load the frozen base in 4-bit (Unsloth/CUDA backend only; the CPU backend uses fp32).
+    load_in_4bit: bool = True
+    # "auto" = Unsloth when CUDA is present and unsloth imports, else transformers + PEFT.
+    backend: str = "auto"
+    # LoRA rank, scaling (alpha / r) and dropout.
+    r: int = 16
+    lora_alpha: int = 16
+    lora_dropout: float = 0.0
+    # Modules that get LoRA adapters: "all-linear" or a comma-separated list of module names.
+    lora_target_modules: str = "all-linear"
+    # Modules trained in full and saved with the adapter, comma-separated ("" = none).
+    lora_modules_to_save: str = ""
+    # Unsloth's layer selection for vision models (ignored by the transformers backend,
+    # which follows lora_target_modules).
+    finetune_vision_layers: bool = True
+    finetune_language_layers: bool = True
+    # Recompute activations in backward: less GPU memory, about 30% more time.
+    gradient_checkpointing: bool = True
+
+    # --- optimisation ------------------------------------------------------------------------
+    # Optimizer steps to train (one step = batch x grad accumulation samples per device).
+    max_steps: int = 500
+    learning_rate: float = 2e-4
+    per_device_train_batch_size: int = 2
+    gradient_accumulation_steps: int = 4
+    per_device_eval_batch_size: int = 4
+    warmup_steps: int = 5
+    lr_scheduler_type: str = "linear"
+    weight_decay: float = 0.001
+    max_grad_norm: float = 1.0
+    # "auto" = adamw_8bit on the Unsloth backend, adamw_torch elsewhere.
+    optim: str = "auto"
+    seed: int = 3407
+
+    # --- data --------------------------------------------------------------------------------
+    # Hub dataset id, a local path (folder of images + metadata.jsonl/csv, or parquet files),
+    # or "synthetic:well-log-headers" (rendered offline).
+    dataset_name: str = "wrath/well-log-headers-ocr"
+    image_column: str = "image"
+    text_column: str = "text"
+    train_split: str = "train"
+    # Split to evaluate on; "auto" = validation, else test, else 5% held out of train.
+    eval_split: str = "auto"
+    # Samples used from each split; -1 = all.
+    train_subset: int = -1
+    eval_subset: int = -1
+    # The user turn that precedes every image.
+    instruction: str = "Transcribe this well log header exactly."
+    # Upper bound on image pixels fed to the vision tower; -1 = the processor's default.
+    image_max_pixels: int = -1
+    # Tokens generated per sample when evaluating CER/WER.
+    max_new_tokens: int = 256
+
+    # --- tracking and outputs ----------------------------------------------------------------
+    wandb_project: str = "well-log-ocr"
+    report_to_wandb: bool = True
+    # "" = the current git branch (or "local" outside a git checkout).
+    experiment_name: str = ""
+    # "" = <VOLUME_PATH or ./outputs>/checkpoints/<experiment_name>.
+    output_dir: str = ""
+    # Steps between log lines, evaluations and checkpoints.
+    logging_steps: int = 10
+    eval_steps: int = 50
+    save_steps: int = 50
+
+    # --- checkpoints, stopping, cost ---------------------------------------------------------
+    # Checkpoints kept: the keep_best lowest eval_loss and the keep_recent newest (0 = none of that kind).
+    keep_best: int = 5
+    keep_recent: int = 5
+    # Evaluations without eval_loss improving by more than early_stopping_min_delta before
+    # stopping; 0 = never stop early.
+    early_stopping_patience: int = 0
+    early_stopping_min_delta: float = 0.0
+    # USD for the whole run, across resumes; 0 = no cap.
+    budget_cap: float = 10.0
+    # USD per GPU-hour; -1 = look the detected GPU up in the rate table (GPU_HOURLY_RATE overrides).
+    gpu_hourly_rate: float = -1.0
+
+    def __post_init__(self) -> None:
+        problems = _type_problems(self) or _value_problems(self)
+        if problems:
+            raise ConfigError(problems)
+
+
+def _type_problems(config: TrainingConfig) -> list[str]:
+    problems = []
+    for f in dataclasses.fields(config):
+        value = getattr(config, f.name)
+        expected = FIELD_TYPES[f.name]
+        ok = isinstance(value, expected) and not (expected is not bool and isinstance(value, bool))
+        if expected is float and isinstance(value, int) and not isinstance(value, bool):
+            ok = True
+        if not ok:
+            problems.append(f"{f.name}={value!r}: must be {_TYPE_WORDS[expected]}")
+    return problems
+
+
+def _value_problems(c: TrainingConfig) -> list[str]:
+    problems: list[str] = []
+
+    def need(ok: bool, name: str, rule: str) -> None:
+        if not ok:
+            problems.append(f"{name}={getattr(c, name)!r}: {rule}")
+
+    for name in ("max_steps", "per_device_train_batch_size", "gradient_accumulation_steps",
+                 "per_device_eval_batch_size", "r", "lora_alpha", "logging_steps", "eval_steps",
+                 "save_steps", "max_new_tokens"):
+        need(getattr(c, name) >= 1, name, "must be >= 1")
+    for name in ("learning_rate",):
+        need(math.isfinite(c.learning_rate) and c.learning_rate > 0, name, "must be > 0 (e.g. 2e-4)")
+    for name in ("warmup_steps", "keep_best", "keep_recent", "early_stopping_patience"):
+        need(getattr(c, name) >= 0, name, "must be >= 0")
+    for name in ("weight_decay", "max_grad_norm", "early_stopping_min_delta", "budget_cap"):
+        value = getattr(c, name)
+        need(math.isfinite(value) and value >= 0, name, "must be a finite number >= 0")
+    need(0 <= c.lora_dropout < 1, "lora_dropout", "must be in [0, 1)")
+    for name in ("train_subset", "eval_subset"):
+        need(getattr(c, name) == -1 or getattr(c, name) >= 1, name, "must be -1 (all) or >= 1")
+    need(c.image_max_pixels == -1 or c.image_max_pixels >= 1024, "image_max_pixels",
+         "must be -1 (processor default) or >= 1024")
+    need(c.gpu_hourly_rate == -1 or (math.isfinite(c.gpu_hourly_rate) and c.gpu_hourly_rate >= 0),
+         "gpu_hourly_rate", "must be -1 (rate table) or a USD/hour >= 0")
+    need(c.backend in BACKENDS, "backend", f"must be one of {', '.join(BACKENDS)}")
+    need(c.optim in OPTIMIZERS, "optim", f"must be one of {', '.join(OPTIMIZERS)}")
+    need(c.lr_scheduler_type in SCHEDULERS, "lr_scheduler_type", f"must be one of {', '.join(SCHEDULERS)}")
+    for name in ("model_name", "dataset_name", "image_column", "text_column", "train_split",
+                 "eval_split", "lora_target_modules", "instruction", "wandb_project"):
+        need(getattr(c, name).strip() != "", name, "must not be empty")
+    need(c.experiment_name == "" or bool(NAME_PATTERN.match(c.experiment_name)), "experiment_name",
+         "must be '' (the git branch) or letters, digits, '.', '_', '-', '/' (at most 100)")
+    need(c.eval_split != c.train_split, "eval_split", "must differ from train_split")
+    return problems
+
+
+FIELD_TYPES: dict[str, type] = {}
+_TYPE_WORDS = {bool: "true or false", int: "an integer", float: "a number", str: "a string"}
+
+
+def _collect_field_types() -> None:
+    # Resolved once from the annotations (strings under `from __future__ import annotations`).
+    names = {"bool": bool, "int": int, "float": float, "str": str}
+    for f in dataclasses.fields(TrainingConfig):
+        FIELD_TYPES[f.name] = names[f.type]
+
+
+_collect_field_types()
