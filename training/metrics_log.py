@@ -1,0 +1,50 @@
+"""`metrics.jsonl`: one JSON object per logged event, written whether or not W&B is on."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+
+from transformers import TrainerCallback
+
+METRICS_FILE = "metrics.jsonl"
+
+
+def append_event(path: str, event: dict) -> None:
+    # One write per line and a flush: a reader (or a crash) never sees half an event.
+    with open(path, "a", encoding="utf-8") as out:
+        out.write(json.dumps(event, sort_keys=True, allow_nan=False) + "\n")
+        out.flush()
+
+
+def clean(value):
+    """JSON-safe scalar: tensors and numpy numbers as Python numbers, NaN/inf as None."""
+    if hasattr(value, "item"):
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+def read_events(path: str) -> list[dict]:
+    """Every complete event in a metrics file; a torn last line (killed mid-write) is skipped."""
+    events = []
+    if not os.path.exists(path):
+        return events
+    with open(path, encoding="utf-8") as source:
+        for line in source:
+            try:
+                events.append(json.loads(line))
+            except json.JSONDecodeError:
+                continue
+    return events
+
+
+class MetricsFileCallback(TrainerCallback):
+    def __init__(self, output_dir: str):
+        self.path = os.path.join(output_dir, METRICS_FILE)
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        if state.is_world_process_zero and logs:
+            append_event(self.path, {"step": state.global_step, **{k: clean(v) for k, v in logs.items()}})
