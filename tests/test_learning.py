@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from conftest import train
-
 from training.data.collator import VisionChatCollator
 from training.data.sources import SyntheticSplit
 from training.generation import transcribe

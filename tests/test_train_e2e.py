@@ -6,9 +6,9 @@ import json
 
 import pytest
 import torch
-from conftest import QUICK_VAL, run_cli, train
 from safetensors.torch import load_file
 
+from conftest import QUICK_VAL, run_cli, train
 from training.metrics_log import read_events
 
 

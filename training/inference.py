@@ -16,8 +16,9 @@ CONFIG_FILE = "training_config.json"
 def write_config(config: TrainingConfig, directory: str) -> None:
     import dataclasses
 
-    with open(os.path.join(directory, CONFIG_FILE), "w", encoding="utf-8") as out:
-        json.dump(dataclasses.asdict(config), out, indent=2, sort_keys=True)
+    from training.run_status import write_json_atomic
+
+    write_json_atomic(os.path.join(directory, CONFIG_FILE), dataclasses.asdict(config))
 
 
 def saved_config(directory: str) -> TrainingConfig | None:

@@ -72,9 +72,11 @@ def run(config, backend: str) -> int:
 
     from training.data.collator import VisionChatCollator
     from training.data.sources import load_splits
+    from training.inference import write_config
     from training.metrics_log import MetricsFileCallback
     from training.modeling import load_model
     from training.progress import ProgressCallback
+    from training.run_status import write_status
     from training.save import save_final
     from training.trainer import HarnessTrainer, training_arguments
 
@@ -99,8 +101,17 @@ def run(config, backend: str) -> int:
         data_collator=collator,
         callbacks=[MetricsFileCallback(config.output_dir), ProgressCallback()],
     )
-    trainer.train()
-    final = save_final(loaded.model, loaded.processor, config, config.output_dir)
+    os.makedirs(config.output_dir, exist_ok=True)
+    write_config(config, config.output_dir)
+    write_status(config.output_dir, "running", step=0, max_steps=config.max_steps)
+    try:
+        trainer.train()
+        final = save_final(loaded.model, loaded.processor, config, config.output_dir)
+    except BaseException:
+        write_status(config.output_dir, "failed", step=trainer.state.global_step, max_steps=config.max_steps)
+        raise
+    write_status(config.output_dir, "finished", exit_code=EXIT_OK, step=trainer.state.global_step,
+                 max_steps=config.max_steps)
     log.info("done: final adapter in %s", final)
     return EXIT_OK
 
