@@ -117,9 +117,6 @@ def model_source(config: TrainingConfig) -> str:
 
 def load_model(config: TrainingConfig, backend: str) -> LoadedModel:
     """The base model with a fresh LoRA adapter, seeded so the adapter starts the same every run."""
-    from transformers import set_seed
-
-    set_seed(config.seed)
     if backend == UNSLOTH:
         return _load_unsloth(config)
     return _load_transformers(config)
@@ -138,7 +135,7 @@ def _load_unsloth(config: TrainingConfig) -> LoadedModel:
 def _load_transformers(config: TrainingConfig) -> LoadedModel:
     import torch
     from peft import get_peft_model
-    from transformers import AutoModelForImageTextToText, AutoProcessor
+    from transformers import AutoModelForImageTextToText, AutoProcessor, set_seed
 
     source = model_source(config)
     if config.load_in_4bit and not is_standin(config.model_name):
@@ -151,5 +148,8 @@ def _load_transformers(config: TrainingConfig) -> LoadedModel:
     if config.gradient_checkpointing:
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
         model.enable_input_require_grads()
+    # Seeded here, after the base is loaded (or the stand-in built), so only the seed decides
+    # the adapter's initial weights.
+    set_seed(config.seed)
     model = get_peft_model(model, peft_lora_config(config))
     return LoadedModel(model, processor, TRANSFORMERS)

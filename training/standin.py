@@ -142,8 +142,9 @@ def build_model(tokenizer):
         vision_start_token_id=ids["<|vision_start|>"], vision_end_token_id=ids["<|vision_end|>"],
         tie_word_embeddings=False,
     )
-    torch.manual_seed(BUILD_SEED)
-    model = Qwen3VLForConditionalGeneration(config)
+    with torch.random.fork_rng(devices=[]):  # building must not move the caller's RNG
+        torch.manual_seed(BUILD_SEED)
+        model = Qwen3VLForConditionalGeneration(config)
     model.generation_config.eos_token_id = ids["<|im_end|>"]
     model.generation_config.pad_token_id = ids["<|endoftext|>"]
     return model
