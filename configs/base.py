@@ -100,9 +100,14 @@ class TrainingConfig:
     save_steps: int = 50
 
     # --- checkpoints, stopping, cost ---------------------------------------------------------
-    # Checkpoints kept: the keep_best lowest eval_loss and the keep_recent newest (0 = none of that kind).
+    # Checkpoints kept: the keep_best lowest eval_loss and the keep_recent newest (0 = none of that
+    # kind); the newest is always kept. A checkpoint has an eval_loss only when it was saved at an
+    # evaluation step, so make save_steps a multiple of eval_steps.
     keep_best: int = 5
     keep_recent: int = 5
+    # Also save when this many minutes passed since the last checkpoint (0 = only every save_steps):
+    # bounds the work a SIGKILL can take, whatever the step time.
+    save_every_minutes: float = 20.0
     # Evaluations without eval_loss improving by more than early_stopping_min_delta before
     # stopping; 0 = never stop early.
     early_stopping_patience: int = 0
@@ -146,7 +151,7 @@ def _value_problems(c: TrainingConfig) -> list[str]:
         need(math.isfinite(c.learning_rate) and c.learning_rate > 0, name, "must be > 0 (e.g. 2e-4)")
     for name in ("warmup_steps", "keep_best", "keep_recent", "early_stopping_patience"):
         need(getattr(c, name) >= 0, name, "must be >= 0")
-    for name in ("weight_decay", "max_grad_norm", "early_stopping_min_delta", "budget_cap"):
+    for name in ("weight_decay", "max_grad_norm", "early_stopping_min_delta", "budget_cap", "save_every_minutes"):
         value = getattr(c, name)
         need(math.isfinite(value) and value >= 0, name, "must be a finite number >= 0")
     need(0 <= c.lora_dropout < 1, "lora_dropout", "must be in [0, 1)")

@@ -140,14 +140,24 @@ def _import_file(path: Path):
     return module
 
 
-def git_branch(cwd: str | os.PathLike = REPO_ROOT) -> str | None:
+def _git(*args: str, cwd: str | os.PathLike = REPO_ROOT) -> str | None:
     try:
-        out = subprocess.run(["git", "rev-parse", "--abbrev-ref", "HEAD"], cwd=cwd, capture_output=True,
-                             text=True, timeout=10)
+        out = subprocess.run(["git", *args], cwd=cwd, capture_output=True, text=True, timeout=10)
     except (OSError, subprocess.TimeoutExpired):
         return None
-    branch = out.stdout.strip()
-    return branch if out.returncode == 0 and branch and branch != "HEAD" else None
+    return out.stdout.strip() if out.returncode == 0 else None
+
+
+def git_branch(cwd: str | os.PathLike = REPO_ROOT) -> str | None:
+    branch = _git("rev-parse", "--abbrev-ref", "HEAD", cwd=cwd)
+    return branch if branch and branch != "HEAD" else None
+
+
+def git_state(cwd: str | os.PathLike = REPO_ROOT) -> dict[str, object]:
+    """Branch, commit and whether tracked files differ from it (None where git can't tell)."""
+    status = _git("status", "--porcelain", "--untracked-files=no", cwd=cwd)
+    return {"git_branch": git_branch(cwd), "git_commit": _git("rev-parse", "HEAD", cwd=cwd),
+            "git_dirty": None if status is None else bool(status)}
 
 
 def resolve(config: TrainingConfig, environ: Mapping[str, str] = os.environ) -> TrainingConfig:

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import io
 import os
 import subprocess
 import sys
+from contextlib import redirect_stderr, redirect_stdout
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -38,6 +41,30 @@ def run_cli(args: list[str], env: dict | None = None, timeout: float = 300, cwd:
     """Run `python <args>` from the repository root as a user would, capturing its output."""
     return subprocess.run([sys.executable, *args], cwd=cwd, env={**os.environ, **(env or {})},
                           capture_output=True, text=True, timeout=timeout)
+
+
+@dataclass
+class Finished:
+    returncode: int
+    stdout: str
+    stderr: str
+
+
+def train_here(output_dir: Path, *overrides: str, config: str = QUICK_VAL, extra: tuple[str, ...] = ()) -> Finished:
+    """train.py's own main() in this process: the same CLI, without 5 s of interpreter start-up.
+    Subprocess runs (`train`) remain for what needs a process: signals, kills, imports."""
+    from training.train import main
+
+    args = ["--config", config, "--set", f"output_dir={output_dir}"]
+    for override in overrides:
+        args += ["--set", override]
+    out, err = io.StringIO(), io.StringIO()
+    with redirect_stdout(out), redirect_stderr(err):
+        try:
+            code = main(args + list(extra))
+        except SystemExit as exit_:  # argparse errors
+            code = exit_.code
+    return Finished(code, out.getvalue(), err.getvalue())
 
 
 def train(output_dir: Path, *overrides: str, config: str = QUICK_VAL, extra: tuple[str, ...] = (),

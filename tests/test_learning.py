@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from conftest import train
+from conftest import train_here
 from training.data.collator import VisionChatCollator
 from training.data.sources import SyntheticSplit
 from training.generation import transcribe
@@ -11,7 +11,7 @@ from training.inference import load_trained, saved_config
 
 def test_memorises_eight_headers_from_their_images(tmp_path):
     out = tmp_path / "memorise"
-    result = train(out, "train_subset=8", "per_device_train_batch_size=8", "gradient_accumulation_steps=1",
+    result = train_here(out, "train_subset=8", "per_device_train_batch_size=8", "gradient_accumulation_steps=1",
                    "max_steps=150", "lr_scheduler_type=constant", "eval_subset=1",
                    "eval_steps=1000", "save_steps=1000", "logging_steps=50")
     assert result.returncode == 0, result.stdout + result.stderr

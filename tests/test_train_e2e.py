@@ -8,7 +8,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from conftest import QUICK_VAL, run_cli, train
+from conftest import QUICK_VAL, run_cli, train, train_here
 from training.metrics_log import read_events
 
 
@@ -46,11 +46,12 @@ def test_training_changes_the_adapter(quick_run):
     assert loss[-1][1] < loss[0][1] - 1.0
 
 
-def test_loss_curve_is_deterministic(quick_run, tmp_path):
+def test_loss_curve_is_deterministic(quick_run, tmp_path, monkeypatch):
     out, _ = quick_run
     again = tmp_path / "again"
     # A fresh stand-in cache: building the model in-process must not change the run either.
-    assert train(again, env={"WELL_LOG_CACHE": str(tmp_path / "cache")}).returncode == 0
+    monkeypatch.setenv("WELL_LOG_CACHE", str(tmp_path / "cache"))
+    assert train_here(again).returncode == 0
     assert losses(again) == losses(out)
     first = load_file(str(out / "final" / "adapter_model.safetensors"))
     second = load_file(str(again / "final" / "adapter_model.safetensors"))
@@ -60,7 +61,7 @@ def test_loss_curve_is_deterministic(quick_run, tmp_path):
 def test_different_seed_gives_a_different_curve(quick_run, tmp_path):
     out, _ = quick_run
     other = tmp_path / "seed"
-    assert train(other, "seed=7", "max_steps=3", "eval_steps=100", "save_steps=100").returncode == 0
+    assert train_here(other, "seed=7", "max_steps=3", "eval_steps=100", "save_steps=100").returncode == 0
     assert losses(other) != losses(out)[:3]
 
 

@@ -41,9 +41,20 @@ def read_events(path: str) -> list[dict]:
     return events
 
 
+def drop_torn_tail(path: str) -> None:
+    """Cut a last line left half-written by a killed run, so the next event starts a fresh line."""
+    if not os.path.exists(path):
+        return
+    with open(path, "rb+") as handle:
+        data = handle.read()
+        if data and not data.endswith(b"\n"):
+            handle.truncate(data.rfind(b"\n") + 1)
+
+
 class MetricsFileCallback(TrainerCallback):
     def __init__(self, output_dir: str):
         self.path = os.path.join(output_dir, METRICS_FILE)
+        drop_torn_tail(self.path)
 
     def on_log(self, args, state, control, logs=None, **kwargs):
         if state.is_world_process_zero and logs:

@@ -1,4 +1,4 @@
-"""Train one experiment: config, preflight, data, model, trainer, train, final save.
+"""Train one experiment: config, preflight, lock, resume point, data, model, trainer, train, final save.
 
     python training/train.py --config configs/experiments/quick_val.py
     python training/train.py --config configs/experiments/X.py --resume auto --set max_steps=800
@@ -10,6 +10,7 @@ Exit codes: 0 done (or stopped early), 2 bad config or failed preflight, 3 budge
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import logging
 import os
 import sys
@@ -18,9 +19,10 @@ from pathlib import Path
 if __package__ in (None, ""):  # run as a script: make `configs` and `training` importable
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from configs.base import ConfigError  # noqa: E402
-from configs.loader import load_config, resolve  # noqa: E402
-from training.errors import EXIT_OK, EXIT_USER_ERROR, UserError  # noqa: E402
+from configs.base import ConfigError, TrainingConfig  # noqa: E402
+from configs.loader import git_state, load_config, resolve  # noqa: E402
+from training.errors import EXIT_LOCKED, EXIT_OK, EXIT_PREEMPTED, EXIT_USER_ERROR, UserError  # noqa: E402
+from training.signals import Preempted, StopSignals  # noqa: E402
 
 log = logging.getLogger("training")
 
@@ -33,14 +35,21 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="FIELD=VALUE",
                         help="override a config field (repeatable); fields are in configs/base.py")
     parser.add_argument("--resume", metavar="PATH|auto",
-                        help="continue from a checkpoint dir, or 'auto' for the newest complete one")
+                        help="continue from a checkpoint dir, or 'auto' for the newest complete one "
+                             "in output_dir (none: start fresh)")
     parser.add_argument("--preflight-only", action="store_true", help="run the preflight checks and exit")
     return parser.parse_args(argv)
 
 
 def setup_logging() -> None:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S",
-                        stream=sys.stdout, force=True)
+    """Our progress lines on stdout; other libraries keep their own logging untouched."""
+    handler = logging.StreamHandler(sys.stdout)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(message)s", datefmt="%H:%M:%S"))
+    for old in list(log.handlers):
+        log.removeHandler(old)
+    log.addHandler(handler)
+    log.setLevel(logging.INFO)
+    log.propagate = False
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
@@ -54,27 +63,48 @@ def report_problems(problems: list[str]) -> int:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     setup_logging()
+    signals = StopSignals().install()
     try:
         config = resolve(load_config(args.config, args.overrides))
         from training import preflight
+        from training.resume import choose_checkpoint
+        from training.run_lock import OutputDirLocked, RunLock
 
         backend = preflight.check_or_raise(config)
         if args.preflight_only:
             log.info("preflight passed")
             return EXIT_OK
-        return run(config, backend)
+        if args.resume not in (None, "auto"):
+            choose_checkpoint(args.resume, config.output_dir)  # a bad path fails before anything is written
+        lock = RunLock(config.output_dir)
+        try:
+            lock.acquire()
+        except OutputDirLocked as locked:
+            print(f"error: {locked}", file=sys.stderr)
+            return EXIT_LOCKED
+        try:
+            return run(config, backend, args.resume, signals)
+        finally:
+            lock.release()
     except (ConfigError, UserError) as error:
         return report_problems(error.problems)
+    except Preempted as stop:
+        log.info("%s before training started: nothing new to save", stop)
+        return EXIT_PREEMPTED
+    finally:
+        signals.uninstall()
 
 
-def run(config, backend: str) -> int:
+def run(config: TrainingConfig, backend: str, resume: str | None, signals: StopSignals) -> int:
     from transformers.utils import logging as hf_logging
 
+    from training import checkpoints
     from training.data.collator import VisionChatCollator
     from training.data.sources import load_splits
     from training.inference import write_config
     from training.metrics_log import MetricsFileCallback
-    from training.modeling import load_model
+    from training.modeling import cuda_available, load_model
+    from training.preemption import SaveEveryMinutesCallback, StopOnSignalCallback
     from training.progress import ProgressCallback
     from training.run_status import write_status
     from training.save import save_final
@@ -84,6 +114,11 @@ def run(config, backend: str) -> int:
     hf_logging.disable_progress_bar()
     log.info("experiment %s -> %s (backend %s)", config.experiment_name, config.output_dir, backend)
 
+    leftovers = checkpoints.clear_staging(config.output_dir)
+    if leftovers:
+        log.info("removed what interrupted saves left: %s", ", ".join(leftovers))
+    checkpoint, state, learning_rate_changed = resume_point(config, resume)
+
     splits = load_splits(config)
     log.info("data: %s, %d train / %d eval samples (eval split: %s)", config.dataset_name,
              len(splits.train), len(splits.eval), splits.eval_split)
@@ -92,34 +127,69 @@ def run(config, backend: str) -> int:
     trainable = sum(p.numel() for p in loaded.model.parameters() if p.requires_grad)
     log.info("model: %s, %s trainable parameters", config.model_name, f"{trainable:,}")
 
-    collator = VisionChatCollator(loaded.processor, config.instruction, config.image_max_pixels)
     trainer = HarnessTrainer(
         model=loaded.model,
-        args=training_arguments(config, backend, has_cuda=backend_has_cuda()),
+        args=training_arguments(config, backend, has_cuda=cuda_available()),
         train_dataset=splits.train,
         eval_dataset=splits.eval,
-        data_collator=collator,
-        callbacks=[MetricsFileCallback(config.output_dir), ProgressCallback()],
+        data_collator=VisionChatCollator(loaded.processor, config.instruction, config.image_max_pixels),
+        callbacks=[MetricsFileCallback(config.output_dir), ProgressCallback(), StopOnSignalCallback(signals),
+                   SaveEveryMinutesCallback(config.save_every_minutes)],
+        config=config,
+        harness_state=state,
+        apply_new_learning_rate=learning_rate_changed,
     )
-    os.makedirs(config.output_dir, exist_ok=True)
+
     write_config(config, config.output_dir)
-    write_status(config.output_dir, "running", step=0, max_steps=config.max_steps)
+    write_status(config.output_dir, "running", step=trainer.state.global_step, max_steps=config.max_steps)
     try:
-        trainer.train()
-        final = save_final(loaded.model, loaded.processor, config, config.output_dir)
+        trainer.train(resume_from_checkpoint=checkpoint)
+    except Preempted:
+        write_status(config.output_dir, "preempted", exit_code=EXIT_PREEMPTED, step=trainer.state.global_step,
+                     max_steps=config.max_steps)
+        raise
     except BaseException:
         write_status(config.output_dir, "failed", step=trainer.state.global_step, max_steps=config.max_steps)
         raise
-    write_status(config.output_dir, "finished", exit_code=EXIT_OK, step=trainer.state.global_step,
-                 max_steps=config.max_steps)
+    step = trainer.state.global_step
+    if signals.requested:
+        log.info("stopped by %s at step %d: checkpoint saved; rerun with --resume auto to continue",
+                 signals.requested, step)
+        write_status(config.output_dir, "preempted", exit_code=EXIT_PREEMPTED, step=step, max_steps=config.max_steps)
+        return EXIT_PREEMPTED
+    final = save_final(loaded.model, loaded.processor, config, config.output_dir)
+    write_status(config.output_dir, "finished", exit_code=EXIT_OK, step=step, max_steps=config.max_steps)
     log.info("done: final adapter in %s", final)
     return EXIT_OK
 
 
-def backend_has_cuda() -> bool:
-    import torch
+def resume_point(config: TrainingConfig, resume: str | None):
+    """The checkpoint to continue from (None: fresh), the harness state to continue with, and
+    whether learning_rate differs from the checkpoint's."""
+    from training.resume import choose_checkpoint, config_changes
+    from training.state import HarnessState, fingerprint
 
-    return torch.cuda.is_available()
+    choice = choose_checkpoint(resume, config.output_dir)
+    for path, why in choice.skipped:
+        log.warning("skipping %s: %s", path, why)
+    current = dataclasses.asdict(config)
+    if choice.path is None:
+        if resume == "auto":
+            log.info("no complete checkpoint in %s: starting fresh", config.output_dir)
+        state = HarnessState()
+    else:
+        state = HarnessState.load(choice.path)
+        refusals, warnings = config_changes(state.config, current)
+        if refusals:
+            raise UserError(*[f"--resume {choice.path}: {r}" for r in refusals])
+        for change in warnings:
+            log.warning("config changed since the checkpoint: %s", change)
+        log.info("resuming from %s (step %d)", choice.path, state.step)
+    learning_rate_changed = choice.path is not None and state.config.get("learning_rate") != config.learning_rate
+    state.config, state.config_fingerprint = current, fingerprint(current)
+    for key, value in git_state().items():
+        setattr(state, key, value)
+    return choice.path, state, learning_rate_changed
 
 
 if __name__ == "__main__":

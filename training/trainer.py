@@ -1,11 +1,22 @@
-"""The Hugging Face Trainer as this harness runs it: arguments from the config, our callbacks."""
+"""The Hugging Face Trainer as this harness runs it: arguments from the config, atomic checkpoints
+with best/recent retention, and the harness state carried in every checkpoint."""
 
 from __future__ import annotations
+
+import logging
+import os
+import shutil
+import time
 
 from transformers import PrinterCallback, Trainer, TrainingArguments
 
 from configs.base import TrainingConfig
+from training import checkpoints
 from training.modeling import UNSLOTH
+from training.retention import checkpoints_to_delete
+from training.state import HarnessState
+
+log = logging.getLogger("training")
 
 
 def optimizer_name(config: TrainingConfig, backend: str) -> str:
@@ -37,7 +48,7 @@ def training_arguments(config: TrainingConfig, backend: str, has_cuda: bool) -> 
         eval_steps=config.eval_steps,
         save_strategy="steps",
         save_steps=config.save_steps,
-        save_total_limit=None,
+        save_total_limit=None,  # retention is ours: training.retention
         bf16=bf16,
         fp16=has_cuda and not bf16,
         use_cpu=not has_cuda,
@@ -51,6 +62,81 @@ def training_arguments(config: TrainingConfig, backend: str, has_cuda: bool) -> 
 
 
 class HarnessTrainer(Trainer):
-    def __init__(self, *args, **kwargs):
+    """Trainer whose checkpoints appear whole or not at all, carry HarnessState, and are pruned
+    to the best and most recent after each save."""
+
+    def __init__(self, *args, config: TrainingConfig, harness_state: HarnessState,
+                 apply_new_learning_rate: bool = False, **kwargs):
         super().__init__(*args, **kwargs)
         self.remove_callback(PrinterCallback)  # training.progress prints instead
+        self.config = config
+        self.harness_state = harness_state
+        self.apply_new_learning_rate = apply_new_learning_rate
+        self.last_eval: tuple[int, float | None] = (-1, None)
+        self._saving_into: str | None = None
+
+    def evaluate(self, *args, **kwargs):
+        metrics = super().evaluate(*args, **kwargs)
+        loss = metrics.get("eval_loss")
+        self.last_eval = (self.state.global_step, loss)
+        state = self.harness_state
+        if loss is not None and (state.best_eval_loss is None or loss < state.best_eval_loss):
+            state.best_eval_loss, state.best_step = loss, self.state.global_step
+        return metrics
+
+    def _load_optimizer_and_scheduler(self, checkpoint) -> None:
+        super()._load_optimizer_and_scheduler(checkpoint)
+        if checkpoint and self.apply_new_learning_rate:
+            self._rebase_learning_rate(self.args.learning_rate)
+
+    def _rebase_learning_rate(self, learning_rate: float) -> None:
+        """After loading a checkpoint trained with another learning_rate: keep the schedule's
+        position and shape, scaled to the new peak (the loaded state would keep the old one)."""
+        scheduler = self.lr_scheduler
+        if not hasattr(scheduler, "lr_lambdas"):
+            log.warning("learning_rate changed, but the %s scheduler cannot be rebased: it continues "
+                        "with the checkpoint's rates", type(scheduler).__name__)
+            return
+        scheduler.base_lrs = [learning_rate] * len(scheduler.base_lrs)
+        rates = [learning_rate * factor(scheduler.last_epoch) for factor in scheduler.lr_lambdas]
+        for group, rate in zip(self.optimizer.param_groups, rates):
+            group["initial_lr"], group["lr"] = learning_rate, rate
+        scheduler._last_lr = rates
+        log.info("learning_rate %.3g applied from step %d (schedule position kept)", learning_rate,
+                 self.state.global_step)
+
+    def _get_output_dir(self, trial) -> str:
+        # While saving, the Trainer writes its checkpoint-<step> under .staging/ instead.
+        return self._saving_into or super()._get_output_dir(trial)
+
+    def _save_checkpoint(self, model, trial) -> None:
+        step = self.state.global_step
+        output_dir = self.args.output_dir
+        staging = checkpoints.staging_path(output_dir, step)
+        started = time.monotonic()
+        if self.args.should_save and os.path.exists(staging):
+            shutil.rmtree(staging)  # left by a save that was killed at this same step
+        self.accelerator.wait_for_everyone()
+        self._saving_into = os.path.dirname(staging)
+        try:
+            super()._save_checkpoint(model, trial)
+        finally:
+            self._saving_into = None
+        self.accelerator.wait_for_everyone()  # every rank has written its part (RNG states)
+        if self.args.should_save:
+            state = self.harness_state
+            state.step = step
+            state.eval_loss = self.last_eval[1] if self.last_eval[0] == step else None
+            state.save(staging)
+            size = sum(os.path.getsize(os.path.join(root, f)) for root, _, files in os.walk(staging) for f in files)
+            path = checkpoints.publish(staging, output_dir, step)
+            log.info("checkpoint %s saved (%.2f s, %.1f MB)", os.path.basename(path),
+                     time.monotonic() - started, size / 1e6)
+            self.apply_retention()
+        self.accelerator.wait_for_everyone()
+
+    def apply_retention(self) -> None:
+        complete, _ = checkpoints.scan(self.args.output_dir)
+        for doomed in checkpoints_to_delete(complete, self.config.keep_best, self.config.keep_recent):
+            checkpoints.delete(doomed.path)
+            log.info("retention: removed %s", os.path.basename(doomed.path))

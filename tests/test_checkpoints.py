@@ -1,0 +1,106 @@
+"""Checkpoint files: atomic publish, verification of what a crash or a disk can leave behind."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import pytest
+
+from training import checkpoints
+from training.errors import UserError
+from training.resume import choose_checkpoint, config_changes
+from training.state import HarnessState
+
+
+def make_checkpoint(output_dir, step: int, eval_loss=None, payload: bytes = b"weights") -> str:
+    staging = checkpoints.staging_path(str(output_dir), step)
+    os.makedirs(staging)
+    with open(os.path.join(staging, "adapter_model.safetensors"), "wb") as out:
+        out.write(payload)
+    with open(os.path.join(staging, checkpoints.TRAINER_STATE_FILE), "w") as out:
+        json.dump({"global_step": step}, out)
+    HarnessState(step=step, eval_loss=eval_loss).save(staging)
+    return checkpoints.publish(staging, str(output_dir), step)
+
+
+def test_publish_makes_a_verified_checkpoint(tmp_path):
+    path = make_checkpoint(tmp_path, 5, eval_loss=1.5)
+    assert path == str(tmp_path / "checkpoint-5")
+    assert checkpoints.verify(path) is None
+    assert not os.listdir(tmp_path / checkpoints.STAGING_DIR)
+    complete, rejected = checkpoints.scan(str(tmp_path))
+    assert [(c.step, c.eval_loss) for c in complete] == [(5, 1.5)] and rejected == []
+
+
+def test_publish_replaces_a_checkpoint_of_the_same_step(tmp_path):
+    make_checkpoint(tmp_path, 5, payload=b"old")
+    path = make_checkpoint(tmp_path, 5, payload=b"newer")
+    assert (tmp_path / "checkpoint-5" / "adapter_model.safetensors").read_bytes() == b"newer"
+    assert checkpoints.verify(path) is None
+
+
+@pytest.mark.parametrize("damage, reason", [
+    (lambda p: os.remove(os.path.join(p, checkpoints.MARKER_FILE)), "incomplete: no COMPLETE marker"),
+    (lambda p: open(os.path.join(p, "adapter_model.safetensors"), "wb").write(b"x"), "truncated file adapter_model"),
+    (lambda p: os.remove(os.path.join(p, "adapter_model.safetensors")), "missing file adapter_model"),
+    (lambda p: open(os.path.join(p, checkpoints.MARKER_FILE), "w").write("{"), "unreadable COMPLETE"),
+])
+def test_verify_names_what_is_wrong(tmp_path, damage, reason):
+    path = make_checkpoint(tmp_path, 3)
+    damage(path)
+    assert reason in checkpoints.verify(path)
+
+
+def test_resume_auto_falls_back_to_the_previous_complete_checkpoint(tmp_path):
+    make_checkpoint(tmp_path, 2)
+    make_checkpoint(tmp_path, 4)
+    newest = make_checkpoint(tmp_path, 6)
+    os.remove(os.path.join(newest, checkpoints.MARKER_FILE))
+    (tmp_path / "checkpoint-8").mkdir()  # a directory someone made by hand
+    choice = choose_checkpoint("auto", str(tmp_path))
+    assert choice.path == str(tmp_path / "checkpoint-4")
+    assert [(os.path.basename(p), why.split(":")[0]) for p, why in choice.skipped] == [
+        ("checkpoint-6", "incomplete"), ("checkpoint-8", "incomplete")]
+
+
+def test_resume_auto_without_checkpoints_starts_fresh(tmp_path):
+    assert choose_checkpoint("auto", str(tmp_path / "nothing-yet")).path is None
+    assert choose_checkpoint(None, str(tmp_path)).path is None
+
+
+def test_resume_path_must_be_complete(tmp_path):
+    path = make_checkpoint(tmp_path, 2)
+    assert choose_checkpoint(path, str(tmp_path)).path == path
+    os.remove(os.path.join(path, checkpoints.MARKER_FILE))
+    with pytest.raises(UserError, match="incomplete"):
+        choose_checkpoint(path, str(tmp_path))
+
+
+def test_delete_and_clear_staging_leave_nothing_that_looks_like_a_checkpoint(tmp_path):
+    path = make_checkpoint(tmp_path, 2)
+    os.makedirs(checkpoints.staging_path(str(tmp_path), 4))  # a save killed midway
+    checkpoints.delete(path)
+    assert not os.path.exists(path)
+    assert checkpoints.clear_staging(str(tmp_path)) == ["checkpoint-4"]
+    assert sorted(os.listdir(tmp_path)) == []
+
+
+@pytest.mark.parametrize("field, before, after, verdict", [
+    ("r", 16, 32, "refuse"),
+    ("lora_alpha", 16, 8, "refuse"),
+    ("model_name", "a/b", "c/d", "refuse"),
+    ("lora_target_modules", "all-linear", "q_proj", "refuse"),
+    ("max_steps", 500, 800, "warn"),
+    ("learning_rate", 2e-4, 1e-4, "warn"),
+    ("per_device_train_batch_size", 2, 4, "warn"),
+    ("output_dir", "/a", "/b", "same"),
+    ("experiment_name", "x", "y", "same"),
+    ("seed", 1, 1, "same"),
+])
+def test_config_change_policy(field, before, after, verdict):
+    refusals, warnings = config_changes({field: before}, {field: after})
+    got = "refuse" if refusals else "warn" if warnings else "same"
+    assert got == verdict
+    if refusals:
+        assert field in refusals[0] and "another shape" in refusals[0]

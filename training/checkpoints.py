@@ -1,0 +1,147 @@
+"""Checkpoints on disk: how they are laid out, published atomically, verified, listed and deleted.
+
+    output_dir/
+      checkpoint-<step>/            one resumable checkpoint, visible only once complete
+        adapter_model.safetensors   the LoRA adapter (and modules_to_save); never the frozen base
+        adapter_config.json
+        optimizer.pt scheduler.pt   Hugging Face Trainer's own files, as it writes them
+        rng_state*.pth              (one per rank), trainer_state.json, training_args.bin
+        harness_state.json          this harness's loop state (training.state.HarnessState)
+        COMPLETE                    written last: the manifest of every file and its size
+      .staging/checkpoint-<step>/   a checkpoint being written; never read, removed on start
+
+A checkpoint is written under .staging/, flushed, given its manifest, flushed again and renamed
+into place, so a crash at any moment leaves either the whole checkpoint or none of it. Resume
+still verifies the manifest, which catches files truncated or removed afterwards.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+from dataclasses import dataclass
+
+from training.save import fsync_dir, fsync_tree
+from training.state import HARNESS_STATE_FILE, HarnessState
+
+PREFIX = "checkpoint-"
+MARKER_FILE = "COMPLETE"
+STAGING_DIR = ".staging"
+TRAINER_STATE_FILE = "trainer_state.json"
+MANIFEST_FORMAT = 1
+_NAME = re.compile(rf"^{PREFIX}(\d+)$")
+
+
+@dataclass(frozen=True)
+class CheckpointInfo:
+    """What retention and resume need to know about one complete checkpoint."""
+
+    step: int
+    path: str
+    eval_loss: float | None
+
+
+def checkpoint_name(step: int) -> str:
+    return f"{PREFIX}{step}"
+
+
+def staging_path(output_dir: str, step: int) -> str:
+    return os.path.join(output_dir, STAGING_DIR, checkpoint_name(step))
+
+
+def step_of(path: str) -> int | None:
+    match = _NAME.match(os.path.basename(os.path.normpath(path)))
+    return int(match.group(1)) if match else None
+
+
+def write_manifest(directory: str, step: int) -> None:
+    files = {}
+    for root, _dirs, names in os.walk(directory):
+        for name in names:
+            full = os.path.join(root, name)
+            files[os.path.relpath(full, directory)] = os.path.getsize(full)
+    with open(os.path.join(directory, MARKER_FILE), "w", encoding="utf-8") as out:
+        json.dump({"format": MANIFEST_FORMAT, "step": step, "files": files}, out, sort_keys=True)
+        out.flush()
+        os.fsync(out.fileno())
+
+
+def publish(staging: str, output_dir: str, step: int) -> str:
+    """Make the fully written `staging` checkpoint visible as output_dir/checkpoint-<step>."""
+    fsync_tree(staging)
+    write_manifest(staging, step)
+    fsync_dir(staging)
+    target = os.path.join(output_dir, checkpoint_name(step))
+    if os.path.exists(target):  # saved again at the same step (e.g. after a resume): replace it
+        delete(target)
+    os.rename(staging, target)
+    fsync_dir(output_dir)
+    return target
+
+
+def verify(path: str) -> str | None:
+    """None if `path` is a complete, readable checkpoint; otherwise why not, in a few words."""
+    if not os.path.isdir(path):
+        return "not a directory"
+    try:
+        with open(os.path.join(path, MARKER_FILE), encoding="utf-8") as source:
+            manifest = json.load(source)
+    except FileNotFoundError:
+        return f"incomplete: no {MARKER_FILE} marker (the save was interrupted)"
+    except (OSError, ValueError) as error:
+        return f"unreadable {MARKER_FILE} marker ({error})"
+    for name, size in manifest.get("files", {}).items():
+        full = os.path.join(path, name)
+        if not os.path.isfile(full):
+            return f"missing file {name}"
+        if os.path.getsize(full) != size:
+            return f"truncated file {name} ({os.path.getsize(full)} of {size} bytes)"
+    for name in (TRAINER_STATE_FILE, HARNESS_STATE_FILE):
+        try:
+            with open(os.path.join(path, name), encoding="utf-8") as source:
+                json.load(source)
+        except (OSError, ValueError) as error:
+            return f"unreadable {name} ({type(error).__name__})"
+    return None
+
+
+def scan(output_dir: str) -> tuple[list[CheckpointInfo], list[tuple[str, str]]]:
+    """Complete checkpoints sorted by step, and (path, reason) for every one that is not."""
+    complete, rejected = [], []
+    if not os.path.isdir(output_dir):
+        return complete, rejected
+    for name in os.listdir(output_dir):
+        step = step_of(name)
+        if step is None:
+            continue
+        path = os.path.join(output_dir, name)
+        problem = verify(path)
+        if problem:
+            rejected.append((path, problem))
+            continue
+        state = HarnessState.load(path)
+        complete.append(CheckpointInfo(step, path, state.eval_loss))
+    complete.sort(key=lambda c: c.step)
+    rejected.sort(key=lambda item: step_of(item[0]) or 0)
+    return complete, rejected
+
+
+def delete(path: str) -> None:
+    """Remove a checkpoint so that no crash midway leaves something that looks like one."""
+    parent, name = os.path.split(os.path.normpath(path))
+    doomed = os.path.join(parent, STAGING_DIR, f"deleting-{name}-{os.getpid()}")
+    os.makedirs(os.path.dirname(doomed), exist_ok=True)
+    os.rename(path, doomed)
+    shutil.rmtree(doomed, ignore_errors=True)
+
+
+def clear_staging(output_dir: str) -> list[str]:
+    """Remove what interrupted saves and deletes left behind; returns what was removed."""
+    staging = os.path.join(output_dir, STAGING_DIR)
+    if not os.path.isdir(staging):
+        return []
+    leftovers = sorted(os.listdir(staging))
+    shutil.rmtree(staging, ignore_errors=True)
+    return leftovers

@@ -1,0 +1,61 @@
+"""Resuming: which checkpoint to continue from, and what a config change since then means.
+
+Both are pure decisions over already-read data; train.py does the reading and the logging.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+
+from training import checkpoints
+from training.errors import UserError
+
+# Fields that fix the adapter's shape or the weights it sits on: a checkpoint trained with other
+# values cannot be loaded into this model.
+SHAPE_FIELDS = ("model_name", "r", "lora_alpha", "lora_target_modules", "lora_modules_to_save",
+                "finetune_vision_layers", "finetune_language_layers", "load_in_4bit")
+# Fields that never matter to a resume: where the run writes and what it is called.
+IGNORED_FIELDS = ("output_dir", "experiment_name")
+
+
+@dataclass
+class ResumeChoice:
+    path: str | None  # None: start fresh
+    skipped: list[tuple[str, str]] = field(default_factory=list)  # (checkpoint, why it was skipped)
+
+
+def choose_checkpoint(request: str | None, output_dir: str) -> ResumeChoice:
+    """`--resume auto`: newest complete checkpoint in output_dir (None if there is none);
+    `--resume PATH`: that checkpoint, which must be complete."""
+    if request is None:
+        return ResumeChoice(None)
+    if request == "auto":
+        complete, rejected = checkpoints.scan(output_dir)
+        newest = complete[-1] if complete else None
+        skipped = [(p, why) for p, why in rejected if newest is None or (checkpoints.step_of(p) or 0) > newest.step]
+        return ResumeChoice(newest.path if newest else None, skipped)
+    path = os.path.abspath(request)
+    problem = checkpoints.verify(path)
+    if problem:
+        raise UserError(f"--resume {request}: {problem}; use --resume auto to take the newest complete "
+                        "checkpoint, or another checkpoint-<step> directory")
+    return ResumeChoice(path)
+
+
+def config_changes(saved: dict, current: dict) -> tuple[list[str], list[str]]:
+    """(refusals, warnings) for resuming a checkpoint trained with `saved` under `current`."""
+    refusals, warnings = [], []
+    for name in sorted(set(saved) | set(current)):
+        if name in IGNORED_FIELDS or name not in saved or name not in current:
+            continue
+        before, after = saved[name], current[name]
+        if before == after:
+            continue
+        change = f"{name} {before!r} -> {after!r}"
+        if name in SHAPE_FIELDS:
+            refusals.append(f"{change}: the checkpoint's adapter has another shape; resume with the "
+                            f"original {name} or start a new experiment (another output_dir)")
+        else:
+            warnings.append(change)
+    return refusals, warnings

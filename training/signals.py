@@ -1,0 +1,46 @@
+"""Stop signals: SIGTERM/SIGINT are recorded, never allowed to kill a step or a save midway.
+
+RunPod sends SIGTERM and kills 5 s later; training.preemption turns the record into a checkpoint.
+Kept free of heavy imports: train.py installs it before anything else.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+
+log = logging.getLogger("training")
+
+
+class Preempted(Exception):
+    """A stop signal arrived before training started: there is nothing to save yet."""
+
+
+class StopSignals:
+    """Records SIGTERM/SIGINT. Before training starts a signal aborts at once (raises Preempted);
+    once training runs, it only sets `requested` and the callback stops at the next step end."""
+
+    SIGNALS = (signal.SIGTERM, signal.SIGINT)
+
+    def __init__(self):
+        self.requested: str | None = None
+        self.training = False
+        self._previous = {}
+
+    def install(self) -> StopSignals:
+        for sig in self.SIGNALS:
+            self._previous[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def uninstall(self) -> None:
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
+        self._previous.clear()
+
+    def _handle(self, signum, _frame) -> None:
+        first = self.requested is None
+        self.requested = signal.Signals(signum).name
+        if not self.training:
+            raise Preempted(self.requested)
+        if first:
+            log.info("%s received: finishing this step, then saving a checkpoint", self.requested)
