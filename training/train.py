@@ -45,8 +45,9 @@ def setup_logging() -> None:
     """Our progress lines on stdout; other libraries keep their own logging untouched."""
     handler = logging.StreamHandler(sys.stdout)
     handler.setFormatter(logging.Formatter("%(asctime)s %(message)s", datefmt="%H:%M:%S"))
-    for old in list(log.handlers):
-        log.removeHandler(old)
+    handler.set_name("harness-console")
+    for old in [h for h in log.handlers if h.get_name() == "harness-console"]:
+        log.removeHandler(old)  # main() run again in one process (tests, benchmarks)
     log.addHandler(handler)
     log.setLevel(logging.INFO)
     log.propagate = False

@@ -1,0 +1,199 @@
+"""Benchmarks of the harness's own costs, printed as a markdown table.
+
+    python benchmarks/run.py                    # every section, 3 repeats each
+    python benchmarks/run.py --only resume,checkpoint --repeats 5
+
+Each figure is the median of --repeats runs; where a figure has a baseline, both are measured in
+the same invocation, side by side, and the ratio is given. Everything runs the real train.py
+main() in this process on the offline stand-in model (CPU), so interpreter start-up is left out
+of both sides of every comparison.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import io
+import logging
+import os
+import statistics
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+QUICK_VAL = str(ROOT / "configs/experiments/quick_val.py")
+GRACE_SECONDS = 5.0  # RunPod: SIGTERM, then SIGKILL 5 s later
+NETWORK_VOLUME_MB_S = 50.0  # a conservative write speed for a network volume
+
+# Qwen3-VL 2B (Qwen3-1.7B text tower + 24-block vision tower): (in, out) of every linear layer
+# that Unsloth's default LoRA targets, per layer, and the layer counts.
+TEXT_LINEARS = [(2048, 2048), (2048, 1024), (2048, 1024), (2048, 2048), (2048, 6144), (2048, 6144), (6144, 2048)]
+TEXT_LAYERS = 28
+VISION_LINEARS = [(1024, 3072), (1024, 1024), (1024, 4096), (4096, 1024)]
+VISION_LAYERS = 24
+
+
+@dataclass
+class Row:
+    measure: str
+    value: str
+    baseline: str = ""
+    ratio: str = ""
+    note: str = ""
+
+
+class Records(logging.Handler):
+    """Keeps the harness's log records, whose timestamps mark each step and each save."""
+
+    def __init__(self):
+        super().__init__()
+        self.items: list[logging.LogRecord] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.items.append(record)
+
+    def step_times(self) -> dict[int, float]:
+        times: dict[int, float] = {}
+        for record in self.items:
+            if record.msg.startswith("step %d/%d") and "loss " in str(record.args[2]):
+                times.setdefault(record.args[0], record.created)
+        return times
+
+    def saves(self) -> list[tuple[float, float]]:
+        return [(r.args[1], r.args[2]) for r in self.items if r.msg.startswith("checkpoint %s saved")]
+
+
+def run_train(output_dir: str, *overrides: str, resume: bool = False) -> tuple[float, Records]:
+    """train.py's main() with `overrides`; returns its start time and its log records."""
+    from training.train import main
+
+    args = ["--config", QUICK_VAL, "--set", f"output_dir={output_dir}"]
+    for override in overrides:
+        args += ["--set", override]
+    if resume:
+        args += ["--resume", "auto"]
+    records = Records()
+    logger = logging.getLogger("training")
+    logger.addHandler(records)
+    started = time.time()
+    try:
+        with contextlib.redirect_stdout(io.StringIO()):
+            code = main(args)
+    finally:
+        logger.removeHandler(records)
+    if code != 0:
+        raise RuntimeError(f"train.py exited {code} for {overrides}")
+    return started, records
+
+
+def median(values) -> float:
+    return statistics.median(values)
+
+
+def bench_resume(repeats: int, steps: int = 40) -> list[Row]:
+    """Start to first new step when resuming at step N, against start to step N from scratch."""
+    fresh, resumed, step_seconds = [], [], []
+    common = ("save_steps=1000", "eval_steps=1000", "logging_steps=1", "save_every_minutes=0",
+              "report_to_wandb=false")
+    for _ in range(repeats):
+        with tempfile.TemporaryDirectory() as tmp:
+            out = os.path.join(tmp, "run")
+            started, records = run_train(out, f"max_steps={steps}", *common)
+            times = records.step_times()
+            fresh.append(times[steps] - started)
+            step_seconds.append(median([times[s + 1] - times[s] for s in range(steps // 2, steps)]))
+            started, records = run_train(out, f"max_steps={steps + 1}", *common, resume=True)
+            resumed.append(records.step_times()[steps + 1] - started)
+    fresh_s, resumed_s = median(fresh), median(resumed)
+    return [
+        Row(f"start -> first new step, resuming at step {steps}", f"{resumed_s:.2f} s",
+            f"{fresh_s:.2f} s (start -> step {steps} from scratch)", f"{resumed_s / fresh_s:.3f}",
+            f"one step alone takes {median(step_seconds):.3f} s; skipped samples are not decoded"),
+    ]
+
+
+def bench_checkpoint(repeats: int) -> list[Row]:
+    """Save time and size of a stand-in checkpoint, and the same extrapolated to the real adapter."""
+    seconds, sizes = [], []
+    for _ in range(repeats):
+        with tempfile.TemporaryDirectory() as tmp:
+            _, records = run_train(os.path.join(tmp, "run"), "max_steps=6", "save_steps=1", "eval_steps=1000",
+                                   "keep_recent=2", "keep_best=0", "save_every_minutes=0", "report_to_wandb=false")
+            for took, megabytes in records.saves():
+                seconds.append(took)
+                sizes.append(megabytes)
+    save_s, size_mb = median(seconds), median(sizes)
+    disk_mb_s = median([write_speed() for _ in range(repeats)])
+    rows = [Row("checkpoint save, stand-in (LoRA r=32 + lm_head, AdamW)", f"{save_s:.3f} s",
+                f"{GRACE_SECONDS:.0f} s SIGTERM grace", f"{save_s / GRACE_SECONDS:.3f}",
+                f"{size_mb:.1f} MB; this disk writes {disk_mb_s:.0f} MB/s with fsync")]
+    params = r16_adapter_parameters()
+    for optimizer, bytes_per_param in (("adamw_8bit", 2), ("adamw_torch", 8)):
+        real_mb = params * (4 + bytes_per_param) / 1e6  # fp32 adapter + optimizer moments
+        for where, speed in (("this disk", disk_mb_s), ("a 50 MB/s network volume", NETWORK_VOLUME_MB_S)):
+            # the stand-in's save (fixed costs: files, fsyncs, manifest) plus the extra bytes
+            took = save_s + (real_mb - size_mb) / speed
+            rows.append(Row(f"checkpoint save, Qwen3-VL 2B r=16 + {optimizer} (extrapolated, {where})",
+                            f"{took:.2f} s", f"{GRACE_SECONDS:.0f} s SIGTERM grace",
+                            f"{took / GRACE_SECONDS:.3f}", f"{real_mb:.0f} MB for {params / 1e6:.1f} M adapter parameters"))
+    return rows
+
+
+def write_speed(megabytes: int = 256) -> float:
+    """MB/s of a large sequential write and fsync in a temp dir: what a checkpoint save pays."""
+    block = os.urandom(1 << 20)
+    with tempfile.TemporaryDirectory() as tmp:
+        path = os.path.join(tmp, "blob")
+        began = time.monotonic()
+        with open(path, "wb") as out:
+            for _ in range(megabytes):
+                out.write(block)
+            out.flush()
+            os.fsync(out.fileno())
+        return megabytes / (time.monotonic() - began)
+
+
+def r16_adapter_parameters(rank: int = 16) -> int:
+    text = sum(rank * (i + o) for i, o in TEXT_LINEARS) * TEXT_LAYERS
+    vision = sum(rank * (i + o) for i, o in VISION_LINEARS) * VISION_LAYERS
+    return text + vision
+
+
+SECTIONS = {"resume": bench_resume, "checkpoint": bench_checkpoint}
+
+
+def render(rows: list[Row]) -> str:
+    lines = ["| measure | value | baseline | ratio | note |", "| --- | --- | --- | --- | --- |"]
+    lines += [f"| {r.measure} | {r.value} | {r.baseline} | {r.ratio} | {r.note} |" for r in rows]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeats", type=int, default=3, help="runs per figure (the median is shown)")
+    parser.add_argument("--only", default=",".join(SECTIONS), help=f"comma-separated: {', '.join(SECTIONS)}")
+    args = parser.parse_args(argv)
+    chosen = [s.strip() for s in args.only.split(",") if s.strip()]
+    unknown = [s for s in chosen if s not in SECTIONS]
+    if unknown:
+        print(f"error: --only {','.join(unknown)}: unknown section (have {', '.join(SECTIONS)})", file=sys.stderr)
+        return 2
+    os.environ.setdefault("WANDB_MODE", "disabled")
+    rows: list[Row] = []
+    began = time.monotonic()
+    for name in chosen:
+        print(f"[bench] {name} ...", file=sys.stderr, flush=True)
+        rows += SECTIONS[name](args.repeats)
+    print(render(rows))
+    print(f"\n{args.repeats} repeats per figure, {time.monotonic() - began:.0f} s in all, {os.cpu_count()} CPU cores, "
+          f"torch {__import__('torch').__version__}.")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
