@@ -86,6 +86,11 @@ class TrainingConfig:
     image_max_pixels: int = -1
     # Tokens generated per sample when evaluating CER/WER.
     max_new_tokens: int = 256
+    # Eval samples transcribed at each evaluation for CER/WER (greedy decoding, the slow part of
+    # an evaluation); -1 = every eval sample, 0 = no CER/WER, eval_loss only.
+    eval_generate_samples: int = 64
+    # Highest-loss eval samples shown at each evaluation (W&B table and output_dir/worst_samples/).
+    worst_samples: int = 5
 
     # --- tracking and outputs ----------------------------------------------------------------
     wandb_project: str = "well-log-ocr"
@@ -112,8 +117,10 @@ class TrainingConfig:
     # stopping; 0 = never stop early.
     early_stopping_patience: int = 0
     early_stopping_min_delta: float = 0.0
-    # USD for the whole run, across resumes; 0 = no cap.
+    # USD for the whole run, across resumes; 0 = no cap. A warning (and W&B alert) at 90%.
     budget_cap: float = 10.0
+    # At budget_cap: "stop" (save a checkpoint, exit 3) or "warn" (log it and train on).
+    budget_action: str = "stop"
     # USD per GPU-hour; -1 = look the detected GPU up in the rate table (GPU_HOURLY_RATE overrides).
     gpu_hourly_rate: float = -1.0
 
@@ -149,7 +156,7 @@ def _value_problems(c: TrainingConfig) -> list[str]:
         need(getattr(c, name) >= 1, name, "must be >= 1")
     for name in ("learning_rate",):
         need(math.isfinite(c.learning_rate) and c.learning_rate > 0, name, "must be > 0 (e.g. 2e-4)")
-    for name in ("warmup_steps", "keep_best", "keep_recent", "early_stopping_patience"):
+    for name in ("warmup_steps", "keep_best", "keep_recent", "early_stopping_patience", "worst_samples"):
         need(getattr(c, name) >= 0, name, "must be >= 0")
     for name in ("weight_decay", "max_grad_norm", "early_stopping_min_delta", "budget_cap", "save_every_minutes"):
         value = getattr(c, name)
@@ -157,6 +164,8 @@ def _value_problems(c: TrainingConfig) -> list[str]:
     need(0 <= c.lora_dropout < 1, "lora_dropout", "must be in [0, 1)")
     for name in ("train_subset", "eval_subset"):
         need(getattr(c, name) == -1 or getattr(c, name) >= 1, name, "must be -1 (all) or >= 1")
+    need(c.eval_generate_samples >= -1, "eval_generate_samples", "must be -1 (all), 0 (none) or a count")
+    need(c.budget_action in ("stop", "warn"), "budget_action", "must be 'stop' or 'warn'")
     need(c.image_max_pixels == -1 or c.image_max_pixels >= 1024, "image_max_pixels",
          "must be -1 (processor default) or >= 1024")
     need(c.gpu_hourly_rate == -1 or (math.isfinite(c.gpu_hourly_rate) and c.gpu_hourly_rate >= 0),

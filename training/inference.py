@@ -22,13 +22,18 @@ def write_config(config: TrainingConfig, directory: str) -> None:
 
 
 def saved_config(directory: str) -> TrainingConfig | None:
-    """The config a checkpoint or final adapter was trained with, if it recorded one."""
-    for candidate in (directory, os.path.dirname(os.path.abspath(directory))):
-        path = os.path.join(candidate, CONFIG_FILE)
+    """The config a final adapter or a checkpoint was trained with, if it recorded one."""
+    from training.state import HARNESS_STATE_FILE
+
+    candidates = [(os.path.join(directory, CONFIG_FILE), None),
+                  (os.path.join(directory, HARNESS_STATE_FILE), "config"),
+                  (os.path.join(os.path.dirname(os.path.abspath(directory)), CONFIG_FILE), None)]
+    for path, key in candidates:
         if os.path.exists(path):
             with open(path, encoding="utf-8") as source:
                 values = json.load(source)
-            known = {f for f in TrainingConfig.__dataclass_fields__}
+            values = values.get(key, {}) if key else values
+            known = set(TrainingConfig.__dataclass_fields__)
             return TrainingConfig(**{k: v for k, v in values.items() if k in known})
     return None
 

@@ -9,6 +9,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import logging
 from dataclasses import dataclass
@@ -153,3 +154,18 @@ def _load_transformers(config: TrainingConfig) -> LoadedModel:
     set_seed(config.seed)
     model = get_peft_model(model, peft_lora_config(config))
     return LoadedModel(model, processor, TRANSFORMERS)
+
+
+@contextlib.contextmanager
+def inference_mode(model, backend: str):
+    """Generation during training: Unsloth needs its inference switch, and back after."""
+    if backend != UNSLOTH:
+        yield model
+        return
+    from unsloth import FastVisionModel
+
+    FastVisionModel.for_inference(model)
+    try:
+        yield model
+    finally:
+        FastVisionModel.for_training(model)

@@ -27,11 +27,12 @@ class HarnessState:
     eval_loss: float | None = None
     best_eval_loss: float | None = None
     best_step: int | None = None
-    # Evaluations in a row without improvement, for early stopping.
+    # Early stopping: the eval_loss to beat by more than min_delta, and evaluations in a row that did not.
+    early_stopping_reference: float | None = None
     evals_without_improvement: int = 0
     # Money and device time spent by every run of this experiment so far (across preemptions).
     cost_usd: float = 0.0
-    gpu_hours: float = 0.0
+    device_hours: float = 0.0
     budget_warned: bool = False
     wandb_run_id: str | None = None
     git_commit: str | None = None

@@ -21,7 +21,14 @@ if __package__ in (None, ""):  # run as a script: make `configs` and `training` 
 
 from configs.base import ConfigError, TrainingConfig  # noqa: E402
 from configs.loader import git_state, load_config, resolve  # noqa: E402
-from training.errors import EXIT_LOCKED, EXIT_OK, EXIT_PREEMPTED, EXIT_USER_ERROR, UserError  # noqa: E402
+from training.errors import (  # noqa: E402
+    EXIT_BUDGET,
+    EXIT_LOCKED,
+    EXIT_OK,
+    EXIT_PREEMPTED,
+    EXIT_USER_ERROR,
+    UserError,
+)
 from training.signals import Preempted, StopSignals  # noqa: E402
 
 log = logging.getLogger("training")
@@ -100,6 +107,7 @@ def run(config: TrainingConfig, backend: str, resume: str | None, signals: StopS
     from transformers.utils import logging as hf_logging
 
     from training import checkpoints
+    from training.cost import BudgetCallback, CostLedger, CostMeter, budget_verdict, gpu_info, hourly_rate
     from training.data.collator import VisionChatCollator
     from training.data.sources import load_splits
     from training.inference import write_config
@@ -109,6 +117,7 @@ def run(config: TrainingConfig, backend: str, resume: str | None, signals: StopS
     from training.progress import ProgressCallback
     from training.run_status import write_status
     from training.save import save_final
+    from training.tracking import Tracker, TrackingCallback
     from training.trainer import HarnessTrainer, training_arguments
 
     hf_logging.set_verbosity_error()
@@ -120,6 +129,22 @@ def run(config: TrainingConfig, backend: str, resume: str | None, signals: StopS
         log.info("removed what interrupted saves left: %s", ", ".join(leftovers))
     checkpoint, state, learning_rate_changed = resume_point(config, resume)
 
+    gpu = gpu_info()
+    try:
+        rate = hourly_rate(gpu[0], gpu[1], config.gpu_hourly_rate, os.environ.get("GPU_HOURLY_RATE"))
+    except ValueError as error:
+        raise UserError(str(error)) from None
+    ledger = CostLedger(config.output_dir, rate)
+    spent = ledger.previous_usd()
+    log.info("cost: %.2f USD/h (%s); spent so far %.2f USD; budget_cap %s", rate.usd_per_hour, rate.source,
+             spent, f"{config.budget_cap:.2f} USD ({config.budget_action})" if config.budget_cap else "none")
+    if config.budget_action == "stop" and budget_verdict(spent, config.budget_cap, warned=True) == "stop":
+        print(f"error: budget_cap={config.budget_cap}: already spent {spent:.2f} USD on this experiment; "
+              "raise it (--set budget_cap=...) to continue", file=sys.stderr)
+        return EXIT_BUDGET
+    meter = CostMeter(ledger, rate, config.budget_cap)
+
+    tracker = Tracker.start(config, state, backend, gpu)
     splits = load_splits(config)
     log.info("data: %s, %d train / %d eval samples (eval split: %s)", config.dataset_name,
              len(splits.train), len(splits.eval), splits.eval_split)
@@ -128,40 +153,68 @@ def run(config: TrainingConfig, backend: str, resume: str | None, signals: StopS
     trainable = sum(p.numel() for p in loaded.model.parameters() if p.requires_grad)
     log.info("model: %s, %s trainable parameters", config.model_name, f"{trainable:,}")
 
+    budget = BudgetCallback(meter, config.budget_action, alert=tracker.alert if tracker else None)
+    callbacks = [budget, MetricsFileCallback(config.output_dir), ProgressCallback(), StopOnSignalCallback(signals),
+                 SaveEveryMinutesCallback(config.save_every_minutes)]
+    if tracker:
+        callbacks.append(TrackingCallback(tracker))
     trainer = HarnessTrainer(
         model=loaded.model,
         args=training_arguments(config, backend, has_cuda=cuda_available()),
         train_dataset=splits.train,
         eval_dataset=splits.eval,
         data_collator=VisionChatCollator(loaded.processor, config.instruction, config.image_max_pixels),
-        callbacks=[MetricsFileCallback(config.output_dir), ProgressCallback(), StopOnSignalCallback(signals),
-                   SaveEveryMinutesCallback(config.save_every_minutes)],
+        callbacks=callbacks,
         config=config,
         harness_state=state,
+        backend=backend,
         apply_new_learning_rate=learning_rate_changed,
+        cost_meter=meter,
+        tracker=tracker,
     )
 
+    def status(name: str, exit_code: int | None = None) -> None:
+        write_status(config.output_dir, name, exit_code=exit_code, step=trainer.state.global_step,
+                     max_steps=config.max_steps, cost_usd=round(ledger.total_usd(), 6),
+                     best_eval_loss=state.best_eval_loss, experiment_name=config.experiment_name,
+                     git_branch=state.git_branch, git_commit=state.git_commit,
+                     wandb_url=tracker.url if tracker else None)
+
     write_config(config, config.output_dir)
-    write_status(config.output_dir, "running", step=trainer.state.global_step, max_steps=config.max_steps)
+    status("running")
+    code = EXIT_USER_ERROR  # replaced below unless training raises
     try:
-        trainer.train(resume_from_checkpoint=checkpoint)
-    except Preempted:
-        write_status(config.output_dir, "preempted", exit_code=EXIT_PREEMPTED, step=trainer.state.global_step,
-                     max_steps=config.max_steps)
-        raise
-    except BaseException:
-        write_status(config.output_dir, "failed", step=trainer.state.global_step, max_steps=config.max_steps)
-        raise
-    step = trainer.state.global_step
-    if signals.requested:
-        log.info("stopped by %s at step %d: checkpoint saved; rerun with --resume auto to continue",
-                 signals.requested, step)
-        write_status(config.output_dir, "preempted", exit_code=EXIT_PREEMPTED, step=step, max_steps=config.max_steps)
-        return EXIT_PREEMPTED
-    final = save_final(loaded.model, loaded.processor, config, config.output_dir)
-    write_status(config.output_dir, "finished", exit_code=EXIT_OK, step=step, max_steps=config.max_steps)
-    log.info("done: final adapter in %s", final)
-    return EXIT_OK
+        try:
+            trainer.train(resume_from_checkpoint=checkpoint)
+        except Preempted:
+            code = EXIT_PREEMPTED
+            status("preempted", code)
+            raise
+        except BaseException:
+            status("failed")
+            raise
+        step = trainer.state.global_step
+        if signals.requested:
+            code = EXIT_PREEMPTED
+            log.info("stopped by %s at step %d: checkpoint saved; rerun with --resume auto to continue",
+                     signals.requested, step)
+            status("preempted", code)
+            return code
+        if budget.stopped:
+            code = EXIT_BUDGET
+            log.info("stopped by budget_cap at step %d: checkpoint saved; raise budget_cap and rerun with "
+                     "--resume auto to continue", step)
+            status("budget_stopped", code)
+            return code
+        final = save_final(loaded.model, loaded.processor, config, config.output_dir)
+        code = EXIT_OK
+        status("early_stopped" if trainer.stopped_early else "finished", code)
+        log.info("done at step %d: final adapter in %s; %.2f USD spent", step, final, ledger.total_usd())
+        return code
+    finally:
+        ledger.save()
+        if tracker:
+            tracker.finish(code)
 
 
 def resume_point(config: TrainingConfig, resume: str | None):

@@ -11,10 +11,13 @@ import time
 from transformers import PrinterCallback, Trainer, TrainingArguments
 
 from configs.base import TrainingConfig
-from training import checkpoints
-from training.modeling import UNSLOTH
+from training import checkpoints, early_stopping
+from training.evaluation import evaluate_samples, worst
+from training.modeling import UNSLOTH, inference_mode
+from training.progress import ThroughputMeter
 from training.retention import checkpoints_to_delete
 from training.state import HarnessState
+from training.worst_samples import write_worst_samples
 
 log = logging.getLogger("training")
 
@@ -63,25 +66,73 @@ def training_arguments(config: TrainingConfig, backend: str, has_cuda: bool) -> 
 
 class HarnessTrainer(Trainer):
     """Trainer whose checkpoints appear whole or not at all, carry HarnessState, and are pruned
-    to the best and most recent after each save."""
+    to the best and most recent after each save; whose evaluations add CER/WER and the worst
+    samples; and whose every logged event carries cost and throughput."""
 
-    def __init__(self, *args, config: TrainingConfig, harness_state: HarnessState,
-                 apply_new_learning_rate: bool = False, **kwargs):
+    def __init__(self, *args, config: TrainingConfig, harness_state: HarnessState, backend: str,
+                 apply_new_learning_rate: bool = False, cost_meter=None, tracker=None, **kwargs):
         super().__init__(*args, **kwargs)
         self.remove_callback(PrinterCallback)  # training.progress prints instead
         self.config = config
         self.harness_state = harness_state
+        self.backend = backend
         self.apply_new_learning_rate = apply_new_learning_rate
+        self.cost_meter = cost_meter
+        self.tracker = tracker
+        self.throughput = ThroughputMeter(self.args.train_batch_size * self.args.gradient_accumulation_steps
+                                          * self.args.world_size)
         self.last_eval: tuple[int, float | None] = (-1, None)
+        self.stopped_early = False
         self._saving_into: str | None = None
+
+    def log(self, logs: dict, start_time: float | None = None) -> None:
+        if self.cost_meter is not None:
+            logs.update(self.cost_meter.metrics(self.state.global_step, self.state.max_steps))
+        if "loss" in logs:
+            logs.update(self.throughput.metrics(self.state.global_step))
+        super().log(logs, start_time)
+
+    def evaluation_loop(self, *args, **kwargs):
+        output = super().evaluation_loop(*args, **kwargs)
+        prefix = kwargs.get("metric_key_prefix", "eval")
+        if self.is_world_process_zero() and self.config.eval_generate_samples != 0:
+            output.metrics.update({f"{prefix}_{k}": v for k, v in self.transcription_metrics().items()})
+        return output
+
+    def transcription_metrics(self) -> dict[str, float]:
+        """CER/WER/exact match over the first eval_generate_samples eval samples, and the worst ones."""
+        dataset = self.eval_dataset
+        count = len(dataset) if self.config.eval_generate_samples < 0 else min(self.config.eval_generate_samples, len(dataset))
+        samples = [dataset[i] for i in range(count)]
+        with inference_mode(self.model, self.backend):
+            metrics, results = evaluate_samples(self.model, self.data_collator, samples, self.config.max_new_tokens,
+                                                self.args.per_device_eval_batch_size)
+        if self.config.worst_samples > 0 and results:
+            chosen = worst(results, self.config.worst_samples)
+            images = {s["key"]: s["image"] for s in samples}
+            write_worst_samples(self.args.output_dir, self.state.global_step, chosen, images)
+            if self.tracker is not None:
+                self.tracker.worst_samples(self.state.global_step, chosen, images)
+        return metrics
 
     def evaluate(self, *args, **kwargs):
         metrics = super().evaluate(*args, **kwargs)
         loss = metrics.get("eval_loss")
-        self.last_eval = (self.state.global_step, loss)
+        step = self.state.global_step
+        self.last_eval = (step, loss)
         state = self.harness_state
-        if loss is not None and (state.best_eval_loss is None or loss < state.best_eval_loss):
-            state.best_eval_loss, state.best_step = loss, self.state.global_step
+        if loss is None:
+            return metrics
+        if state.best_eval_loss is None or loss < state.best_eval_loss:
+            state.best_eval_loss, state.best_step = loss, step
+        state.early_stopping_reference, state.evals_without_improvement = early_stopping.after_evaluation(
+            state.early_stopping_reference, state.evals_without_improvement, loss, self.config.early_stopping_min_delta)
+        if early_stopping.should_stop(state.evals_without_improvement, self.config.early_stopping_patience):
+            log.info("early stopping at step %d: eval_loss has not improved by more than %g for %d evaluations "
+                     "(best %.4g at step %s)", step, self.config.early_stopping_min_delta,
+                     state.evals_without_improvement, state.best_eval_loss, state.best_step)
+            self.stopped_early = True
+            self.control.should_training_stop = True
         return metrics
 
     def _load_optimizer_and_scheduler(self, checkpoint) -> None:
@@ -127,6 +178,8 @@ class HarnessTrainer(Trainer):
             state = self.harness_state
             state.step = step
             state.eval_loss = self.last_eval[1] if self.last_eval[0] == step else None
+            if self.cost_meter is not None:
+                state.cost_usd, state.device_hours = self.cost_meter.snapshot()
             state.save(staging)
             size = sum(os.path.getsize(os.path.join(root, f)) for root, _, files in os.walk(staging) for f in files)
             path = checkpoints.publish(staging, output_dir, step)

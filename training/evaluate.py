@@ -1,0 +1,106 @@
+"""Score a trained adapter: CER, WER and exact match on a split of the configured dataset.
+
+    python training/evaluate.py --model outputs/checkpoints/my-exp/final
+    python training/evaluate.py --model outputs/checkpoints/my-exp/checkpoint-300 --split validation --limit 100
+
+The config comes from the adapter's directory (what it was trained with) unless --config names
+another. Prints a table and writes the scores and every transcription as JSON.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import logging
+import os
+import sys
+import time
+from pathlib import Path
+
+if __package__ in (None, ""):  # run as a script: make `configs` and `training` importable
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from configs.base import ConfigError  # noqa: E402
+from configs.loader import load_config  # noqa: E402
+from training.errors import EXIT_OK, UserError  # noqa: E402
+
+log = logging.getLogger("training")
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="evaluate.py", description="CER/WER/exact match of a trained adapter.")
+    parser.add_argument("--model", required=True, help="output_dir/final or a checkpoint-<step> directory")
+    parser.add_argument("--config", help="experiment file to take the dataset from (default: the adapter's own)")
+    parser.add_argument("--split", default="test", help="dataset split to score (default: test)")
+    parser.add_argument("--limit", type=int, default=-1, help="score only the first N samples (-1 = all)")
+    parser.add_argument("--batch-size", type=int, default=8, help="samples decoded at once")
+    parser.add_argument("--output", help="JSON file to write (default: <model>/eval-<split>.json)")
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    from training.train import report_problems, setup_logging
+
+    setup_logging()
+    try:
+        return evaluate(args)
+    except (ConfigError, UserError) as error:
+        return report_problems(error.problems)
+
+
+def evaluate(args: argparse.Namespace) -> int:
+    from training.inference import load_trained, saved_config
+
+    model_dir = os.path.abspath(args.model)
+    if not os.path.isdir(model_dir):
+        raise UserError(f"--model {args.model}: no such directory")
+    if args.limit == 0 or args.limit < -1 or args.batch_size < 1:
+        raise UserError("--limit must be -1 or >= 1 and --batch-size >= 1")
+    config = load_config(args.config) if args.config else saved_config(model_dir)
+    if config is None:
+        raise UserError(f"--model {args.model}: no training_config.json or harness_state.json to read the "
+                        "config from; pass --config configs/experiments/<name>.py")
+
+    from transformers.utils import logging as hf_logging
+
+    from training.data.collator import VisionChatCollator
+    from training.data.sources import load_split, take
+    from training.evaluation import evaluate_samples
+    from training.modeling import cuda_available, select_backend, unsloth_installed
+
+    hf_logging.set_verbosity_error()
+    split = take(load_split(config, args.split), args.limit)
+    backend = select_backend(config, cuda_available(), unsloth_installed())
+    loaded = load_trained(model_dir, config, backend)
+    collator = VisionChatCollator(loaded.processor, config.instruction, config.image_max_pixels)
+    log.info("scoring %s on %d %s samples of %s (backend %s)", model_dir, len(split), args.split,
+             config.dataset_name, backend)
+    started = time.monotonic()
+    samples = [split[i] for i in range(len(split))]
+    metrics, results = evaluate_samples(loaded.model, collator, samples, config.max_new_tokens, args.batch_size)
+    seconds = time.monotonic() - started
+
+    print(render_table(model_dir, args.split, len(samples), metrics, seconds))
+    output = args.output or os.path.join(model_dir, f"eval-{args.split}.json")
+    report = {"model": model_dir, "split": args.split, "dataset": config.dataset_name, "samples": len(samples),
+              "seconds": round(seconds, 2), **metrics, "results": [dataclasses.asdict(r) for r in results]}
+    with open(output, "w", encoding="utf-8") as out:
+        json.dump(report, out, indent=2)
+    log.info("wrote %s", output)
+    return EXIT_OK
+
+
+def render_table(model_dir: str, split: str, count: int, metrics: dict, seconds: float) -> str:
+    rows = [("model", model_dir), ("split", f"{split} ({count} samples)"),
+            ("CER", f"{metrics['cer']:.4f}"), ("WER", f"{metrics['wer']:.4f}"),
+            ("exact match", f"{metrics['exact_match']:.2%}"), ("time", f"{seconds:.1f} s")]
+    width = max(len(name) for name, _ in rows)
+    lines = [f"| {'metric'.ljust(width)} | value |", f"| {'-' * width} | ----- |"]
+    lines += [f"| {name.ljust(width)} | {value} |" for name, value in rows]
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
