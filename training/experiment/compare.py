@@ -9,6 +9,7 @@ and status. A missing file or key shows as '-'.
 from __future__ import annotations
 
 import os
+import textwrap
 
 from training.experiment.runs import Run
 
@@ -49,7 +50,8 @@ def rows(runs: list[Run], branch_heads: dict[str, str]) -> tuple[list[list[str]]
 def render(table: list[list[str]], common: dict[str, object], markdown: bool) -> str:
     lines = []
     if common:
-        lines.append("Shared by every run (vs configs/base.py): " + " ".join(f"{k}={_value(v)}" for k, v in common.items()))
+        shared = "Shared by every run (vs configs/base.py): " + " ".join(f"{k}={_value(v)}" for k, v in common.items())
+        lines += [shared] if markdown else textwrap.wrap(shared, width=110, subsequent_indent="  ")
         lines.append("")
     if markdown:
         lines.append("| " + " | ".join(COLUMNS) + " |")
@@ -63,32 +65,44 @@ def render(table: list[list[str]], common: dict[str, object], markdown: bool) ->
 
 
 def plot(runs: list[Run], path: str) -> None:
-    """eval_loss and cost against step, one line per run, into a PNG."""
+    """eval_loss and cost against step, one colour per run in both panels, the best eval_loss starred."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator, StrMethodFormatter
 
     figure, (loss_axes, cost_axes) = plt.subplots(1, 2, figsize=(12, 4.8), constrained_layout=True)
-    for panel, key, title, unit in ((loss_axes, "eval_loss", "eval_loss (lower is better)", "eval_loss"),
-                                    (cost_axes, "cost_usd", "cost so far", "USD")):
+    colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    for panel, key, title in ((loss_axes, "eval_loss", "eval_loss (lower is better)"),
+                              (cost_axes, "cost_usd", "cost so far (USD)")):
         drawn = 0
-        for run in runs:
+        for index, run in enumerate(runs):
             points = run.series(key)
-            if points:
-                steps, values = zip(*points)
-                panel.plot(steps, values, marker="o", markersize=4, linewidth=1.6, label=run.name)
-                drawn += 1
+            if not points:
+                continue
+            colour = colours[index % len(colours)]
+            steps, values = zip(*points)
+            label = run.name
+            if key == "eval_loss":
+                best, at = run.best(key)
+                panel.plot([at], [best], marker="*", markersize=14, color=colour, zorder=3)
+                label = f"{run.name} (best {best:.3f} @{at})"
+            panel.plot(steps, values, marker="o", markersize=4, linewidth=1.6, color=colour, label=label)
+            drawn += 1
         panel.set_title(title)
         panel.set_xlabel("step")
-        panel.set_ylabel(unit)
-        panel.grid(True, alpha=0.3)
         if drawn:
+            panel.grid(True, alpha=0.3)
+            panel.xaxis.set_major_locator(MaxNLocator(integer=True))
             panel.legend(fontsize="small")
         else:
+            panel.set_xticks([])
+            panel.set_yticks([])
             panel.text(0.5, 0.5, f"no run has logged {key} yet", ha="center", va="center",
                        transform=panel.transAxes, color="gray")
-    figure.suptitle(f"{len(runs)} experiment{'s' if len(runs) != 1 else ''}")
+    cost_axes.yaxis.set_major_formatter(StrMethodFormatter("${x:g}"))
+    figure.suptitle(f"{len(runs)} experiment{'s' if len(runs) != 1 else ''}: eval_loss and cost by step")
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     figure.savefig(path, dpi=110)
     plt.close(figure)

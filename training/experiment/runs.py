@@ -86,10 +86,10 @@ class Run:
         return (self.status or {}).get("git_commit")
 
     def changes(self) -> dict[str, object]:
-        """The config fields that differ from configs/base.py's defaults."""
+        """The config fields that differ from configs/base.py's defaults, in the order base.py lists them."""
         defaults = dataclasses.asdict(TrainingConfig())
-        return {k: v for k, v in (self.config or {}).items()
-                if k in defaults and k not in NOT_CHANGES and v != defaults[k]}
+        config = self.config or {}
+        return {k: config[k] for k in defaults if k in config and k not in NOT_CHANGES and config[k] != defaults[k]}
 
 
 def read_run(directory: str) -> Run | None:
