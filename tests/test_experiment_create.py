@@ -114,6 +114,8 @@ def test_every_problem_is_reported_at_once(repo):
     result = experiment(repo, "new", "x", "--set", "lerning_rate=1", "--set", "max_steps=0", "--set", "r=abc")
     assert result.returncode == 2
     assert len(result.stderr.splitlines()) == 3, result.stderr
+    result = experiment(repo, "new", "main", "--set", "lerning_rate=1")
+    assert result.returncode == 2 and len(result.stderr.splitlines()) == 2, result.stderr
 
 
 def test_refuses_a_dirty_tree(repo):

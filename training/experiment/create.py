@@ -104,8 +104,11 @@ def prepare(git: Git, plans: list[Plan], from_rev: str | None, parent: str | Non
         from_branch = None  # a tag or commit: it has no experiment file of its own by name
     parent_path = configfile.choose_parent(git, from_commit, from_branch, parent)
 
-    problems, files = [], {}
+    files: dict[str, str] = {}
     names = [plan.name for plan in plans]
+    # Override problems are reported with the first batch that stops: every problem at once.
+    overrides = [f"experiment {plan.name}: {p}" if len(plans) > 1 else p for plan in plans for p in plan.problems]
+    problems = []
     for plan in plans:
         problems += name_problems(plan.name)
         if git.branch_commit(plan.name) is not None:
@@ -116,23 +119,22 @@ def prepare(git: Git, plans: list[Plan], from_rev: str | None, parent: str | Non
         problems.append(f"names {', '.join(n for n in names if module_name(n) == module)} share the config file "
                         f"{module}.py: make them differ in letters or digits")
     if problems:
-        raise UserError(*problems)
+        raise UserError(*overrides, *problems)
     for plan in plans:
         path = config_path(plan.name)
         if git.has_file(from_commit, path):
             problems.append(f"experiment {plan.name}: {path} already exists in {from_branch or from_commit[:7]}")
         files[path] = configfile.render(plan.name, parent_path, plan.values, command, why)
     if problems:
-        raise UserError(*problems)
+        raise UserError(*overrides, *problems)
 
     results = configfile.validate(git, from_commit, files, list(files))
     for plan in plans:
-        problems += [f"experiment {plan.name}: {p}" if len(plans) > 1 else p for p in plan.problems]
         for problem in results[config_path(plan.name)]["problems"]:
             problem = _as_set_problem(problem, plan)
             problems.append(f"experiment {plan.name}: {problem}" if len(plans) > 1 else problem)
-    if problems:
-        raise UserError(*problems)
+    if overrides or problems:
+        raise UserError(*overrides, *problems)
 
     return Prepared(plans, from_commit, from_branch or from_commit[:7], parent_path, files, command)
 
