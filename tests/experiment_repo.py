@@ -12,6 +12,7 @@ import os
 import shutil
 import subprocess
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 from conftest import REPO
@@ -69,6 +70,37 @@ def snapshot(repo: Path) -> dict:
     return {"refs": git(repo, "for-each-ref", "--format=%(refname) %(objectname)"),
             "head": git(repo, "rev-parse", "--symbolic-full-name", "HEAD") + " " + git(repo, "rev-parse", "HEAD"),
             "status": git(repo, "status", "--porcelain"), "files": files}
+
+
+@dataclass
+class Result:
+    returncode: int
+    stdout: str
+    stderr: str
+
+
+def in_process(monkeypatch, capsys):
+    """`experiment(repo, *args, env=...)` run through the CLI's main() in this interpreter: the same
+    code path without a new interpreter importing the runpod SDK each time (seconds per call)."""
+    from training.experiment.__main__ import main
+
+    def run(repo: Path, *args: str, env: dict | None = None) -> Result:
+        capsys.readouterr()
+        with monkeypatch.context() as patch:
+            patch.chdir(repo)
+            for key, value in (env or {}).items():
+                if value:
+                    patch.setenv(key, value)
+                else:
+                    patch.delenv(key, raising=False)
+            try:
+                code = main(list(args))
+            except SystemExit as exit:  # argparse
+                code = exit.code
+        out = capsys.readouterr()
+        return Result(code, out.out, out.err)
+
+    return run
 
 
 def experiment(repo: Path, *args: str, env: dict | None = None, timeout: float = 120) -> subprocess.CompletedProcess:

@@ -67,11 +67,11 @@ def test_compare_prints_one_row_per_run_best_first_and_plots(runs_root, tmp_path
     assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and plot.stat().st_size > 20_000
 
 
-def test_compare_markdown(runs_root, tmp_path):
-    result = experiment(tmp_path, "compare", "--markdown", env={"VOLUME_PATH": str(runs_root.parent),
-                                                                "PYTHONPATH": str(REPO)})
-    assert result.returncode == 0, result.stderr
-    table = [line for line in result.stdout.splitlines() if line.startswith("|")]
+def test_compare_markdown_from_the_volume_outside_a_repository(runs_root, tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("VOLUME_PATH", str(runs_root.parent))  # the default root: $VOLUME_PATH/checkpoints
+    assert main(["compare", "--markdown"]) == 0
+    table = [line for line in capsys.readouterr().out.splitlines() if line.startswith("|")]
     assert table[0] == "| experiment | commit | changes | eval_loss | CER | WER | steps | cost | status |"
     assert table[1] == "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"
     assert len(table) == 5 and all(line.count(" | ") == 8 for line in table)

@@ -10,7 +10,7 @@ import shlex
 import subprocess
 
 import pytest
-from experiment_repo import experiment, git, make_repo, push_branch, snapshot, tree_files
+from experiment_repo import experiment, git, in_process, make_repo, push_branch, snapshot, tree_files
 from fake_runpod import API_KEY, FakeRunPod
 from graphql import parse
 from graphql.utilities import value_from_ast_untyped
@@ -39,8 +39,13 @@ def api(tmp_path):
     assert fake.server_errors == []
 
 
-def launch(repo, api, *args, env=None):
-    result = experiment(repo, "launch", *args, env={**api.env, **(env or {})})
+@pytest.fixture
+def cli(monkeypatch, capsys):
+    return in_process(monkeypatch, capsys)
+
+
+def launch(repo, api, *args, env=None, run=experiment):
+    result = run(repo, "launch", *args, env={**api.env, **(env or {})})
     for value in [*LOCAL_SECRETS.values(), API_KEY]:
         assert value not in result.stdout + result.stderr, "a secret was printed"
     for request in api.requests:
@@ -105,15 +110,16 @@ def test_spot_launch_sends_pod_rent_interruptable_with_the_network_volume(repo, 
     }
 
 
-def test_dry_run_prints_the_request_and_sends_nothing(repo, api):
-    result = launch(repo, api, "lr-1e4", "--dry-run", *SECRETS, env={"RUNPOD_API_KEY": ""})
+def test_dry_run_prints_the_request_and_sends_nothing(repo, api, cli):
+    result = launch(repo, api, "lr-1e4", "--dry-run", *SECRETS, env={"RUNPOD_API_KEY": ""}, run=cli)
     assert result.returncode == 0, result.stderr
     assert api.requests == []
     assert "dry run: nothing was sent" in result.stdout and "runpod.create_pod(" in result.stdout
     assert "'WANDB_API_KEY': '{{ RUNPOD_SECRET_wandb_key }}'," in result.stdout
     assert f"docker_args={START_COMMAND!r}," in result.stdout
 
-    result = launch(repo, api, "lr-1e4", "--dry-run", "--spot", "--bid", "0.3", *SECRETS, env={"WANDB_ENTITY": ""})
+    result = launch(repo, api, "lr-1e4", "--dry-run", "--spot", "--bid", "0.3", *SECRETS, env={"WANDB_ENTITY": ""},
+                    run=cli)
     assert result.returncode == 0, result.stderr and api.requests == []
     mutation = result.stdout[result.stdout.index("mutation {"):result.stdout.index("\nW&B: ")]
     field = parse(mutation).definitions[0].selection_set.selections[0]
@@ -135,37 +141,37 @@ def test_dry_run_prints_the_request_and_sends_nothing(repo, api):
     (["lr-1e4", *SECRETS, "--git-secret", "my secret"], {}, "a RunPod secret name is letters"),
     (["lr-1e4", *SECRETS, "--remote", "upstream"], {}, "no remote 'upstream'"),
 ])
-def test_refusals_send_nothing(repo, api, args, env, message):
+def test_refusals_send_nothing(repo, api, cli, args, env, message):
     before = snapshot(repo)
-    result = launch(repo, api, *args, env=env)
+    result = launch(repo, api, *args, env=env, run=cli)
     assert result.returncode == 2, result.stdout
     assert message in result.stderr and "Traceback" not in result.stderr
     assert api.requests == [] and snapshot(repo) == before
 
 
-def test_refuses_unpushed_diverged_and_invalid_branches(repo, api):
+def test_refuses_unpushed_diverged_and_invalid_branches(repo, api, cli):
     assert experiment(repo, "new", "unpushed", "--set", "r=8").returncode == 0
-    result = launch(repo, api, "unpushed", *SECRETS)
+    result = launch(repo, api, "unpushed", *SECRETS, run=cli)
     assert result.returncode == 2 and "not on remote origin: git push -u origin unpushed" in result.stderr
 
     git(repo, "push", "-q", "origin", "unpushed")
     git(repo, "checkout", "-q", "unpushed")
     git(repo, "commit", "-q", "--allow-empty", "-m", "local only")
     git(repo, "checkout", "-q", "main")
-    result = launch(repo, api, "unpushed", *SECRETS)
+    result = launch(repo, api, "unpushed", *SECRETS, run=cli)
     assert result.returncode == 2 and "local branch is at" in result.stderr and "push" in result.stderr
 
     push_branch(repo, "broken", {"configs/experiments/broken.py": (
         "import dataclasses\n\nfrom configs.experiments.qwen3_qlora_r16 import config as parent\n\n"
         "config = dataclasses.replace(parent, max_steps=0)\n")})
-    result = launch(repo, api, "broken", *SECRETS)
+    result = launch(repo, api, "broken", *SECRETS, run=cli)
     assert result.returncode == 2 and "max_steps=0: must be >= 1" in result.stderr
     assert api.requests == []
 
 
-def test_refuses_when_the_experiment_already_has_a_pod(repo, api):
+def test_refuses_when_the_experiment_already_has_a_pod(repo, api, cli):
     pod = api.add_pod("exp-lr-1e4", status="EXITED")
-    result = launch(repo, api, "lr-1e4", *SECRETS)
+    result = launch(repo, api, "lr-1e4", *SECRETS, run=cli)
     assert result.returncode == 2 and f"already has pod {pod} (EXITED)" in result.stderr
     assert [r["field"] for r in api.requests] == ["myself"]
 
@@ -181,18 +187,18 @@ def test_refuses_when_the_experiment_already_has_a_pod(repo, api):
     ("myself", [], {"status": 401, "body": {"errors": [{"message": "Unauthorized"}]}},
      "RunPod API, list pods: unauthorized: check RUNPOD_API_KEY"),
 ])
-def test_api_errors_are_one_line_and_exit_2(repo, api, field, args, answer, message):
+def test_api_errors_are_one_line_and_exit_2(repo, api, cli, field, args, answer, message):
     api.fail(field, **answer)
-    result = launch(repo, api, "lr-1e4", *args, *SECRETS)
+    result = launch(repo, api, "lr-1e4", *args, *SECRETS, run=cli)
     assert result.returncode == 2, result.stdout
     assert result.stderr.splitlines() == [f"error: {message}"], result.stderr
     assert "launched" not in result.stdout and api.pods == {}
 
 
-def test_wrong_key_and_unknown_gpu(repo, api):
-    result = launch(repo, api, "lr-1e4", *SECRETS, env={"RUNPOD_API_KEY": "wrong-key"})
+def test_wrong_key_and_unknown_gpu(repo, api, cli):
+    result = launch(repo, api, "lr-1e4", *SECRETS, env={"RUNPOD_API_KEY": "wrong-key"}, run=cli)
     assert result.returncode == 2 and result.stderr == "error: RunPod API, list pods: unauthorized: check RUNPOD_API_KEY\n"
-    result = launch(repo, api, "lr-1e4", "--gpu", "NVIDIA GeForce GTX 480", *SECRETS)
+    result = launch(repo, api, "lr-1e4", "--gpu", "NVIDIA GeForce GTX 480", *SECRETS, run=cli)
     assert result.returncode == 2 and "No GPU found with the specified ID" in result.stderr
     assert api.pods == {}
 

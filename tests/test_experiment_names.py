@@ -28,7 +28,7 @@ def test_module_name_is_an_identifier(name, module):
 @pytest.mark.parametrize("name, ok", [
     ("lr-1e4", True), ("A.b_c-1", True), ("x" * 80, True),
     ("", False), ("-x", False), ("a/b", False), ("a b", False), ("a..b", False), ("x.lock", False),
-    ("x.", False), ("x" * 81, False), ("é", False),
+    ("x.", False), ("x" * 81, False), ("é", False), ("HEAD", False),
 ])
 def test_name_rule(name, ok):
     assert (name_problems(name) == []) is ok

@@ -27,6 +27,8 @@ def name_problems(name: str) -> list[str]:
                 "starting with a letter or digit), e.g. lr-1e-4"]
     if name.endswith((".", ".lock")) or ".." in name:
         return [f"experiment name {name!r}: git refuses branch names ending in '.' or '.lock' or holding '..'"]
+    if name == "HEAD":
+        return ["experiment name 'HEAD': git reserves it; pick another"]
     return []
 
 

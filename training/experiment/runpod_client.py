@@ -117,7 +117,10 @@ def volume_data_center(runpod, volume_id: str) -> str:
 
 
 def create_on_demand(runpod, kwargs: dict) -> dict:
-    return call("create pod", runpod.create_pod, retried=False, **kwargs)
+    pod = call("create pod", runpod.create_pod, retried=False, **kwargs)
+    if not pod or not pod.get("id"):
+        raise UserError("RunPod API, create pod: no pod in the answer (check `status` before launching again)")
+    return pod
 
 
 def create_spot(spot_input: dict) -> dict:
@@ -126,7 +129,7 @@ def create_spot(spot_input: dict) -> dict:
     answer = call("create spot pod", run_graphql_query, spot_mutation(spot_input), retried=False)
     pod = (answer.get("data") or {}).get("podRentInterruptable")
     if not pod or not pod.get("id"):
-        raise UserError("RunPod API, create spot pod: no pod in the answer (none was rented)")
+        raise UserError("RunPod API, create spot pod: no pod in the answer (check `status` before launching again)")
     return pod
 
 

@@ -27,7 +27,7 @@ def status(name: str | None, outputs: str, has_branch, out) -> int:
     table = [list(COLUMNS)]
     for pod in sorted(pods, key=lambda p: p.get("name") or ""):
         experiment = experiment_of_pod(pod.get("name"))
-        run = read_run(os.path.join(outputs, experiment))
+        pod_run = read_run(os.path.join(outputs, experiment))
         price = pod.get("costPerHr")
         table.append([
             experiment,
@@ -36,13 +36,17 @@ def status(name: str | None, outputs: str, has_branch, out) -> int:
             str((pod.get("machine") or {}).get("gpuDisplayName") or "-"),
             _uptime(pod.get("uptimeSeconds")),
             f"{price:.2f}" if isinstance(price, (int, float)) else "-",
-            _steps(run),
-            f"${run.cost:.2f}" if run is not None and run.cost is not None else "-",
-            (run.state or "-") if run is not None else "not readable here",
+            _steps(pod_run),
+            f"${pod_run.cost:.2f}" if pod_run is not None and pod_run.cost is not None else "-",
+            (pod_run.state or "-") if pod_run is not None else "not readable here",
         ])
     widths = [max(len(row[i]) for row in table) for i in range(len(COLUMNS))]
     for row in table:
         print("  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip(), file=out)
+    # The trainer records the W&B run it really logs to (a resumed run keeps its first one).
+    url = (run.status or {}).get("wandb_url") if name and run is not None else None
+    if url:
+        print(f"W&B: {url}", file=out)
     return 0
 
 
