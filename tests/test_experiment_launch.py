@@ -220,3 +220,24 @@ def test_start_command_clones_the_branch_and_runs_setup_pod(tmp_path):
                                                   "token:set", "header:unset"]
         assert "ghp_token_value_for_this_test" not in result.stdout + result.stderr
         assert "ghp_token_value_for_this_test" not in (source / ".git/config").read_text()
+
+
+def test_start_command_stops_the_pod_when_the_clone_fails(tmp_path):
+    bin_dir, calls = tmp_path / "bin", tmp_path / "runpodctl.txt"
+    bin_dir.mkdir()
+    # RunPod's images ship runpodctl; this one records how it was called.
+    (bin_dir / "runpodctl").write_text(f'#!/usr/bin/env bash\necho "$@" >> {calls}\n')
+    (bin_dir / "runpodctl").chmod(0o755)
+    env = {"PATH": f"{bin_dir}:{os.environ['PATH']}", "HOME": str(tmp_path), "GIT_REPO": f"file://{tmp_path}/none.git",
+           "GIT_BRANCH": "lr-1e4", "EXPERIMENT_SRC": str(tmp_path / "src"), "RUNPOD_POD_ID": "pod42",
+           "GIT_TOKEN": "ghp_token_value_for_this_test", "AUTO_STOP": "1"}
+    result = subprocess.run(shlex.split(START_COMMAND), env=env, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 1
+    assert "clone of branch lr-1e4 failed: check GIT_REPO and --git-secret" in result.stderr
+    assert "ghp_token_value_for_this_test" not in result.stdout + result.stderr
+    assert calls.read_text() == "stop pod pod42\n"
+
+    calls.unlink()
+    result = subprocess.run(shlex.split(START_COMMAND), env={**env, "AUTO_STOP": "0"}, capture_output=True, text=True,
+                            timeout=60)
+    assert result.returncode == 1 and not calls.exists()

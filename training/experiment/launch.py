@@ -28,7 +28,8 @@ POD_VOLUME_GB = 50
 # Runs on the pod: clone the branch (a fresh copy each start, so a restarted spot pod runs it again)
 # and hand over to setup_pod.sh. One line with no double quote or backslash: the SDK writes it into
 # its mutation unescaped. The token goes to git as a header in its environment, never into a URL,
-# a file or the output.
+# a file or the output. A failed clone (wrong URL, private repo without --git-secret) stops the pod
+# with runpodctl (in RunPod's images) when AUTO_STOP=1, rather than restarting and billing forever.
 START_SCRIPT = "; ".join([
     "set -eu",
     "D=${EXPERIMENT_SRC:-/root/experiment}",
@@ -36,7 +37,10 @@ START_SCRIPT = "; ".join([
     "if [ ${GIT_TOKEN:+set}x = setx ]; then export GIT_CONFIG_COUNT=1 GIT_CONFIG_KEY_0=http.extraHeader",
     "GIT_CONFIG_VALUE_0=$(echo Authorization: Basic $(printf x-access-token:%s $GIT_TOKEN | base64 -w0))",
     "export GIT_CONFIG_VALUE_0; fi",
-    "git clone --quiet --depth 1 --single-branch --branch $GIT_BRANCH $GIT_REPO $D",
+    "if ! git clone --quiet --depth 1 --single-branch --branch $GIT_BRANCH $GIT_REPO $D; then "
+    "echo clone of branch $GIT_BRANCH failed: check GIT_REPO and --git-secret >&2",
+    "if [ ${AUTO_STOP:-0} = 1 ]; then runpodctl stop pod ${RUNPOD_POD_ID:-unknown} || true; fi",
+    "exit 1; fi",
     "unset GIT_CONFIG_COUNT GIT_CONFIG_KEY_0 GIT_CONFIG_VALUE_0",
     "cd $D",
     "exec bash scripts/setup_pod.sh",
