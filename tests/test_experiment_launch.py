@@ -1,0 +1,243 @@
+"""`launch` against a local fake of RunPod's GraphQL API, driven through the real runpod SDK: the exact
+requests for on-demand and spot pods, the checks before any request, API errors, secrets never shown,
+and the start command really cloning the branch and running scripts/setup_pod.sh."""
+
+from __future__ import annotations
+
+import os
+import re
+import shlex
+import subprocess
+
+import pytest
+from experiment_repo import experiment, git, in_process, make_repo, push_branch, snapshot, tree_files
+from fake_runpod import API_KEY, FakeRunPod
+from graphql import parse
+from graphql.utilities import value_from_ast_untyped
+
+from training.experiment.launch import START_COMMAND
+
+LOCAL_SECRETS = {"WANDB_API_KEY": "0123456789abcdef0123456789abcdef01234567", "HF_TOKEN": "hf_local_value_never_sent",
+                 "GIT_TOKEN": "ghp_local_value_never_sent"}
+SECRETS = ["--wandb-secret", "wandb_key", "--hf-secret", "hf_token", "--git-secret", "github_pat"]
+
+
+@pytest.fixture(scope="module")
+def repo(tmp_path_factory):
+    work = make_repo(tmp_path_factory.mktemp("launch"), tree_files())
+    assert experiment(work, "new", "lr-1e4", "--set", "learning_rate=1e-4").returncode == 0
+    git(work, "push", "-q", "origin", "lr-1e4")
+    return work
+
+
+@pytest.fixture
+def api(tmp_path):
+    with FakeRunPod() as fake:
+        fake.env = {"RUNPOD_API_BASE_URL": fake.url, "RUNPOD_API_KEY": API_KEY, "HOME": str(tmp_path),
+                    "NO_PROXY": "127.0.0.1,localhost", "WANDB_ENTITY": "oilco", **LOCAL_SECRETS}
+        yield fake
+    assert fake.server_errors == []
+
+
+@pytest.fixture
+def cli(monkeypatch, capsys):
+    return in_process(monkeypatch, capsys)
+
+
+def launch(repo, api, *args, env=None, run=experiment):
+    result = run(repo, "launch", *args, env={**api.env, **(env or {})})
+    for value in [*LOCAL_SECRETS.values(), API_KEY]:
+        assert value not in result.stdout + result.stderr, "a secret was printed"
+    for request in api.requests:
+        body = str(request["raw"])
+        assert not any(value in body for value in LOCAL_SECRETS.values()), "a local secret was sent"
+        assert API_KEY not in body
+    return result
+
+
+def expected_env(branch="lr-1e4", config="configs/experiments/lr_1e4.py", extra=()):
+    return [("GIT_REPO", "https://git.example.invalid/team/harness.git"), ("GIT_BRANCH", branch),
+            ("CONFIG_PATH", config), ("VOLUME_PATH", "/runpod_volume"), ("AUTO_STOP", "1"), *extra,
+            ("WANDB_API_KEY", "{{ RUNPOD_SECRET_wandb_key }}"), ("HF_TOKEN", "{{ RUNPOD_SECRET_hf_token }}"),
+            ("GIT_TOKEN", "{{ RUNPOD_SECRET_github_pat }}")]
+
+
+def run_id_of(output: str) -> str:
+    return re.search(r"runs/(lr-1e4-[0-9a-f]{8})", output).group(1)
+
+
+def test_on_demand_launch_sends_the_sdk_request(repo, api):
+    result = launch(repo, api, "lr-1e4", *SECRETS)
+    assert result.returncode == 0, result.stderr
+    run_id = run_id_of(result.stdout)
+    assert f"W&B     https://wandb.ai/oilco/well-log-ocr/runs/{run_id}" in result.stdout
+    assert re.search(r"^pod pod1 launched for lr-1e4 @ [0-9a-f]{7}: NVIDIA GeForce RTX 4090, on-demand$",
+                     result.stdout, re.M)
+    assert "price   $0.69/h" in result.stdout and "budget  $10.00 (budget_cap)" in result.stdout
+
+    assert [r["field"] for r in api.requests] == ["myself", "gpuTypes", "podFindAndDeployOnDemand", "pod"]
+    assert {(r["path"], r["authorization"]) for r in api.requests} == {("/graphql", f"Bearer {API_KEY}")}
+    create = api.calls("podFindAndDeployOnDemand")[0]
+    assert create["operation"] == "mutation" and create["variables"] is None
+    sent = create["args"]["input"]
+    env = [tuple(e.values()) for e in sent.pop("env")]
+    assert env == expected_env(extra=[("WANDB_RUN_ID", run_id), ("WANDB_ENTITY", "oilco")])
+    assert sent == {
+        "name": "exp-lr-1e4", "imageName": "runpod/pytorch:1.0.3-cu1281-torch280-ubuntu2204", "cloudType": "ALL",
+        "startSsh": True, "gpuTypeId": "NVIDIA GeForce RTX 4090", "supportPublicIp": True, "gpuCount": 1,
+        "volumeInGb": 50, "minVcpuCount": 1, "minMemoryInGb": 1, "dataCenterId": None,
+        "dockerArgs": START_COMMAND, "containerDiskInGb": 40, "volumeMountPath": "/runpod_volume",
+    }
+
+
+def test_spot_launch_sends_pod_rent_interruptable_with_the_network_volume(repo, api):
+    result = launch(repo, api, "lr-1e4", "--spot", "--bid", "0.35", "--volume-id", "vol-eu1",
+                    "--gpu", "NVIDIA A100 80GB PCIe", *SECRETS)
+    assert result.returncode == 0, result.stderr
+    assert "NVIDIA A100 80GB PCIe, spot, bid $0.35/GPU-hour" in result.stdout and "price   $0.35/h" in result.stdout
+    assert [r["field"] for r in api.requests] == ["myself", "myself", "podRentInterruptable"]
+    rent = api.calls("podRentInterruptable")[0]
+    assert rent["operation"] == "mutation"
+    sent = rent["args"]["input"]
+    env = [tuple(e.values()) for e in sent.pop("env")]
+    run_id = run_id_of(result.stdout)
+    assert env == expected_env(extra=[("WANDB_RUN_ID", run_id), ("WANDB_ENTITY", "oilco"), ("GPU_HOURLY_RATE", "0.35")])
+    assert sent == {
+        "name": "exp-lr-1e4", "imageName": "runpod/pytorch:1.0.3-cu1281-torch280-ubuntu2204",
+        "gpuTypeId": "NVIDIA A100 80GB PCIe", "cloudType": "SECURE", "gpuCount": 1, "bidPerGpu": 0.35,
+        "containerDiskInGb": 40, "volumeInGb": 0, "volumeMountPath": "/runpod_volume", "dockerArgs": START_COMMAND,
+        "supportPublicIp": True, "startSsh": True, "networkVolumeId": "vol-eu1", "dataCenterId": "EU-RO-1",
+    }
+
+
+def test_dry_run_prints_the_request_and_sends_nothing(repo, api, cli):
+    result = launch(repo, api, "lr-1e4", "--dry-run", *SECRETS, env={"RUNPOD_API_KEY": ""}, run=cli)
+    assert result.returncode == 0, result.stderr
+    assert api.requests == []
+    assert "dry run: nothing was sent" in result.stdout and "runpod.create_pod(" in result.stdout
+    assert "'WANDB_API_KEY': '{{ RUNPOD_SECRET_wandb_key }}'," in result.stdout
+    assert f"docker_args={START_COMMAND!r}," in result.stdout
+
+    result = launch(repo, api, "lr-1e4", "--dry-run", "--spot", "--bid", "0.3", *SECRETS, env={"WANDB_ENTITY": ""},
+                    run=cli)
+    assert result.returncode == 0, result.stderr and api.requests == []
+    mutation = result.stdout[result.stdout.index("mutation {"):result.stdout.index("\nW&B: ")]
+    field = parse(mutation).definitions[0].selection_set.selections[0]
+    sent = value_from_ast_untyped(field.arguments[0].value)
+    assert field.name.value == "podRentInterruptable" and sent["bidPerGpu"] == 0.3 and sent["dockerArgs"] == START_COMMAND
+    assert "entity unknown, so no URL (set WANDB_ENTITY or pass --wandb-entity)" in result.stdout
+
+
+@pytest.mark.parametrize("args, env, message", [
+    (["lr-1e4", *SECRETS], {"RUNPOD_API_KEY": ""}, "RUNPOD_API_KEY is not set"),
+    (["nope", *SECRETS], {}, "unknown experiment 'nope': no local branch"),
+    (["bad/name"], {}, "experiment name 'bad/name'"),
+    (["main", *SECRETS], {}, "branch has no configs/experiments/main.py (pass --config PATH"),
+    (["lr-1e4", "--spot", *SECRETS], {}, "--spot needs --bid USD"),
+    (["lr-1e4", "--bid", "0.3", *SECRETS], {}, "--bid is for spot pods"),
+    (["lr-1e4"], {}, "no --wandb-secret NAME was given"),
+    (["lr-1e4", "--wandb-secret", LOCAL_SECRETS["WANDB_API_KEY"]], {}, "looks like a secret's value"),
+    (["lr-1e4", *SECRETS, "--hf-secret", "hf_abcdefghijklmnopqrstuvwxyz0123"], {}, "looks like a secret's value"),
+    (["lr-1e4", *SECRETS, "--git-secret", "my secret"], {}, "a RunPod secret name is letters"),
+    (["lr-1e4", *SECRETS, "--remote", "upstream"], {}, "no remote 'upstream'"),
+])
+def test_refusals_send_nothing(repo, api, cli, args, env, message):
+    before = snapshot(repo)
+    result = launch(repo, api, *args, env=env, run=cli)
+    assert result.returncode == 2, result.stdout
+    assert message in result.stderr and "Traceback" not in result.stderr
+    assert api.requests == [] and snapshot(repo) == before
+
+
+def test_refuses_unpushed_diverged_and_invalid_branches(repo, api, cli):
+    assert experiment(repo, "new", "unpushed", "--set", "r=8").returncode == 0
+    result = launch(repo, api, "unpushed", *SECRETS, run=cli)
+    assert result.returncode == 2 and "not on remote origin: git push -u origin unpushed" in result.stderr
+
+    git(repo, "push", "-q", "origin", "unpushed")
+    git(repo, "checkout", "-q", "unpushed")
+    git(repo, "commit", "-q", "--allow-empty", "-m", "local only")
+    git(repo, "checkout", "-q", "main")
+    result = launch(repo, api, "unpushed", *SECRETS, run=cli)
+    assert result.returncode == 2 and "local branch is at" in result.stderr and "push" in result.stderr
+
+    push_branch(repo, "broken", {"configs/experiments/broken.py": (
+        "import dataclasses\n\nfrom configs.experiments.qwen3_qlora_r16 import config as parent\n\n"
+        "config = dataclasses.replace(parent, max_steps=0)\n")})
+    result = launch(repo, api, "broken", *SECRETS, run=cli)
+    assert result.returncode == 2 and "max_steps=0: must be >= 1" in result.stderr
+    assert api.requests == []
+
+
+def test_refuses_when_the_experiment_already_has_a_pod(repo, api, cli):
+    pod = api.add_pod("exp-lr-1e4", status="EXITED")
+    result = launch(repo, api, "lr-1e4", *SECRETS, run=cli)
+    assert result.returncode == 2 and f"already has pod {pod} (EXITED)" in result.stderr
+    assert [r["field"] for r in api.requests] == ["myself"]
+
+
+@pytest.mark.parametrize("field, args, answer, message", [
+    ("podFindAndDeployOnDemand", [], {"message": "There are no longer any instances available with the requested "
+                                      "specifications. Please refresh and try again."},
+     "RunPod API, create pod: There are no longer any instances available with the requested specifications. "
+     "Please refresh and try again. (try another --gpu, another --cloud, or later)"),
+    ("podRentInterruptable", ["--spot", "--bid", "0.2"], {"message": "No instances available at this bid price"},
+     "RunPod API, create spot pod: No instances available at this bid price (try another --gpu, another --cloud, "
+     "or later)"),
+    ("myself", [], {"status": 401, "body": {"errors": [{"message": "Unauthorized"}]}},
+     "RunPod API, list pods: unauthorized: check RUNPOD_API_KEY"),
+])
+def test_api_errors_are_one_line_and_exit_2(repo, api, cli, field, args, answer, message):
+    api.fail(field, **answer)
+    result = launch(repo, api, "lr-1e4", *args, *SECRETS, run=cli)
+    assert result.returncode == 2, result.stdout
+    assert result.stderr.splitlines() == [f"error: {message}"], result.stderr
+    assert "launched" not in result.stdout and api.pods == {}
+
+
+def test_wrong_key_and_unknown_gpu(repo, api, cli):
+    result = launch(repo, api, "lr-1e4", *SECRETS, env={"RUNPOD_API_KEY": "wrong-key"}, run=cli)
+    assert result.returncode == 2 and result.stderr == "error: RunPod API, list pods: unauthorized: check RUNPOD_API_KEY\n"
+    result = launch(repo, api, "lr-1e4", "--gpu", "NVIDIA GeForce GTX 480", *SECRETS, run=cli)
+    assert result.returncode == 2 and "No GPU found with the specified ID" in result.stderr
+    assert api.pods == {}
+
+
+def test_start_command_clones_the_branch_and_runs_setup_pod(tmp_path):
+    work = make_repo(tmp_path, tree_files())
+    # A stand-in for scripts/setup_pod.sh (written elsewhere): it records where it runs and what it got.
+    head = push_branch(work, "probe", {"scripts/setup_pod.sh": (
+        '#!/usr/bin/env bash\nset -eu\n{ pwd; git rev-parse HEAD; git rev-parse --abbrev-ref HEAD; echo "$CONFIG_PATH";'
+        ' echo "token:${GIT_TOKEN:+set}"; echo "header:${GIT_CONFIG_COUNT:-unset}"; } > "$PROBE"\n')})
+    source, probe = tmp_path / "pod-src", tmp_path / "probe.txt"
+    env = {"PATH": os.environ["PATH"], "HOME": str(tmp_path), "GIT_REPO": f"file://{tmp_path / 'remote.git'}",
+           "GIT_BRANCH": "probe", "CONFIG_PATH": "configs/experiments/quick_val.py", "EXPERIMENT_SRC": str(source),
+           "GIT_TOKEN": "ghp_token_value_for_this_test", "PROBE": str(probe)}
+    for _ in range(2):  # a restarted spot pod runs it again over the previous copy
+        result = subprocess.run(shlex.split(START_COMMAND), env=env, capture_output=True, text=True, timeout=60)
+        assert result.returncode == 0, result.stderr
+        assert probe.read_text().splitlines() == [str(source), head, "probe", "configs/experiments/quick_val.py",
+                                                  "token:set", "header:unset"]
+        assert "ghp_token_value_for_this_test" not in result.stdout + result.stderr
+        assert "ghp_token_value_for_this_test" not in (source / ".git/config").read_text()
+
+
+def test_start_command_stops_the_pod_when_the_clone_fails(tmp_path):
+    bin_dir, calls = tmp_path / "bin", tmp_path / "runpodctl.txt"
+    bin_dir.mkdir()
+    # RunPod's images ship runpodctl; this one records how it was called.
+    (bin_dir / "runpodctl").write_text(f'#!/usr/bin/env bash\necho "$@" >> {calls}\n')
+    (bin_dir / "runpodctl").chmod(0o755)
+    env = {"PATH": f"{bin_dir}:{os.environ['PATH']}", "HOME": str(tmp_path), "GIT_REPO": f"file://{tmp_path}/none.git",
+           "GIT_BRANCH": "lr-1e4", "EXPERIMENT_SRC": str(tmp_path / "src"), "RUNPOD_POD_ID": "pod42",
+           "GIT_TOKEN": "ghp_token_value_for_this_test", "AUTO_STOP": "1"}
+    result = subprocess.run(shlex.split(START_COMMAND), env=env, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 1
+    assert "clone of branch lr-1e4 failed: check GIT_REPO and --git-secret" in result.stderr
+    assert "ghp_token_value_for_this_test" not in result.stdout + result.stderr
+    assert calls.read_text() == "stop pod pod42\n"
+
+    calls.unlink()
+    result = subprocess.run(shlex.split(START_COMMAND), env={**env, "AUTO_STOP": "0"}, capture_output=True, text=True,
+                            timeout=60)
+    assert result.returncode == 1 and not calls.exists()

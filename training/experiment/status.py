@@ -1,0 +1,92 @@
+"""`status` and `stop`: the pods of experiments (named exp-NAME) and, where readable, their runs' files."""
+
+from __future__ import annotations
+
+import os
+
+from training.errors import UserError
+from training.experiment import runpod_client
+from training.experiment.names import experiment_of_pod, pod_name
+from training.experiment.runs import read_run
+
+COLUMNS = ("experiment", "pod", "state", "gpu", "uptime", "$/h", "step", "cost", "run")
+
+
+def status(name: str | None, outputs: str, has_branch, out) -> int:
+    runpod = runpod_client.connect()
+    pods = runpod_client.experiment_pods(runpod, name)
+    run = read_run(os.path.join(outputs, name)) if name else None
+    if name and not pods and run is None and not has_branch(name):
+        raise UserError(f"unknown experiment {name!r}: no pod {pod_name(name)}, no branch and no run files "
+                        f"in {outputs}")
+    if not pods:
+        print(f"experiment {name}: no pod" if name else "no experiment pods (pods named exp-NAME)", file=out)
+        if run is not None:
+            print(f"  run files: {_run_summary(run)}", file=out)
+        return 0
+    table = [list(COLUMNS)]
+    for pod in sorted(pods, key=lambda p: p.get("name") or ""):
+        experiment = experiment_of_pod(pod.get("name"))
+        pod_run = read_run(os.path.join(outputs, experiment))
+        price = pod.get("costPerHr")
+        table.append([
+            experiment,
+            str(pod.get("id") or "-"),
+            str(pod.get("desiredStatus") or "-"),
+            str((pod.get("machine") or {}).get("gpuDisplayName") or "-"),
+            _uptime(pod.get("uptimeSeconds")),
+            f"{price:.2f}" if isinstance(price, (int, float)) else "-",
+            _steps(pod_run),
+            f"${pod_run.cost:.2f}" if pod_run is not None and pod_run.cost is not None else "-",
+            (pod_run.state or "-") if pod_run is not None else "not readable here",
+        ])
+    widths = [max(len(row[i]) for row in table) for i in range(len(COLUMNS))]
+    for row in table:
+        print("  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip(), file=out)
+    # The trainer records the W&B run it really logs to (a resumed run keeps its first one).
+    url = (run.status or {}).get("wandb_url") if name and run is not None else None
+    if url:
+        print(f"W&B: {url}", file=out)
+    return 0
+
+
+def stop(name: str, terminate: bool, delete_data: bool, out) -> int:
+    runpod = runpod_client.connect()
+    pods = runpod_client.experiment_pods(runpod, name)
+    if not pods:
+        raise UserError(f"experiment {name}: no pod named {pod_name(name)} in this account")
+    if terminate and not delete_data:
+        keeping = [p for p in pods if (p.get("volumeInGb") or 0) > 0]
+        if keeping:
+            raise UserError(f"pod {keeping[0].get('id')} keeps its checkpoints on its own {keeping[0]['volumeInGb']} GB "
+                            "volume, which terminating deletes: copy them off (or stop it instead), then add "
+                            "--delete-data")
+    for pod in pods:
+        pod_id = pod.get("id")
+        if terminate:
+            runpod_client.call("terminate pod", runpod.terminate_pod, pod_id)
+            print(f"terminated pod {pod_id} ({name}): billing has ended", file=out)
+        elif pod.get("desiredStatus") == "EXITED":
+            print(f"pod {pod_id} ({name}) is already stopped; `stop {name} --terminate` removes it", file=out)
+        else:
+            runpod_client.call("stop pod", runpod.stop_pod, pod_id)
+            print(f"stopped pod {pod_id} ({name}): GPU billing stops, its volume is kept", file=out)
+    return 0
+
+
+def _uptime(seconds) -> str:
+    if not isinstance(seconds, (int, float)) or seconds <= 0:
+        return "-"
+    minutes = int(seconds) // 60
+    return f"{minutes // 60}h{minutes % 60:02d}m"
+
+
+def _steps(run) -> str:
+    if run is None or run.step is None:
+        return "-"
+    return f"{run.step}/{run.max_steps}" if run.max_steps else str(run.step)
+
+
+def _run_summary(run) -> str:
+    cost = f", ${run.cost:.2f}" if run.cost is not None else ""
+    return f"{run.state or 'no run_status.json'}, step {_steps(run)}{cost}"
