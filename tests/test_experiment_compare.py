@@ -45,7 +45,7 @@ def best_eval_loss(directory) -> tuple[float, int]:
 
 def test_compare_prints_one_row_per_run_best_first_and_plots(runs_root, tmp_path):
     repo = make_repo(tmp_path, tree_files())
-    git(repo, "branch", "lr-5e-3")  # a branch here: its head stands in for the commit runs do not record yet
+    git(repo, "branch", "lr-5e-3")  # a branch here: its head stands in where a run recorded no commit
     plot = tmp_path / "plots" / "compare.png"
     result = experiment(repo, "compare", "--outputs", str(runs_root), "--plot", str(plot))
     assert result.returncode == 0, result.stderr
@@ -58,11 +58,14 @@ def test_compare_prints_one_row_per_run_best_first_and_plots(runs_root, tmp_path
 
     expected = sorted((best_eval_loss(runs_root / name), name) for name in RUNS)
     assert [row[0] for row in rows] == [name for _, name in expected]
-    head = git(repo, "rev-parse", "lr-5e-3")[:7]
     for row, ((loss, step), name) in zip(rows, expected):
-        commit = f"{head}*" if name == "lr-5e-3" else "-"
-        assert row == [name, commit, f"learning_rate={float(RUNS[name]):g}", f"{loss:.4f}", f"@{step}", "-", "-",
-                       "6/6", "-", "finished"]
+        events = [json.loads(line) for line in (runs_root / name / "metrics.jsonl").read_text().splitlines()]
+        recorded = json.loads((runs_root / name / "run_status.json").read_text())["git_commit"]
+        commit = recorded[:7] if recorded else f"{git(repo, 'rev-parse', 'lr-5e-3')[:7]}*" if name == "lr-5e-3" else "-"
+        cer = min(e["eval_cer"] for e in events if "eval_cer" in e)
+        wer = min(e["eval_wer"] for e in events if "eval_wer" in e)
+        assert row == [name, commit, f"learning_rate={float(RUNS[name]):g}", f"{loss:.4f}", f"@{step}", f"{cer:.3f}",
+                       f"{wer:.3f}", "6/6", "$0.00", "finished"]
     assert lines[4:] == [f"plot: {plot}"]
     assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and plot.stat().st_size > 20_000
 
@@ -105,7 +108,7 @@ def test_compare_reads_partial_and_newer_runs(runs_root, tmp_path, capsys):
     # No field is shared by all three runs, so each row lists every change from the defaults.
     assert " model_name=standin:qwen3-vl-mini load_in_4bit=False r=32 " in next(x for x in lines if x.startswith("lr-5e-3"))
     assert rows["spot-run"] == ["spot-run", "0123456", "-", "-", "-", "-", "40/500", "$1.24", "preempted"]
-    assert rows["lr-5e-3"][-2:] == ["-", "finished"]
+    assert rows["lr-5e-3"][-2:] == ["$0.00", "finished"]  # a CPU run records its cost: nothing
 
 
 def test_compare_without_runs(tmp_path, capsys):

@@ -1,12 +1,11 @@
-"""`metrics.jsonl`: one JSON object per logged event, written whether or not W&B is on."""
+"""`metrics.jsonl`: one JSON object per logged event, written whether or not W&B is on.
+Plain file functions, light to import (the experiment CLI reads runs with them)."""
 
 from __future__ import annotations
 
 import json
 import math
 import os
-
-from transformers import TrainerCallback
 
 METRICS_FILE = "metrics.jsonl"
 
@@ -49,13 +48,3 @@ def drop_torn_tail(path: str) -> None:
         data = handle.read()
         if data and not data.endswith(b"\n"):
             handle.truncate(data.rfind(b"\n") + 1)
-
-
-class MetricsFileCallback(TrainerCallback):
-    def __init__(self, output_dir: str):
-        self.path = os.path.join(output_dir, METRICS_FILE)
-        drop_torn_tail(self.path)
-
-    def on_log(self, args, state, control, logs=None, **kwargs):
-        if state.is_world_process_zero and logs:
-            append_event(self.path, {"step": state.global_step, **{k: clean(v) for k, v in logs.items()}})

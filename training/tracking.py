@@ -1,5 +1,6 @@
-"""Weights & Biases: one run per experiment, continued across preemptions through the run id kept
-in the checkpoint state; offline (synced later) when there is no API key.
+"""Where metrics go: metrics.jsonl always, and Weights & Biases, one run per experiment,
+continued across preemptions through the run id kept in the checkpoint state; offline (synced
+later) when there is no API key.
 
 Only what this module sends reaches W&B: the resolved config, git and hardware facts, package
 versions and metrics. Secrets live in the environment only and are never put in any of those.
@@ -17,6 +18,8 @@ from importlib import metadata
 from urllib.parse import urlparse
 
 from transformers import TrainerCallback
+
+from training.metrics_log import METRICS_FILE, append_event, clean, drop_torn_tail
 
 log = logging.getLogger("training")
 
@@ -76,6 +79,16 @@ def wandb_payload(event: dict, step: int) -> dict:
         name = "train/mean_loss" if summary and key == "train_loss" else RENAMED.get(key, key)
         payload[name] = value
     return payload
+
+
+class MetricsFileCallback(TrainerCallback):
+    def __init__(self, output_dir: str):
+        self.path = os.path.join(output_dir, METRICS_FILE)
+        drop_torn_tail(self.path)
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        if state.is_world_process_zero and logs:
+            append_event(self.path, {"step": state.global_step, **{k: clean(v) for k, v in logs.items()}})
 
 
 class TrackingCallback(TrainerCallback):

@@ -111,13 +111,12 @@ def run(config: TrainingConfig, backend: str, resume: str | None, signals: StopS
     from training.data.collator import VisionChatCollator
     from training.data.sources import load_splits
     from training.inference import write_config
-    from training.metrics_log import MetricsFileCallback
     from training.modeling import cuda_available, load_model
     from training.preemption import SaveEveryMinutesCallback, StopOnSignalCallback
     from training.progress import ProgressCallback
     from training.run_status import write_status
     from training.save import save_final
-    from training.tracking import Tracker, TrackingCallback
+    from training.tracking import MetricsFileCallback, Tracker, TrackingCallback
     from training.trainer import HarnessTrainer, training_arguments
 
     hf_logging.set_verbosity_error()
