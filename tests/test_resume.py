@@ -201,3 +201,28 @@ def test_time_cadence_saves_between_save_steps(tmp_path):
     assert result.returncode == 0, result.stdout + result.stderr
     complete, _ = checkpoints.scan(str(out))
     assert [c.step for c in complete] == [1, 2, 3]
+
+
+def test_resume_across_an_epoch_boundary_and_from_the_last_checkpoint(tmp_path):
+    out = tmp_path / "run"
+    # 100 samples at 8 a step: 96 are used, 12 whole steps an epoch, so step 16 is in the second epoch
+    whole = train_here(out, *RUN, "max_steps=16", "keep_recent=3", "eval_steps=100")
+    assert whole.returncode == 0 and "4 left out so each epoch is whole steps of 8" in whole.stdout
+    reference = losses_by_step(out)
+    final = adapter(out)
+
+    # killed after checkpoint-14 was written: resume in the second epoch
+    for name in ("checkpoint-16", "final"):
+        checkpoints.delete(str(out / name))
+    (out / "metrics.jsonl").write_text("")
+    assert train_here(out, *RUN, "max_steps=16", "keep_recent=3", "eval_steps=100",
+                      extra=("--resume", "auto")).returncode == 0
+    assert losses_by_step(out) == {15: reference[15], 16: reference[16]}
+    assert all(torch.equal(final[k], v) for k, v in adapter(out).items())
+
+    # killed between the last checkpoint and final/: nothing to train, final/ from the checkpoint
+    checkpoints.delete(str(out / "final"))
+    again = train_here(out, *RUN, "max_steps=16", "keep_recent=3", "eval_steps=100", extra=("--resume", "auto"))
+    assert again.returncode == 0 and "the checkpoint is at max_steps=16" in again.stdout
+    assert all(torch.equal(final[k], v) for k, v in adapter(out).items())
+    assert max(losses_by_step(out)) == 16

@@ -63,7 +63,7 @@ def hourly_rate(gpu_name: str | None, gpu_count: int, config_rate: float, env_ra
         if value < 0:
             raise ValueError(f"GPU_HOURLY_RATE={env_rate!r}: must be a number of USD per GPU-hour >= 0")
         return Rate(value * count, f"GPU_HOURLY_RATE={value} x {count}")
-    if not gpu_name or gpu_count == 0:
+    if not gpu_name:
         return Rate(0.0, "no GPU: free unless gpu_hourly_rate or GPU_HOURLY_RATE is set")
     per_gpu = lookup_gpu(gpu_name)
     if per_gpu is None:
@@ -73,12 +73,13 @@ def hourly_rate(gpu_name: str | None, gpu_count: int, config_rate: float, env_ra
 
 
 def gpu_info() -> tuple[str | None, int]:
-    """The GPU model and how many GPUs this run holds (every rank's, under torchrun)."""
+    """The GPU model and how many devices this run holds: every rank's under torchrun (a CPU
+    rank counts as one, so a rate given for CPU runs is paid per process), else all visible GPUs."""
     import torch
 
-    if not torch.cuda.is_available():
-        return None, 0
     world = int(os.environ.get("WORLD_SIZE", "1"))
+    if not torch.cuda.is_available():
+        return None, world if world > 1 else 0
     return torch.cuda.get_device_name(0), world if world > 1 else torch.cuda.device_count()
 
 
@@ -167,8 +168,8 @@ class CostMeter:
 
 
 class BudgetCallback(TrainerCallback):
-    """Keeps the ledger current, warns once at 90% of budget_cap, and at 100% asks for a
-    checkpoint and a stop (or only warns, with budget_action="warn")."""
+    """Keeps the ledger current, warns once at 90% of budget_cap, and at 100% decides to stop
+    (`stopped`; training.preemption saves and stops every rank) or only warns (budget_action="warn")."""
 
     def __init__(self, meter: CostMeter, action: str, alert=None, clock=time.monotonic):
         self.meter, self.action, self.alert, self.clock = meter, action, alert, clock
@@ -191,9 +192,6 @@ class BudgetCallback(TrainerCallback):
         if verdict == "stop" and self.action == "stop" and not self.stopped:
             log.warning("budget: cost %.2f USD reached budget_cap %.2f USD: saving a checkpoint and stopping", cost, cap)
             self.stopped = True
-            control.should_save = True
-            control.should_training_stop = True
-            control.should_evaluate = False
         elif verdict == "stop" and not self._cap_reported:
             log.warning("budget: cost %.2f USD reached budget_cap %.2f USD; training on (budget_action=warn)", cost, cap)
             self._cap_reported = True

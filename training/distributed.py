@@ -9,6 +9,7 @@ Without torchrun (WORLD_SIZE unset or 1) every function here is a no-op.
 
 from __future__ import annotations
 
+import contextlib
 import os
 
 
@@ -51,6 +52,28 @@ def barrier() -> None:
         dist.barrier()
 
 
+@contextlib.contextmanager
+def main_first():
+    """Rank 0 runs the block first (filling caches: the stand-in build, dataset downloads), then
+    the others, who find the work done."""
+    if not is_main():
+        barrier()
+    try:
+        yield
+    finally:
+        if is_main():
+            barrier()
+
+
+def finish() -> None:
+    """Wait for every rank, then leave the process group."""
+    if active():
+        import torch.distributed as dist
+
+        dist.barrier()
+        dist.destroy_process_group()
+
+
 def share(value):
     """Rank 0's `value`, on every rank."""
     if not active():
@@ -60,6 +83,22 @@ def share(value):
     holder = [value]
     dist.broadcast_object_list(holder, src=0)
     return holder[0]
+
+
+def decided_on_main(decide):
+    """`decide()` run on rank 0 alone, its result (or the UserError it raised) on every rank."""
+    from training.errors import UserError
+
+    outcome = None
+    if is_main():
+        try:
+            outcome = decide()
+        except UserError as error:
+            outcome = error
+    outcome = share(outcome)
+    if isinstance(outcome, UserError):
+        raise outcome
+    return outcome
 
 
 def any_rank(flags: list[bool]) -> list[bool]:

@@ -1,5 +1,7 @@
-"""Stopping cleanly: SIGTERM/SIGINT end the current step, save a checkpoint and exit 143;
-a time cadence saves every `save_every_minutes` so a SIGKILL loses at most that much.
+"""Stopping and saving at step ends: SIGTERM/SIGINT or the budget cap end the run after the
+current step with a checkpoint; a time cadence saves every `save_every_minutes` so a SIGKILL
+loses at most that much. Under torchrun every rank takes the same decision at the same step:
+a stop asked on one rank stops them all, with one coordinated checkpoint.
 
 RunPod sends SIGTERM and kills 5 s later, so nothing here waits for more than the step in flight.
 """
@@ -10,37 +12,35 @@ import time
 
 from transformers import TrainerCallback
 
+from training import distributed
 from training.signals import StopSignals
 
 
-class StopOnSignalCallback(TrainerCallback):
-    def __init__(self, signals: StopSignals):
-        self.signals = signals
+class StopAndSaveCallback(TrainerCallback):
+    """Must come after the callbacks whose decisions it applies (the budget's)."""
 
-    def on_train_begin(self, args, state, control, **kwargs):
-        self.signals.training = True
-
-    def on_step_end(self, args, state, control, **kwargs):
-        if self.signals.requested:
-            control.should_save = True
-            control.should_training_stop = True
-            # Evaluating would spend the grace period on something a resume redoes anyway.
-            control.should_evaluate = False
-
-
-class SaveEveryMinutesCallback(TrainerCallback):
-    """Asks for a checkpoint when `minutes` have passed since the last one (0 = off)."""
-
-    def __init__(self, minutes: float, clock=time.monotonic):
-        self.seconds = minutes * 60
+    def __init__(self, signals: StopSignals, budget, save_every_minutes: float, clock=time.monotonic):
+        self.signals, self.budget = signals, budget
+        self.seconds = save_every_minutes * 60
         self.clock = clock
         self.last_save = None
 
     def on_train_begin(self, args, state, control, **kwargs):
+        self.signals.training = True
         self.last_save = self.clock()
 
     def on_step_end(self, args, state, control, **kwargs):
-        if self.seconds > 0 and self.clock() - self.last_save >= self.seconds:
+        due = self.seconds > 0 and self.clock() - self.last_save >= self.seconds
+        signalled, over_budget, due = distributed.any_rank([bool(self.signals.requested), self.budget.stopped, due])
+        if signalled and not self.signals.requested:
+            self.signals.requested = "SIGTERM on another rank"
+        self.budget.stopped = over_budget
+        if signalled or over_budget:
+            control.should_save = True
+            control.should_training_stop = True
+            # Evaluating would spend the grace period on something a resume redoes anyway.
+            control.should_evaluate = False
+        elif due:
             control.should_save = True
 
     def on_save(self, args, state, control, **kwargs):

@@ -21,6 +21,7 @@ if __package__ in (None, ""):  # run as a script: make `configs` and `training` 
 
 from configs.base import ConfigError, TrainingConfig  # noqa: E402
 from configs.loader import git_state, load_config, resolve  # noqa: E402
+from training import distributed  # noqa: E402
 from training.errors import (  # noqa: E402
     EXIT_BUDGET,
     EXIT_LOCKED,
@@ -56,7 +57,7 @@ def setup_logging() -> None:
     for old in [h for h in log.handlers if h.get_name() == "harness-console"]:
         log.removeHandler(old)  # main() run again in one process (tests, benchmarks)
     log.addHandler(handler)
-    log.setLevel(logging.INFO)
+    log.setLevel(logging.INFO if distributed.is_main() else logging.WARNING)  # one voice under torchrun
     log.propagate = False
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
@@ -75,6 +76,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         config = resolve(load_config(args.config, args.overrides))
         from training import preflight
+        from training.modeling import cuda_available
         from training.resume import choose_checkpoint
         from training.run_lock import OutputDirLocked, RunLock
 
@@ -84,14 +86,22 @@ def main(argv: list[str] | None = None) -> int:
             return EXIT_OK
         if args.resume not in (None, "auto"):
             choose_checkpoint(args.resume, config.output_dir)  # a bad path fails before anything is written
-        lock = RunLock(config.output_dir)
-        try:
-            lock.acquire()
-        except OutputDirLocked as locked:
+        distributed.init(cuda_available())
+        lock, locked = RunLock(config.output_dir), None
+        if distributed.is_main():
+            try:
+                lock.acquire()
+            except OutputDirLocked as error:
+                locked = str(error)
+        locked = distributed.share(locked)
+        if locked:
             print(f"error: {locked}", file=sys.stderr)
             return EXIT_LOCKED
         try:
-            return run(config, backend, args.resume, signals)
+            code = run(config, backend, args.resume, signals)
+            # torchrun tears every rank down at the first exit: leave together, bookkeeping done
+            distributed.finish()
+            return code
         finally:
             lock.release()
     except (ConfigError, UserError) as error:
@@ -109,10 +119,10 @@ def run(config: TrainingConfig, backend: str, resume: str | None, signals: StopS
     from training import checkpoints
     from training.cost import BudgetCallback, CostLedger, CostMeter, budget_verdict, gpu_info, hourly_rate
     from training.data.collator import VisionChatCollator
-    from training.data.sources import load_splits
+    from training.data.sources import load_splits, whole_steps
     from training.inference import write_config
-    from training.modeling import cuda_available, load_model
-    from training.preemption import SaveEveryMinutesCallback, StopOnSignalCallback
+    from training.modeling import cuda_available, load_model, model_source
+    from training.preemption import StopAndSaveCallback
     from training.progress import ProgressCallback
     from training.run_status import write_status
     from training.save import save_final
@@ -123,10 +133,13 @@ def run(config: TrainingConfig, backend: str, resume: str | None, signals: StopS
     hf_logging.disable_progress_bar()
     log.info("experiment %s -> %s (backend %s)", config.experiment_name, config.output_dir, backend)
 
-    leftovers = checkpoints.clear_staging(config.output_dir)
-    if leftovers:
-        log.info("removed what interrupted saves left: %s", ", ".join(leftovers))
-    checkpoint, state, learning_rate_changed = resume_point(config, resume)
+    main_rank = distributed.is_main()
+    if main_rank:
+        leftovers = checkpoints.clear_staging(config.output_dir)
+        if leftovers:
+            log.info("removed what interrupted saves left: %s", ", ".join(leftovers))
+    distributed.barrier()
+    checkpoint, state, learning_rate_changed = distributed.decided_on_main(lambda: resume_point(config, resume))
 
     gpu = gpu_info()
     try:
@@ -143,24 +156,30 @@ def run(config: TrainingConfig, backend: str, resume: str | None, signals: StopS
         return EXIT_BUDGET
     meter = CostMeter(ledger, rate, config.budget_cap)
 
-    tracker = Tracker.start(config, state, backend, gpu)
-    splits = load_splits(config)
-    log.info("data: %s, %d train / %d eval samples (eval split: %s)", config.dataset_name,
-             len(splits.train), len(splits.eval), splits.eval_split)
+    tracker = Tracker.start(config, state, backend, gpu) if main_rank else None
+    with distributed.main_first():
+        splits = load_splits(config)
+        model_source(config)  # builds the stand-in on first use
+    per_step = config.per_device_train_batch_size * config.gradient_accumulation_steps * distributed.world_size()
+    train_set = whole_steps(splits.train, per_step)
+    log.info("data: %s, %d train / %d eval samples (eval split: %s)%s", config.dataset_name, len(train_set),
+             len(splits.eval), splits.eval_split,
+             f"; {len(splits.train) - len(train_set)} left out so each epoch is whole steps of {per_step}"
+             if len(train_set) < len(splits.train) else "")
 
     loaded = load_model(config, backend)
     trainable = sum(p.numel() for p in loaded.model.parameters() if p.requires_grad)
     log.info("model: %s, %s trainable parameters", config.model_name, f"{trainable:,}")
 
     budget = BudgetCallback(meter, config.budget_action, alert=tracker.alert if tracker else None)
-    callbacks = [budget, MetricsFileCallback(config.output_dir), ProgressCallback(), StopOnSignalCallback(signals),
-                 SaveEveryMinutesCallback(config.save_every_minutes)]
+    callbacks = [budget, StopAndSaveCallback(signals, budget, config.save_every_minutes),
+                 MetricsFileCallback(config.output_dir), ProgressCallback()]
     if tracker:
         callbacks.append(TrackingCallback(tracker))
     trainer = HarnessTrainer(
         model=loaded.model,
         args=training_arguments(config, backend, has_cuda=cuda_available()),
-        train_dataset=splits.train,
+        train_dataset=train_set,
         eval_dataset=splits.eval,
         data_collator=VisionChatCollator(loaded.processor, config.instruction, config.image_max_pixels),
         callbacks=callbacks,
@@ -173,18 +192,27 @@ def run(config: TrainingConfig, backend: str, resume: str | None, signals: StopS
     )
 
     def status(name: str, exit_code: int | None = None) -> None:
+        if not main_rank:
+            return
         write_status(config.output_dir, name, exit_code=exit_code, step=trainer.state.global_step,
                      max_steps=config.max_steps, cost_usd=round(ledger.total_usd(), 6),
                      best_eval_loss=state.best_eval_loss, experiment_name=config.experiment_name,
                      git_branch=state.git_branch, git_commit=state.git_commit,
                      wandb_url=tracker.url if tracker else None)
 
-    write_config(config, config.output_dir)
+    if main_rank:
+        write_config(config, config.output_dir)
     status("running")
     code = EXIT_USER_ERROR  # replaced below unless training raises
     try:
         try:
-            trainer.train(resume_from_checkpoint=checkpoint)
+            if checkpoint and state.step >= config.max_steps:
+                # Killed between the last checkpoint and final/: nothing left to train (the Trainer
+                # would take one step past max_steps), only the final save to redo.
+                log.info("the checkpoint is at max_steps=%d: writing final/ from it", config.max_steps)
+                trainer.load_checkpoint_weights(checkpoint)
+            else:
+                trainer.train(resume_from_checkpoint=checkpoint)
         except Preempted:
             code = EXIT_PREEMPTED
             status("preempted", code)
@@ -205,13 +233,15 @@ def run(config: TrainingConfig, backend: str, resume: str | None, signals: StopS
                      "--resume auto to continue", step)
             status("budget_stopped", code)
             return code
-        final = save_final(loaded.model, loaded.processor, config, config.output_dir)
+        final = save_final(loaded.model, loaded.processor, config, config.output_dir) if main_rank else None
+        distributed.barrier()
         code = EXIT_OK
         status("early_stopped" if trainer.stopped_early else "finished", code)
         log.info("done at step %d: final adapter in %s; %.2f USD spent", step, final, ledger.total_usd())
         return code
     finally:
-        ledger.save()
+        if main_rank:
+            ledger.save()
         if tracker:
             tracker.finish(code)
 

@@ -11,7 +11,7 @@ import time
 from transformers import PrinterCallback, Trainer, TrainingArguments
 
 from configs.base import TrainingConfig
-from training import checkpoints, early_stopping
+from training import checkpoints, distributed, early_stopping
 from training.evaluation import evaluate_samples, worst
 from training.modeling import UNSLOTH, inference_mode
 from training.progress import ThroughputMeter
@@ -55,6 +55,8 @@ def training_arguments(config: TrainingConfig, backend: str, has_cuda: bool) -> 
         bf16=bf16,
         fp16=has_cuda and not bf16,
         use_cpu=not has_cuda,
+        ddp_backend="gloo" if distributed.world_size() > 1 and not has_cuda else None,  # torchrun on CPU
+        ddp_find_unused_parameters=False,
         report_to="none",
         disable_tqdm=True,
         remove_unused_columns=False,
@@ -136,9 +138,28 @@ class HarnessTrainer(Trainer):
         return metrics
 
     def _load_optimizer_and_scheduler(self, checkpoint) -> None:
-        super()._load_optimizer_and_scheduler(checkpoint)
+        if checkpoint and self.args.world_size > 1 and self.args.device.type == "cpu":
+            self._load_on_cpu_ranks(checkpoint)
+        else:
+            super()._load_optimizer_and_scheduler(checkpoint)
         if checkpoint and self.apply_new_learning_rate:
             self._rebase_learning_rate(self.args.learning_rate)
+
+    def load_checkpoint_weights(self, checkpoint: str) -> None:
+        """The adapter of `checkpoint` into the model, and the step it was saved at, without training."""
+        self._load_from_checkpoint(checkpoint)
+        self.state.global_step = self.harness_state.step
+
+    def _load_on_cpu_ranks(self, checkpoint: str) -> None:
+        """CPU ranks under torchrun: the Trainer maps the optimizer state to args.device, "cpu:<n>",
+        which torch.load cannot restore; the state is the same, so load it to plain "cpu"."""
+        import torch
+
+        optimizer = os.path.join(checkpoint, "optimizer.pt")
+        scheduler = os.path.join(checkpoint, "scheduler.pt")
+        if os.path.isfile(optimizer) and os.path.isfile(scheduler):
+            self.optimizer.load_state_dict(torch.load(optimizer, map_location="cpu", weights_only=True))
+            self.lr_scheduler.load_state_dict(torch.load(scheduler, map_location="cpu", weights_only=True))
 
     def _rebase_learning_rate(self, learning_rate: float) -> None:
         """After loading a checkpoint trained with another learning_rate: keep the schedule's

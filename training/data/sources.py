@@ -95,6 +95,16 @@ def take(split, subset: int):
     return split if subset == -1 or subset >= len(split) else Subset(split, subset)
 
 
+def whole_steps(split, samples_per_step: int):
+    """The split cut to a multiple of one optimizer step's samples (all ranks together).
+
+    The Trainer resumes by counting full steps per epoch; an epoch that ends mid-step would put a
+    resumed run on other samples than the uninterrupted one. Dropping the tail (fewer samples than
+    one step) keeps every epoch whole and every resume exact."""
+    whole = len(split) - len(split) % samples_per_step
+    return split if whole in (0, len(split)) else Subset(split, whole)
+
+
 @dataclass
 class Splits:
     train: object

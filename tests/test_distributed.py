@@ -1,0 +1,126 @@
+"""torchrun with 2 CPU ranks (gloo): one voice for files and W&B, coordinated stops, resume.
+
+Under torchrun the launcher's own exit code is 1 whenever a rank exits non-zero (143, 3), so the
+outcome is read from run_status.json, as scripts/setup_pod.sh does.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from conftest import QUICK_VAL, REPO
+from training import checkpoints
+from training.metrics_log import read_events
+from training.run_status import read_status
+
+RUN = ("max_steps=8", "save_steps=2", "eval_steps=4", "keep_recent=2", "keep_best=1", "logging_steps=1",
+       "eval_generate_samples=2", "max_new_tokens=16", "save_every_minutes=0")
+
+
+def torchrun(output_dir, *extra: str, resume: bool = False, env: dict | None = None) -> subprocess.Popen:
+    args = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+            "training/train.py", "--config", QUICK_VAL, "--set", f"output_dir={output_dir}"]
+    for override in RUN + extra:
+        args += ["--set", override]
+    if resume:
+        args += ["--resume", "auto"]
+    return subprocess.Popen(args, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            env={**os.environ, **(env or {})})
+
+
+def finish(process: subprocess.Popen) -> str:
+    output, _ = process.communicate(timeout=400)
+    return output
+
+
+def wait_for(predicate, timeout: float = 300) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.05)
+    return False
+
+
+def losses(output_dir) -> dict[int, list[float]]:
+    seen: dict[int, list[float]] = {}
+    for event in read_events(os.path.join(output_dir, "metrics.jsonl")):
+        if "loss" in event:
+            seen.setdefault(event["step"], []).append(event["loss"])
+    return seen
+
+
+def rank_pid(launcher: subprocess.Popen, rank: int) -> int:
+    children = subprocess.run(["pgrep", "-P", str(launcher.pid)], capture_output=True, text=True).stdout.split()
+    for pid in children:
+        with open(f"/proc/{pid}/environ", "rb") as source:
+            if f"RANK={rank}".encode() in source.read().split(b"\0"):
+                return int(pid)
+    raise LookupError(f"no rank {rank} under {launcher.pid}")
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory):
+    out = tmp_path_factory.mktemp("ddp-reference") / "run"
+    process = torchrun(out)
+    output = finish(process)
+    assert process.returncode == 0, output
+    return out
+
+
+def test_two_ranks_write_once_and_save_every_ranks_state(reference):
+    steps = [e["step"] for e in read_events(str(reference / "metrics.jsonl")) if "loss" in e]
+    assert steps == list(range(1, 9)), "rank 0 alone writes metrics.jsonl"
+    newest = checkpoints.scan(str(reference))[0][-1]
+    assert {"rng_state_0.pth", "rng_state_1.pth"} <= set(os.listdir(newest.path))
+    assert read_status(str(reference))["status"] == "finished"
+    assert len(os.listdir(reference / "worst_samples")) == 2 * (1 + 2)  # 2 evaluations, one writer
+
+
+def test_two_ranks_killed_then_resume_auto_finishes_like_an_uninterrupted_run(reference, tmp_path):
+    out = tmp_path / "run"
+    process = torchrun(out)
+    assert wait_for(lambda: os.path.isdir(out / "checkpoint-2") or process.poll() is not None)
+    # the launcher and both ranks (torchrun starts each in a session of its own), no warning
+    ranks = [rank_pid(process, rank) for rank in (0, 1)]
+    for pid in [process.pid, *ranks]:
+        os.kill(pid, signal.SIGKILL)
+    process.wait(timeout=60)
+    assert wait_for(lambda: not any(os.path.exists(f"/proc/{pid}") for pid in ranks), timeout=30)
+    resumed = torchrun(out, resume=True)
+    output = finish(resumed)
+    assert resumed.returncode == 0, output
+    assert "resuming from" in output and "(step 8)" not in output, "the kill came too late to test a resume"
+    assert read_status(str(out))["status"] == "finished"
+    ref = losses(reference)
+    for step, values in losses(out).items():
+        assert all(v == ref[step][0] for v in values), (step, values, ref[step])
+    first = load_file(str(reference / "final" / "adapter_model.safetensors"))
+    second = load_file(str(out / "final" / "adapter_model.safetensors"))
+    assert all(torch.equal(first[k], second[k]) for k in first)
+
+
+def test_sigterm_on_one_rank_stops_both_with_one_checkpoint(tmp_path):
+    out = tmp_path / "run"
+    process = torchrun(out, "max_steps=400", "save_steps=1000", "eval_steps=1000", env={"GPU_HOURLY_RATE": "3600"})
+    assert wait_for(lambda: bool(losses(out)) or process.poll() is not None)
+    os.kill(rank_pid(process, 1), signal.SIGTERM)
+    output = finish(process)
+    status = read_status(str(out))
+    assert status["status"] == "preempted" and status["exit_code"] == 143, output
+    complete, _ = checkpoints.scan(str(out))
+    assert [c.step for c in complete] == [status["step"]] == [max(losses(out))]
+    assert {"rng_state_0.pth", "rng_state_1.pth"} <= set(os.listdir(complete[0].path))
+    assert "stopped by SIGTERM on another rank" in output
+    # one GPU-hour rate per rank: a CPU rank counts as one device when a rate is given
+    ledger = json.loads((out / "cost_ledger.json").read_text())
+    assert [s["usd_per_hour"] for s in ledger["sessions"]] == [7200.0]
