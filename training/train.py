@@ -58,7 +58,7 @@ def main(argv: list[str] | None = None) -> int:
         config = resolve(load_config(args.config, args.overrides))
         from training import preflight
 
-        backend = preflight.check_or_raise(config)
+        backend = preflight.check_or_raise(config, config_path=args.config)
         if args.preflight_only:
             log.info("preflight passed")
             return EXIT_OK
