@@ -4,6 +4,7 @@ SKIP_INSTALL=1 with this venv's Python, and local fakes of RunPod's API and of a
 from __future__ import annotations
 
 import os
+import re
 import secrets
 import shutil
 import signal
@@ -80,6 +81,11 @@ def run_pod(env: dict, cwd: Path, timeout: float = 240, command: tuple[str, ...]
                           timeout=timeout)
 
 
+def checkpoint_steps(output_dir: Path) -> list[int]:
+    found = (re.fullmatch(r"checkpoint-(\d+)", p.name) for p in output_dir.glob("checkpoint-*") if p.is_dir())
+    return sorted(int(match.group(1)) for match in found if match)
+
+
 def logs(volume: Path) -> list[Path]:
     return sorted((volume / "logs").glob("training-*.log"))
 
@@ -107,7 +113,7 @@ def test_end_to_end_clones_logs_and_checkpoints_on_the_volume(finished, origin):
     assert git("rev-parse", "HEAD", cwd=clone) == git("rev-parse", BRANCH, cwd=origin)
     out = volume / CHECKPOINTS
     assert (out / "final" / "adapter_model.safetensors").is_file()
-    assert sorted(p.name for p in out.glob("checkpoint-*")) == ["checkpoint-10", "checkpoint-5"]
+    assert checkpoint_steps(out)  # which ones are kept is the retention policy's business
     assert (out / "metrics.jsonl").is_file()
     [log] = logs(volume)
     text = log.read_text()
@@ -185,7 +191,7 @@ def preempted(origin, tmp_path_factory):
             returncode = process.wait(timeout=60)
         finally:
             stop(process)
-    checkpoints = sorted(int(p.name.split("-")[1]) for p in (volume / CHECKPOINTS).glob("checkpoint-*"))
+    checkpoints = checkpoint_steps(volume / CHECKPOINTS)
     return volume, returncode, output.read_text(), stop_requests(runpod), checkpoints
 
 
@@ -228,8 +234,7 @@ def test_restart_updates_the_clone_and_finishes(restarted, origin):
 @pytest.mark.xfail(reason="needs --resume auto from the checkpoints issue", strict=False)
 def test_restart_resumes_from_the_last_checkpoint(restarted):
     volume, result, _, checkpoints = restarted
-    last = volume / CHECKPOINTS / f"checkpoint-{checkpoints[-1]}"
-    assert f"resuming from {last}" in result.stdout
+    assert re.search(rf"resuming from \S*checkpoint-{checkpoints[-1]}\b", result.stdout), result.stdout
     assert "starting fresh" not in result.stdout
 
 
