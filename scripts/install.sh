@@ -28,12 +28,12 @@ pip_install -q --upgrade pip
 pip_install "${TORCH_PINS[@]}"
 case "$MODE" in
   dev)
-    pip_install -e "$ROOT[dev]"
+    pip_install -e "${ROOT}[dev]"
     # Contract tests read unsloth's real signatures; its GPU-only requirements are not needed
     # for that and fight the torch pin on a CPU machine, hence --no-deps.
     pip_install --no-deps "${UNSLOTH_PINS[@]}"
     ;;
-  gpu) pip_install -e "$ROOT[gpu]" ;;
+  gpu) pip_install -e "${ROOT}[gpu]" ;;
   run) pip_install -e "$ROOT" ;;
 esac
 echo "[install] done: activate with '. $VENV/bin/activate'"

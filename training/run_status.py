@@ -33,3 +33,29 @@ def read_status(output_dir: str) -> dict | None:
             return json.load(source)
     except (OSError, json.JSONDecodeError):
         return None
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python -m training.run_status --config FILE [--exit-code]`: how the experiment's last run
+    ended (for scripts: under torchrun the launcher's exit code is 1 whatever the ranks returned)."""
+    import argparse
+    import sys
+
+    from configs.loader import load_config, resolve
+
+    parser = argparse.ArgumentParser(prog="python -m training.run_status", description=main.__doc__)
+    parser.add_argument("--config", required=True)
+    parser.add_argument("--set", dest="overrides", action="append", default=[])
+    parser.add_argument("--exit-code", action="store_true", help="print only the exit code of the last run")
+    parser.add_argument("--since", default="", help="ignore a status older than this UTC time (YYYY-MM-DDTHH:MM:SSZ)")
+    args = parser.parse_args(argv)
+    status = read_status(resolve(load_config(args.config, args.overrides)).output_dir)
+    if status is None or status.get("updated_at", "") < args.since or (args.exit_code and status.get("exit_code") is None):
+        print("no run recorded an outcome" + (f" since {args.since}" if args.since else ""), file=sys.stderr)
+        return 1
+    print(status["exit_code"] if args.exit_code else json.dumps(status, indent=2, sort_keys=True))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -119,9 +119,23 @@ class Tracker:
         tracked = {**dataclasses.asdict(config), "git_branch": state.git_branch, "git_commit": state.git_commit,
                    "git_dirty": state.git_dirty, "gpu_name": gpu[0] or "cpu", "gpu_count": gpu[1],
                    "backend": backend, "versions": package_versions()}
-        run = wandb.init(project=config.wandb_project, name=config.experiment_name, id=run_id, resume="allow",
-                         dir=config.output_dir, config=tracked, mode=mode, allow_val_change=True,
-                         settings=wandb.Settings(console="off", quiet=True))
+        from training.errors import UserError
+        from training.retry import NetworkCallFailed, call
+
+        def init(mode: str):
+            return call("W&B init", wandb.init, project=config.wandb_project, name=config.experiment_name, id=run_id,
+                        resume="allow", dir=config.output_dir, config=tracked, mode=mode, allow_val_change=True,
+                        settings=wandb.Settings(console="off", quiet=True))
+
+        try:
+            run = init(mode)
+        except NetworkCallFailed as error:
+            if not error.transient:
+                raise UserError(f"{error}; check WANDB_API_KEY (or set WANDB_MODE=offline)") from None
+            # W&B unreachable: training is what costs money, so it goes on, logged offline to sync later.
+            log.warning("%s: logging offline instead", error)
+            mode, why = "offline", "W&B unreachable"
+            run = init(mode)
         run.define_metric(STEP_METRIC)
         run.define_metric("*", step_metric=STEP_METRIC, step_sync=True)
         state.wandb_run_id = run.id

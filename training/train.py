@@ -80,7 +80,7 @@ def main(argv: list[str] | None = None) -> int:
         from training.resume import choose_checkpoint
         from training.run_lock import OutputDirLocked, RunLock
 
-        backend = preflight.check_or_raise(config)
+        backend = preflight.check_or_raise(config, config_path=args.config)
         if args.preflight_only:
             log.info("preflight passed")
             return EXIT_OK

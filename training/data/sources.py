@@ -15,6 +15,7 @@ from pathlib import Path
 from configs.base import SYNTHETIC_DATASET, TrainingConfig
 from training.data import synthetic
 from training.errors import UserError
+from training.hub import is_local_path
 
 EVAL_SPLIT_PREFERENCE = ("validation", "valid", "val", "test")
 HOLDOUT_FRACTION = 0.05
@@ -25,7 +26,7 @@ def dataset_kind(name: str) -> str:
     """"synthetic", "local" (an existing or explicitly relative/absolute path) or "hub"."""
     if name.startswith("synthetic:"):
         return "synthetic"
-    if name.startswith(("/", "./", "../", "~")) or os.path.exists(name):
+    if is_local_path(name):
         return "local"
     return "hub"
 

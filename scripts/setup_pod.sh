@@ -1,0 +1,359 @@
+#!/usr/bin/env bash
+# Run one experiment on a RunPod pod, and carry on after a restart: clone (or update) the experiment
+# branch on the network volume, install the pinned environment once per pyproject.toml, run the
+# preflight checks, train with `--resume auto`, and with AUTO_STOP=1 stop the pod when training ends.
+#
+#   GIT_REPO=https://github.com/acme/well-log-ocr GIT_BRANCH=exp/r32 \
+#   CONFIG_PATH=configs/experiments/r32.py AUTO_STOP=1 bash scripts/setup_pod.sh
+#
+# Anywhere else, with the Python on PATH and a scratch directory as the volume:
+#
+#   GIT_REPO=$PWD GIT_BRANCH=$(git branch --show-current) CONFIG_PATH=configs/experiments/quick_val.py \
+#   VOLUME_PATH=/tmp/volume SKIP_INSTALL=1 bash scripts/setup_pod.sh
+#
+# Environment: GIT_REPO, GIT_BRANCH, CONFIG_PATH (required); WANDB_API_KEY, HF_TOKEN, GIT_TOKEN
+# (secrets: passed on, never printed or written); GIT_USERNAME (x-access-token) goes with GIT_TOKEN;
+# VOLUME_PATH (/runpod_volume); SKIP_INSTALL=1 (use the Python on PATH, install nothing); AUTO_STOP=1;
+# RETRY_WAIT_SECONDS (2: clone/fetch and network calls are tried 3 times, waiting 2 s then 4 s).
+# RunPod sets RUNPOD_POD_ID, RUNPOD_API_KEY and RUNPOD_GPU_COUNT. scripts/README.md has the pod setup.
+#
+# Exit codes: train.py's (0 done, 2 bad config or failed preflight, 3 budget cap, 4 output dir locked,
+# 143 stopped by SIGTERM/SIGINT after a checkpoint); 2 also for a bad environment (missing variable,
+# unknown branch or repository); 1 when setup failed (the network after 3 tries, the install).
+#
+# Safe to re-run at any point. The whole script is one function, read before it runs, so updating
+# the clone it may have been started from cannot change it mid-run.
+
+# The exit path (on_exit, on_signal and what they call) runs from traps, which shellcheck does not follow.
+# shellcheck disable=SC2329
+set -euo pipefail
+
+main() {
+  GIT_REPO="${GIT_REPO:-}"
+  GIT_BRANCH="${GIT_BRANCH:-}"
+  CONFIG_PATH="${CONFIG_PATH:-}"
+  GIT_USERNAME="${GIT_USERNAME:-x-access-token}"
+  VOLUME_PATH="${VOLUME_PATH:-/runpod_volume}"
+  SKIP_INSTALL="${SKIP_INSTALL:-0}"
+  AUTO_STOP="${AUTO_STOP:-0}"
+  RETRY_WAIT_SECONDS="${RETRY_WAIT_SECONDS:-2}"
+  RUNPOD_POD_ID="${RUNPOD_POD_ID:-}"
+  RUNPOD_GPU_COUNT="${RUNPOD_GPU_COUNT:-}"
+  # Secrets are only ever tested with ${VAR:+set}: expanding them would put them in `bash -x` output.
+
+  PHASE="setup"       # what an exit ends: setup, preflight or training
+  PY=""               # the Python that runs the harness, once known
+  REPO_DIR=""
+  LOG_FILE=""
+  LOG_PID=""
+  ASKPASS_DIR=""
+  CHILD_PID=""        # the process signals are forwarded to
+  SIGNALLED=0         # a trapped signal interrupted `wait`
+  STOP_SIGNAL=""      # this script was asked to stop (preemption, Ctrl-C)
+  trap on_exit EXIT
+  trap 'on_signal TERM' TERM
+  trap 'on_signal INT' INT
+  trap 'on_signal HUP' HUP
+
+  check_volume
+  start_log
+  check_environment
+  say "experiment branch $GIT_BRANCH of $GIT_REPO, config $CONFIG_PATH, volume $VOLUME_PATH" \
+      "(pod ${RUNPOD_POD_ID:-none}, GPUs ${RUNPOD_GPU_COUNT:-?})"
+  setup_git_auth
+  sync_repo
+  cd "$REPO_DIR"
+  setup_python
+  export VOLUME_PATH PYTHONUNBUFFERED=1
+  # Downloaded weights and the stand-in model survive restarts on the volume.
+  export HF_HOME="${HF_HOME:-$VOLUME_PATH/cache/huggingface}"
+  export WELL_LOG_CACHE="${WELL_LOG_CACHE:-$VOLUME_PATH/cache/well-log-harness}"
+  export RETRY_WAIT_SECONDS
+
+  PHASE="preflight"
+  say "preflight: python training/train.py --config $CONFIG_PATH --preflight-only"
+  run_child "$PY" training/train.py --config "$CONFIG_PATH" --preflight-only || exit $?
+  PHASE="training"
+  local launcher=("$PY") rc=0
+  if [[ "$RUNPOD_GPU_COUNT" =~ ^[0-9]+$ ]] && [ "$RUNPOD_GPU_COUNT" -gt 1 ]; then
+    launcher=("$PY" -m torch.distributed.run --standalone "--nproc_per_node=$RUNPOD_GPU_COUNT")
+  fi
+  say "training: ${launcher[*]:1} training/train.py --config $CONFIG_PATH --resume auto" \
+      "(${RUNPOD_GPU_COUNT:-1} GPU(s))"
+  local started
+  started="$(date -u +%Y-%m-%dT%H:%M:%SZ)"
+  run_child "${launcher[@]}" training/train.py --config "$CONFIG_PATH" --resume auto || rc=$?
+  if [ "$rc" -ne 0 ] && [ ${#launcher[@]} -gt 1 ]; then
+    # torchrun exits 1 whenever a rank exits non-zero (143, 3, ...): the run's own outcome is in
+    # run_status.json, if this run got as far as writing one.
+    rc="$("$PY" -m training.run_status --config "$CONFIG_PATH" --since "$started" --exit-code 2>/dev/null \
+          || echo "$rc")"
+  fi
+  exit "$rc"
+}
+
+say() { printf '[setup_pod %s] %s\n' "$(date -u +%H:%M:%S)" "$*"; }
+
+die() {  # die CODE MESSAGE...
+  local code=$1
+  shift
+  say "error: $*" >&2
+  exit "$code"
+}
+
+check_volume() {
+  [ -d "$VOLUME_PATH" ] || die 2 "VOLUME_PATH=$VOLUME_PATH does not exist: attach the network volume with" \
+    "that mount path (or set VOLUME_PATH to where it is mounted); checkpoints must not go to the container disk"
+  VOLUME_PATH="$(cd "$VOLUME_PATH" && pwd)"
+  mkdir -p "$VOLUME_PATH/logs" 2>/dev/null || die 2 "VOLUME_PATH=$VOLUME_PATH is not writable"
+}
+
+start_log() {
+  LOG_FILE="$VOLUME_PATH/logs/training-$(date -u +%Y%m%dT%H%M%SZ).log"
+  # Everything from here on goes through mask_secrets to the terminal and the log. Both ignore
+  # INT/TERM so the trainer's last lines (the checkpoint it saved) still arrive after a Ctrl-C.
+  exec > >(trap '' INT TERM HUP; mask_secrets | tee -a "$LOG_FILE") 2>&1
+  LOG_PID=$!
+  say "log: $LOG_FILE"
+}
+
+mask_secrets() {
+  # A second line of defence behind code that never prints them: any secret that does show up in
+  # some library's output is replaced by ***. awk reads them from its environment, not from argv.
+  local awk=(awk)
+  # mawk (Debian's awk) reads its input in blocks unless told otherwise: lines would arrive late.
+  if awk -W version 2>/dev/null | grep -q mawk; then awk=(awk -W interactive); fi
+  # shellcheck disable=SC2016  # an awk program: its $0 is awk's
+  "${awk[@]}" 'BEGIN {
+         n = split("WANDB_API_KEY HF_TOKEN GIT_TOKEN RUNPOD_API_KEY", names, " ")
+         for (i = 1; i <= n; i++) if (length(ENVIRON[names[i]]) >= 6) secret[++m] = ENVIRON[names[i]]
+       }
+       {
+         line = $0
+         for (i = 1; i <= m; i++)
+           while ((at = index(line, secret[i])) > 0)
+             line = substr(line, 1, at - 1) "***" substr(line, at + length(secret[i]))
+         print line
+         fflush()
+       }'
+}
+
+check_environment() {
+  local name missing=()
+  for name in GIT_REPO GIT_BRANCH CONFIG_PATH; do
+    [ -n "${!name}" ] || missing+=("$name")
+  done
+  [ ${#missing[@]} -eq 0 ] || die 2 "${missing[*]} not set: set GIT_REPO (the repository URL), GIT_BRANCH" \
+    "(the experiment branch) and CONFIG_PATH (e.g. configs/experiments/quick_val.py) in the pod's environment"
+  git check-ref-format --branch "$GIT_BRANCH" >/dev/null 2>&1 \
+    || die 2 "GIT_BRANCH=$GIT_BRANCH: not a valid branch name"
+  if [[ "$CONFIG_PATH" == /* || "/$CONFIG_PATH/" == */../* ]]; then
+    die 2 "CONFIG_PATH=$CONFIG_PATH: must be a path inside the repository, e.g. configs/experiments/quick_val.py"
+  fi
+  if ! [[ "$RETRY_WAIT_SECONDS" =~ ^[0-9]+([.][0-9]+)?$ ]] \
+      || ! awk -v wait="$RETRY_WAIT_SECONDS" 'BEGIN { exit !(wait <= 60) }'; then
+    die 2 "RETRY_WAIT_SECONDS=$RETRY_WAIT_SECONDS: must be a number of seconds between 0 and 60 (default 2)"
+  fi
+  for name in SKIP_INSTALL AUTO_STOP; do
+    [[ "${!name}" =~ ^[01]?$ ]] || die 2 "$name=${!name}: must be 1 (on) or 0 (off)"
+  done
+  # One clone per branch: branches of one repository on one volume never share a working tree.
+  REPO_DIR="$VOLUME_PATH/repo/$GIT_BRANCH"
+}
+
+setup_git_auth() {
+  export GIT_TERMINAL_PROMPT=0  # fail at once instead of waiting for a password nobody will type
+  [ -n "${GIT_TOKEN:+set}" ] || return 0
+  # git asks GIT_ASKPASS for the username and password of an HTTPS remote; this helper answers from
+  # the environment, so the token is in no argument, no file and no .git/config.
+  ASKPASS_DIR="$(mktemp -d)"
+  cat >"$ASKPASS_DIR/askpass" <<'EOF'
+#!/bin/sh
+case "$1" in
+  Username*) printf '%s\n' "$GIT_USERNAME" ;;
+  *) printf '%s\n' "$GIT_TOKEN" ;;
+esac
+EOF
+  chmod 700 "$ASKPASS_DIR/askpass"
+  export GIT_ASKPASS="$ASKPASS_DIR/askpass" GIT_USERNAME
+  say "GIT_TOKEN is set: git authenticates with it (as $GIT_USERNAME) through GIT_ASKPASS"
+}
+
+# git's messages for failures that no retry can fix: a wrong URL, branch or token.
+GIT_PERMANENT='not found|does not exist|does not appear to be a git repository|could not find remote|couldn.t find remote ref|authentication failed|invalid username or password|returned error: 40[0-4]|permission denied|could not read (username|password)|terminal prompts disabled'
+
+git_retry() {  # git_retry WHAT GIT-ARGS...: 3 tries with exponential backoff on transient errors
+  local what=$1 attempt=1 rc errors delay
+  shift
+  errors="$(mktemp)"
+  while :; do
+    rc=0
+    # No credential helper: none may store the token, wherever git's global config points.
+    git -c credential.helper= "$@" 2>"$errors" || rc=$?
+    cat "$errors" >&2
+    if [ "$rc" -eq 0 ]; then
+      rm -f "$errors"
+      return 0
+    fi
+    if grep -qiE "$GIT_PERMANENT" "$errors"; then
+      rm -f "$errors"
+      die 2 "$what failed (permanent error, not retried): check GIT_REPO=$GIT_REPO, GIT_BRANCH=$GIT_BRANCH" \
+        "and, for a private repository, GIT_TOKEN"
+    fi
+    if [ "$attempt" -ge 3 ]; then
+      rm -f "$errors"
+      die 1 "$what failed (transient error, gave up after 3 tries): check the network and GIT_REPO"
+    fi
+    delay="$(awk -v base="$RETRY_WAIT_SECONDS" -v n="$attempt" 'BEGIN { print base * 2 ^ (n - 1) }')"
+    say "$what failed (try $attempt/3, transient); retrying in ${delay}s"
+    sleep "$delay"
+    attempt=$((attempt + 1))
+  done
+}
+
+sync_repo() {
+  if [ -d "$REPO_DIR/.git" ]; then
+    say "updating $REPO_DIR to the head of $GIT_BRANCH"
+    # A pod killed mid-checkout leaves this lock; only this script works in this clone.
+    rm -f "$REPO_DIR/.git/index.lock"
+    git -C "$REPO_DIR" remote set-url origin "$GIT_REPO"
+    git_retry "git fetch" -C "$REPO_DIR" fetch --quiet --prune origin \
+      "+refs/heads/$GIT_BRANCH:refs/remotes/origin/$GIT_BRANCH"
+    git -C "$REPO_DIR" checkout --quiet --force -B "$GIT_BRANCH" "refs/remotes/origin/$GIT_BRANCH"
+    git -C "$REPO_DIR" clean --quiet -fd  # untracked files go; ignored ones (caches) stay
+  else
+    say "cloning $GIT_BRANCH of $GIT_REPO into $REPO_DIR"
+    # Cloned beside and moved into place, so a clone cut short is never taken for a complete one.
+    rm -rf "$REPO_DIR.partial"
+    mkdir -p "$(dirname "$REPO_DIR")"
+    git_retry "git clone" clone --quiet --single-branch --branch "$GIT_BRANCH" "$GIT_REPO" "$REPO_DIR.partial"
+    mv "$REPO_DIR.partial" "$REPO_DIR"
+  fi
+  say "code: $GIT_BRANCH @ $(git -C "$REPO_DIR" rev-parse --short HEAD)"
+}
+
+setup_python() {
+  if [ "$SKIP_INSTALL" = 1 ]; then
+    PY="$(command -v python3 || command -v python || true)"
+    [ -n "$PY" ] || die 2 "SKIP_INSTALL=1 but there is no python3 on PATH"
+    say "SKIP_INSTALL=1: using $PY as it is"
+    return 0
+  fi
+  local venv="$VOLUME_PATH/venv" lock_hash installed=""
+  # The venv lives on the volume and is rebuilt only when the lock (pyproject.toml) or the
+  # installer changes; the stamp is written last, so an install cut short is redone.
+  lock_hash="$(cat pyproject.toml scripts/install.sh | sha256sum | cut -c1-16)"
+  [ -f "$venv/.installed" ] && installed="$(cat "$venv/.installed")"
+  if [ "$installed" = "$lock_hash" ] && "$venv/bin/python" -c "" 2>/dev/null; then
+    say "reusing $venv (pyproject.toml unchanged)"
+  else
+    # A venv whose Python is gone (another image) cannot be repaired, only rebuilt.
+    "$venv/bin/python" -c "" 2>/dev/null || rm -rf "$venv"
+    rm -f "$venv/.installed"
+    say "installing into $venv (first run, or pyproject.toml changed): several minutes"
+    VENV="$venv" bash scripts/install.sh gpu || die 1 "installing the environment failed (see above)"
+    printf '%s\n' "$lock_hash" >"$venv/.installed"
+  fi
+  PY="$venv/bin/python"
+}
+
+run_child() {  # run_child CMD...: run CMD, forwarding SIGTERM/SIGINT/SIGHUP to it; return its exit code
+  local rc
+  # Its own session, so a Ctrl-C reaches it once, forwarded from here, not also from the terminal.
+  if command -v setsid >/dev/null 2>&1; then
+    setsid "$@" &
+  else
+    "$@" &
+  fi
+  CHILD_PID=$!
+  while :; do
+    SIGNALLED=0
+    rc=0
+    wait "$CHILD_PID" || rc=$?
+    # A trapped signal ends `wait` early while the child is still saving; wait for it again.
+    [ "$SIGNALLED" = 1 ] || break
+  done
+  CHILD_PID=""
+  return "$rc"
+}
+
+on_signal() {  # on_signal NAME
+  STOP_SIGNAL=$1
+  SIGNALLED=1
+  if [ -n "$CHILD_PID" ]; then
+    say "got SIG$1: forwarding SIGTERM to pid $CHILD_PID so the trainer saves a checkpoint and stops"
+    kill -TERM "$CHILD_PID" 2>/dev/null || true
+  else
+    say "got SIG$1 during $PHASE: stopping"
+    exit 143
+  fi
+}
+
+exit_meaning() {
+  case "$1" in
+    0) echo "finished" ;;
+    2) echo "bad config or environment, or failed preflight" ;;
+    3) echo "budget cap reached" ;;
+    4) echo "output directory locked by another trainer" ;;
+    143) echo "stopped by a signal after saving a checkpoint" ;;
+    *) echo "failed" ;;
+  esac
+}
+
+stop_this_pod() {
+  if [ -z "$RUNPOD_POD_ID" ]; then
+    say "AUTO_STOP=1 but RUNPOD_POD_ID is not set: not on a RunPod pod, nothing to stop"
+    return 0
+  fi
+  say "AUTO_STOP=1: stopping pod $RUNPOD_POD_ID through the RunPod API"
+  if [ -n "$PY" ] && [ -f "$REPO_DIR/training/pod.py" ]; then
+    (cd "$REPO_DIR" && "$PY" -m training.pod stop)
+  else
+    stop_with_curl
+  fi
+}
+
+stop_with_curl() {
+  # Before the harness and its Python are in place (an unknown branch, a failed install): the same
+  # GraphQL mutation the runpod SDK sends. awk writes the key into curl's stdin, never into argv.
+  [ -n "${RUNPOD_API_KEY:+set}" ] || { say "error: RUNPOD_API_KEY is not set: cannot stop the pod"; return 1; }
+  local answer url="${RUNPOD_API_BASE_URL:-https://api.runpod.io}/graphql"
+  local body="{\"query\": \"mutation { podStop(input: {podId: \\\"$RUNPOD_POD_ID\\\"}) { id desiredStatus } }\"}"
+  answer="$(awk 'BEGIN { printf "Authorization: Bearer %s\n", ENVIRON["RUNPOD_API_KEY"] }' \
+    | curl -sS --fail --max-time 30 --retry 2 --retry-connrefused -H @- -H "Content-Type: application/json" \
+      --data "$body" "$url")" || { say "error: the RunPod API did not answer (curl: see above)"; return 1; }
+  case "$answer" in
+    *'"podStop"'*) say "asked RunPod to stop pod $RUNPOD_POD_ID" ;;
+    *) say "error: RunPod refused to stop the pod: $answer"; return 1 ;;
+  esac
+}
+
+park() {  # park WHY: keep the container alive instead of exiting, which would make RunPod restart it
+  say "$1: this pod stays up, and billed, until you stop it in the RunPod console (logs: $LOG_FILE)"
+  run_child sleep infinity || true
+}
+
+on_exit() {
+  local rc=$?
+  set +e
+  trap - EXIT
+  if [ -n "$STOP_SIGNAL" ] || [ "$rc" -eq 143 ]; then
+    say "stopped during $PHASE (exit $rc): a restart of this script carries on from the last checkpoint"
+  else
+    say "$PHASE ended with exit code $rc: $(exit_meaning "$rc")"
+    if [ "$AUTO_STOP" = 1 ]; then
+      stop_this_pod || park "AUTO_STOP=1 but the pod could not be stopped"
+    elif [ -n "$RUNPOD_POD_ID" ]; then
+      # RunPod restarts a container whose command exits: that would train again, and bill again.
+      park "AUTO_STOP is not set"
+    fi
+  fi
+  [ -z "$ASKPASS_DIR" ] || rm -rf "$ASKPASS_DIR"
+  if [ -n "$LOG_PID" ]; then
+    exec >&- 2>&-  # end of the log: let mask_secrets and tee drain and finish
+    wait "$LOG_PID" 2>/dev/null
+  fi
+  exit "$rc"
+}
+
+main "$@"

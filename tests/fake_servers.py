@@ -1,0 +1,220 @@
+"""Local stand-ins for the servers out of reach: the Hugging Face Hub, W&B, RunPod's API, a git host.
+
+Each is a real HTTP server on 127.0.0.1 that the real client library (huggingface_hub, datasets,
+requests, the runpod SDK, git) talks to; it records every request, answers at most
+MAX_REQUESTS of them and is shut down when its `with` block ends.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+import os
+import subprocess
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+MAX_REQUESTS = 200
+
+
+@dataclass
+class Request:
+    method: str
+    path: str  # with the query string
+    headers: dict
+    body: bytes
+
+    @property
+    def route(self) -> str:
+        return self.path.split("?")[0]
+
+    def json(self) -> dict:
+        return json.loads(self.body or b"{}")
+
+
+@dataclass
+class Reply:
+    status: int = 200
+    body: bytes = b""
+    headers: dict = field(default_factory=dict)
+
+    @classmethod
+    def json(cls, payload, status: int = 200, **headers) -> Reply:
+        return cls(status, json.dumps(payload).encode(), {"Content-Type": "application/json", **headers})
+
+
+class FakeServer:
+    """`respond(request) -> Reply` behind a threaded HTTP server on 127.0.0.1; `requests` records them."""
+
+    def __init__(self, respond: Callable[[Request], Reply]):
+        self.respond = respond
+        self.requests: list[Request] = []
+        self._lock = threading.Lock()
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
+        self._server.daemon_threads = True
+        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05},
+                                        daemon=True)
+
+    @property
+    def url(self) -> str:
+        host, port = self._server.server_address[:2]
+        return f"http://{host}:{port}"
+
+    def count(self, route_part: str, method: str | None = None) -> int:
+        return sum(1 for r in self.requests if route_part in r.route and method in (None, r.method))
+
+    def __enter__(self) -> FakeServer:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+        self._thread.join(timeout=5)
+
+    def _handler(self):
+        server = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+            timeout = 30  # a client that stops sending cannot hold a thread for longer
+
+            def log_message(self, *args) -> None:
+                pass
+
+            def _serve(self) -> None:
+                length = int(self.headers.get("Content-Length") or 0)
+                request = Request(self.command, self.path, dict(self.headers), self.rfile.read(length))
+                with server._lock:
+                    server.requests.append(request)
+                    over_budget = len(server.requests) > MAX_REQUESTS
+                reply = Reply(503, b"request budget of the fake server exhausted") if over_budget \
+                    else server.respond(request)
+                self.send_response(reply.status)
+                for name, value in reply.headers.items():
+                    self.send_header(name, value)
+                self.send_header("Content-Length", str(len(reply.body)))
+                self.end_headers()
+                if self.command != "HEAD":
+                    self.wfile.write(reply.body)
+
+            do_GET = do_POST = do_HEAD = _serve
+
+        return Handler
+
+
+def failing_first(times: int, route_part: str, respond: Callable[[Request], Reply],
+                  status: int = 503) -> Callable[[Request], Reply]:
+    """`respond`, except that the first `times` requests whose route contains `route_part` get `status`."""
+    seen = {"count": 0}
+
+    def reply(request: Request) -> Reply:
+        if route_part in request.route:
+            seen["count"] += 1
+            if seen["count"] <= times:
+                return Reply(status, b"<html>temporarily unavailable</html>", {"Content-Type": "text/html"})
+        return respond(request)
+
+    return reply
+
+
+# --- RunPod's GraphQL API ---------------------------------------------------------------------
+
+def runpod_api(request: Request) -> Reply:
+    query = request.json().get("query", "")
+    if "podStop" in query:
+        pod_id = query.split('podId: "')[1].split('"')[0]
+        return Reply.json({"data": {"podStop": {"id": pod_id, "desiredStatus": "EXITED"}}})
+    return Reply.json({"errors": [{"message": f"the fake API does not know {query!r}"}]})
+
+
+def stop_requests(server: FakeServer) -> list[str]:
+    """The pod ids of the podStop mutations the server received."""
+    return [r.json()["query"].split('podId: "')[1].split('"')[0] for r in server.requests
+            if r.route == "/graphql" and "podStop" in r.json().get("query", "")]
+
+
+# --- W&B -------------------------------------------------------------------------------------
+
+def wandb_api(valid_key: str) -> Callable[[Request], Reply]:
+    """Answers wandb's `query Viewer` for `valid_key` (HTTP basic auth, user "api"); 401 otherwise."""
+    expected = "Basic " + base64.b64encode(f"api:{valid_key}".encode()).decode()
+
+    def reply(request: Request) -> Reply:
+        if request.route != "/graphql" or "viewer" not in request.json().get("query", ""):
+            return Reply(404)
+        if request.headers.get("Authorization") != expected:
+            return Reply.json({"errors": [{"message": "user is not logged in"}]}, status=401)
+        return Reply.json({"data": {"viewer": {"id": "VXNlcjox", "entity": "well-log-team", "username": "ci"}}})
+
+    return reply
+
+
+# --- the Hugging Face Hub ---------------------------------------------------------------------
+
+def tiny_parquet() -> bytes:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    buffer = io.BytesIO()
+    pq.write_table(pa.table({"image": [b"png"] * 3, "text": ["WELL A-1", "WELL B-2", "WELL C-3"]}), buffer)
+    return buffer.getvalue()
+
+
+def hub_api(repos: set[str]) -> Callable[[Request], Reply]:
+    """The hub endpoints huggingface_hub and `datasets.load_dataset` use, for `repos` ("datasets/org/x",
+    "models/org/y"); each dataset holds one parquet file of three rows. Anything else: RepoNotFound."""
+    sha = "0" * 40
+    parquet = tiny_parquet()
+    data_file = "data/train-00000-of-00001.parquet"
+    entry = [{"type": "file", "path": data_file, "size": len(parquet), "oid": "1" * 40}]
+
+    def reply(request: Request) -> Reply:
+        route = request.route
+        api = route.startswith("/api/")
+        parts = route.split("/")
+        repo = "/".join(parts[2:5] if api else parts[1:4])  # "datasets/org/name"
+        if not repo.startswith(("datasets/", "models/")):  # model urls have no "models/" prefix
+            repo = "models/" + "/".join(parts[1:3])
+        if repo not in repos:
+            return Reply(404, b"", {"X-Error-Code": "RepoNotFound"})
+        if route.endswith("/auth-check"):
+            return Reply(200)
+        if "/tree/" in route or "/paths-info/" in route:
+            return Reply.json(entry)
+        if api:
+            return Reply.json({"id": repo.split("/", 1)[1], "sha": sha, "private": True,
+                               "siblings": [{"rfilename": data_file}]})
+        if "/resolve/" in route and route.endswith(data_file):
+            return Reply(200, parquet, {"ETag": '"parquet-1"', "X-Repo-Commit": sha})
+        return Reply(404, b"", {"X-Error-Code": "EntryNotFound", "X-Repo-Commit": sha})
+
+    return reply
+
+
+# --- a git host over HTTP, behind a token ------------------------------------------------------
+
+def git_http(project_root: str, username: str, token: str) -> Callable[[Request], Reply]:
+    """git's smart HTTP protocol (`git http-backend`) for the repositories under `project_root`,
+    answering 401 to any request without HTTP basic auth `username:token`, as GitHub does."""
+    expected = "Basic " + base64.b64encode(f"{username}:{token}".encode()).decode()
+
+    def reply(request: Request) -> Reply:
+        if request.headers.get("Authorization") != expected:
+            return Reply(401, b"authentication required", {"WWW-Authenticate": 'Basic realm="git"'})
+        path, _, query = request.path.partition("?")
+        env = {"PATH": os.environ["PATH"], "GIT_PROJECT_ROOT": project_root, "GIT_HTTP_EXPORT_ALL": "1",
+               "PATH_INFO": path, "QUERY_STRING": query, "REQUEST_METHOD": request.method,
+               "CONTENT_TYPE": request.headers.get("Content-Type", ""), "CONTENT_LENGTH": str(len(request.body)),
+               "HTTP_CONTENT_ENCODING": request.headers.get("Content-Encoding", ""),
+               "GIT_PROTOCOL": request.headers.get("Git-Protocol", ""), "REMOTE_USER": username}
+        out = subprocess.run(["git", "http-backend"], input=request.body, env=env, capture_output=True, timeout=30)
+        head, _, body = out.stdout.partition(b"\r\n\r\n")
+        headers = dict(line.split(": ", 1) for line in head.decode().split("\r\n") if ": " in line)
+        status = int(headers.pop("Status", "200").split()[0])
+        return Reply(status, body, headers)
+
+    return reply

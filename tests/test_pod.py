@@ -1,0 +1,62 @@
+"""`python -m training.pod stop`: the real runpod SDK against a local fake of RunPod's GraphQL API."""
+
+from __future__ import annotations
+
+import pytest
+
+from fake_servers import FakeServer, Reply, failing_first, runpod_api, stop_requests
+from training.pod import main
+
+KEY = "rpa_test_key_0123456789abcdef"
+
+
+@pytest.fixture
+def pod_env(monkeypatch):
+    def point_at(server: FakeServer) -> None:
+        monkeypatch.setenv("RUNPOD_API_BASE_URL", server.url)
+        monkeypatch.setenv("RUNPOD_POD_ID", "pod-42")
+        monkeypatch.setenv("RUNPOD_API_KEY", KEY)
+        monkeypatch.setenv("RETRY_WAIT_SECONDS", "0.01")
+
+    return point_at
+
+
+def test_stop_sends_one_mutation_with_the_key_in_a_header(pod_env, capsys):
+    with FakeServer(runpod_api) as server:
+        pod_env(server)
+        assert main(["stop"]) == 0
+    assert stop_requests(server) == ["pod-42"]
+    request = server.requests[0]
+    assert request.headers["Authorization"] == f"Bearer {KEY}" and KEY not in request.path
+    assert "asked RunPod to stop pod pod-42 (desired status: EXITED)" in capsys.readouterr().out
+
+
+def test_gateway_errors_are_retried(pod_env):
+    # A 502 page from a proxy is not JSON: the SDK's JSON error counts as transient.
+    with FakeServer(failing_first(2, "/graphql", runpod_api, status=502)) as server:
+        pod_env(server)
+        assert main(["stop"]) == 0
+    assert server.count("/graphql") == 3 and stop_requests(server) == ["pod-42"] * 3
+
+
+def test_a_rejected_key_fails_at_once_without_showing_it(pod_env, capsys):
+    with FakeServer(lambda request: Reply.json({"errors": [{"message": "unauthorized"}]}, status=401)) as server:
+        pod_env(server)
+        assert main(["stop"]) == 1
+    assert server.count("/graphql") == 1
+    err = capsys.readouterr().err
+    assert "RunPod refused to stop pod pod-42: AuthenticationError" in err and KEY not in err
+
+
+def test_an_api_that_stays_down_gives_up_after_3_tries(pod_env, capsys):
+    with FakeServer(failing_first(100, "/graphql", runpod_api)) as server:
+        pod_env(server)
+        assert main(["stop"]) == 1
+    assert server.count("/graphql") == 3
+    assert "transient error, gave up after 3 tries" in capsys.readouterr().err
+
+
+def test_outside_a_pod(monkeypatch, capsys):
+    monkeypatch.delenv("RUNPOD_POD_ID", raising=False)
+    assert main(["stop"]) == 2
+    assert "RUNPOD_POD_ID and RUNPOD_API_KEY not set" in capsys.readouterr().err

@@ -1,0 +1,337 @@
+"""scripts/setup_pod.sh end to end on the CPU: a local "git host", a temp dir as the network volume,
+SKIP_INSTALL=1 with this venv's Python, and local fakes of RunPod's API and of an HTTPS git remote."""
+
+from __future__ import annotations
+
+import os
+import re
+import secrets
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from conftest import QUICK_VAL, REPO
+from fake_servers import FakeServer, failing_first, git_http, runpod_api, stop_requests
+
+SCRIPT = REPO / "scripts" / "setup_pod.sh"
+BRANCH = "exp/pod-test"
+CHECKPOINTS = "checkpoints/exp-pod-test"  # output_dir: <volume>/checkpoints/<branch, / as ->
+POD_ID = "pod-7fa3c1"
+# Configs only the test branch has: the experiment a user would commit there.
+BRANCH_CONFIGS = {
+    "configs/experiments/pod_long.py": (
+        '"""quick_val, longer: time enough to preempt it between checkpoints."""\n'
+        "import dataclasses\n\n"
+        "from configs.experiments.quick_val import config as parent\n\n"
+        "config = dataclasses.replace(parent, max_steps=12)\n"),
+    "configs/experiments/pod_tiny.py": (
+        '"""quick_val, two steps: the whole path in a few seconds."""\n'
+        "import dataclasses\n\n"
+        "from configs.experiments.quick_val import config as parent\n\n"
+        "config = dataclasses.replace(parent, max_steps=2, save_steps=1, eval_steps=2)\n"),
+}
+# Made up per run, so the only place they can be found is where something leaked them.
+SECRETS = {name: f"{prefix}{secrets.token_hex(16)}" for name, prefix in
+           (("GIT_TOKEN", "ghp_"), ("WANDB_API_KEY", ""), ("HF_TOKEN", "hf_"), ("RUNPOD_API_KEY", "rpa_"))}
+
+
+def git(*args: str, cwd: Path) -> str:
+    env = {**os.environ, "GIT_AUTHOR_NAME": "ci", "GIT_AUTHOR_EMAIL": "ci@example.com",
+           "GIT_COMMITTER_NAME": "ci", "GIT_COMMITTER_EMAIL": "ci@example.com"}
+    return subprocess.run(["git", *args], cwd=cwd, env=env, capture_output=True, text=True, check=True).stdout.strip()
+
+
+@pytest.fixture(scope="module")
+def origin(tmp_path_factory) -> Path:
+    """A bare repository whose BRANCH holds this working tree as it is (uncommitted work included)
+    plus BRANCH_CONFIGS."""
+    root = tmp_path_factory.mktemp("git-host")
+    work = root / "work"
+    listed = git("ls-files", "-z", "--cached", "--others", "--exclude-standard", cwd=REPO).split("\0")
+    for name in filter(None, listed):
+        if (REPO / name).is_file():  # a tracked file deleted in the working tree is left out
+            (work / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(REPO / name, work / name)
+    for name, text in BRANCH_CONFIGS.items():
+        (work / name).write_text(text)
+    git("init", "-q", "-b", BRANCH, cwd=work)
+    git("add", "-A", cwd=work)
+    git("commit", "-q", "-m", "experiment branch", cwd=work)
+    bare = root / "repos" / "well-log-ocr.git"
+    git("clone", "-q", "--bare", str(work), str(bare), cwd=root)
+    return bare
+
+
+def pod_env(volume: Path, origin: Path, **extra: str | None) -> dict:
+    env = {**os.environ, "GIT_REPO": str(origin), "GIT_BRANCH": BRANCH, "CONFIG_PATH": QUICK_VAL,
+           "VOLUME_PATH": str(volume), "SKIP_INSTALL": "1", "RETRY_WAIT_SECONDS": "0.01",
+           # SKIP_INSTALL=1 runs the first python3 on PATH: this environment's.
+           "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+    env.update(extra)
+    return {name: value for name, value in env.items() if value is not None}
+
+
+def run_pod(env: dict, cwd: Path, timeout: float = 240, command: tuple[str, ...] = ("bash",)):
+    return subprocess.run([*command, str(SCRIPT)], cwd=cwd, env=env, capture_output=True, text=True,
+                          timeout=timeout)
+
+
+def checkpoint_steps(output_dir: Path) -> list[int]:
+    found = (re.fullmatch(r"checkpoint-(\d+)", p.name) for p in output_dir.glob("checkpoint-*") if p.is_dir())
+    return sorted(int(match.group(1)) for match in found if match)
+
+
+def logs(volume: Path) -> list[Path]:
+    return sorted((volume / "logs").glob("training-*.log"))
+
+
+def autostop(server: FakeServer) -> dict:
+    return {"AUTO_STOP": "1", "RUNPOD_POD_ID": POD_ID, "RUNPOD_API_KEY": SECRETS["RUNPOD_API_KEY"],
+            "RUNPOD_API_BASE_URL": server.url}
+
+
+# --- a finished run ----------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def finished(origin, tmp_path_factory):
+    volume = tmp_path_factory.mktemp("volume")
+    with FakeServer(runpod_api) as runpod:
+        result = run_pod(pod_env(volume, origin, **autostop(runpod)), cwd=tmp_path_factory.mktemp("cwd"))
+    return volume, result, stop_requests(runpod)
+
+
+def test_end_to_end_clones_logs_and_checkpoints_on_the_volume(finished, origin):
+    volume, result, _ = finished
+    assert result.returncode == 0, result.stdout + result.stderr
+    clone = volume / "repo" / BRANCH
+    assert git("rev-parse", "--abbrev-ref", "HEAD", cwd=clone) == BRANCH
+    assert git("rev-parse", "HEAD", cwd=clone) == git("rev-parse", BRANCH, cwd=origin)
+    out = volume / CHECKPOINTS
+    assert (out / "final" / "adapter_model.safetensors").is_file()
+    assert checkpoint_steps(out)  # which ones are kept is the retention policy's business
+    assert (out / "metrics.jsonl").is_file()
+    [log] = logs(volume)
+    text = log.read_text()
+    for line in ("cloning exp/pod-test", "preflight  git", "step 10/10", "final adapter",
+                 "training ended with exit code 0: finished"):
+        assert line in text, line
+    assert text == result.stdout  # the terminal saw what the log keeps, stderr included
+
+
+def test_auto_stop_stops_the_pod_once_after_a_finished_run(finished):
+    _, result, stops = finished
+    assert stops == [POD_ID], result.stdout
+    assert f"asked RunPod to stop pod {POD_ID}" in result.stdout
+
+
+def test_auto_stop_after_a_failing_run(origin, tmp_path):
+    volume = tmp_path / "volume"
+    volume.mkdir()
+    with FakeServer(runpod_api) as runpod:
+        result = run_pod(pod_env(volume, origin, CONFIG_PATH="configs/experiments/typo.py", **autostop(runpod)),
+                         cwd=tmp_path)
+    assert result.returncode == 2, result.stdout
+    assert "--config configs/experiments/typo.py: no such file" in result.stdout
+    assert stop_requests(runpod) == [POD_ID]
+    assert not (volume / "checkpoints").exists()
+
+
+def test_unknown_branch_fails_at_once_and_still_stops_the_pod(origin, tmp_path):
+    # No clone, so no harness Python: the stop goes out through curl, the same mutation as the SDK's.
+    volume = tmp_path / "volume"
+    volume.mkdir()
+    with FakeServer(runpod_api) as runpod:
+        result = run_pod(pod_env(volume, origin, GIT_BRANCH="exp/no-such-branch", **autostop(runpod)), cwd=tmp_path)
+    assert result.returncode == 2, result.stdout
+    assert "git clone failed (permanent error, not retried)" in result.stdout
+    assert "try 1/3" not in result.stdout
+    assert stop_requests(runpod) == [POD_ID]
+    assert runpod.requests[0].headers["Authorization"] == f"Bearer {SECRETS['RUNPOD_API_KEY']}"
+    assert SECRETS["RUNPOD_API_KEY"] not in result.stdout + result.stderr
+
+
+# --- preemption and restart -----------------------------------------------------------------------
+
+def stop(process: subprocess.Popen) -> None:
+    """End a script a test gave up on: SIGTERM first, so it stops the trainer it started."""
+    if process.poll() is None:
+        process.terminate()
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+def wait_for(path: Path, process: subprocess.Popen, timeout: float = 180) -> None:
+    deadline = time.monotonic() + timeout
+    while not path.exists():
+        assert process.poll() is None, f"setup_pod.sh exited ({process.returncode}) before {path} appeared"
+        assert time.monotonic() < deadline, f"{path} did not appear within {timeout}s"
+        time.sleep(0.2)
+
+
+@pytest.fixture(scope="module")
+def preempted(origin, tmp_path_factory):
+    """A run of pod_long killed by SIGTERM (as RunPod preempts) once its first checkpoint is saved."""
+    volume = tmp_path_factory.mktemp("volume")
+    output = tmp_path_factory.mktemp("out") / "first.txt"
+    with FakeServer(runpod_api) as runpod, open(output, "w") as sink:
+        env = pod_env(volume, origin, CONFIG_PATH="configs/experiments/pod_long.py", **autostop(runpod))
+        process = subprocess.Popen(["bash", str(SCRIPT)], cwd=volume.parent, env=env, stdout=sink,
+                                   stderr=subprocess.STDOUT)
+        try:
+            wait_for(volume / CHECKPOINTS / "checkpoint-5" / "trainer_state.json", process)
+            process.send_signal(signal.SIGTERM)
+            returncode = process.wait(timeout=60)
+        finally:
+            stop(process)
+    checkpoints = checkpoint_steps(volume / CHECKPOINTS)
+    return volume, returncode, output.read_text(), stop_requests(runpod), checkpoints
+
+
+def test_preempted_run_exits_143_and_does_not_stop_the_pod(preempted):
+    volume, returncode, output, stops, checkpoints = preempted
+    assert returncode == 143, output
+    assert stops == []
+    assert "got SIGTERM: forwarding SIGTERM" in output
+    assert "stopped during training (exit 143)" in output
+    assert checkpoints and "step 12/12" not in output
+
+
+@pytest.fixture(scope="module")
+def restarted(preempted, origin, tmp_path_factory):
+    """The same pod started again, after a new commit landed on the branch."""
+    volume, *_, checkpoints = preempted
+    work = tmp_path_factory.mktemp("push")
+    git("clone", "-q", "--branch", BRANCH, str(origin), str(work / "c"), cwd=work)
+    (work / "c" / "NOTES.md").write_text("a commit pushed while the pod was down\n")
+    git("add", "NOTES.md", cwd=work / "c")
+    git("commit", "-q", "-m", "notes", cwd=work / "c")
+    git("push", "-q", "origin", BRANCH, cwd=work / "c")
+    with FakeServer(runpod_api) as runpod:
+        result = run_pod(pod_env(volume, origin, CONFIG_PATH="configs/experiments/pod_long.py", **autostop(runpod)),
+                         cwd=volume.parent)
+    return volume, result, stop_requests(runpod), checkpoints
+
+
+def test_restart_updates_the_clone_and_finishes(restarted, origin):
+    volume, result, stops, _ = restarted
+    assert result.returncode == 0, result.stdout
+    assert f"updating {volume / 'repo' / BRANCH} to the head of {BRANCH}" in result.stdout
+    clone = volume / "repo" / BRANCH
+    assert git("rev-parse", "HEAD", cwd=clone) == git("rev-parse", BRANCH, cwd=origin)
+    assert (clone / "NOTES.md").is_file()
+    assert (volume / CHECKPOINTS / "final" / "adapter_model.safetensors").is_file()
+    assert len(logs(volume)) >= 1 and stops == [POD_ID]
+
+
+def test_restart_resumes_from_the_last_checkpoint(restarted):
+    volume, result, _, checkpoints = restarted
+    assert re.search(rf"resuming from \S*checkpoint-{checkpoints[-1]}\b", result.stdout), result.stdout
+    assert "starting fresh" not in result.stdout
+
+
+# --- secrets -------------------------------------------------------------------------------------
+
+def test_git_token_reaches_git_and_nothing_else(origin, tmp_path):
+    """A private HTTPS remote that wants the token, answering 503 twice first: cloned on the third
+    try, and no secret in the output, the log, `bash -x`'s trace, .git/config or any file on the volume."""
+    volume = tmp_path / "volume"
+    volume.mkdir()
+    trace = volume / "xtrace.txt"
+    respond = failing_first(2, "/info/refs", git_http(str(origin.parent), "x-access-token", SECRETS["GIT_TOKEN"]))
+    with FakeServer(respond) as host:
+        env = pod_env(volume, origin, GIT_REPO=f"{host.url}/{origin.name}", CONFIG_PATH="configs/experiments/pod_tiny.py",
+                      BASH_XTRACEFD="7", **SECRETS)
+        result = run_pod(env, cwd=tmp_path, command=("bash", "-c", f'exec 7>"{trace}"; exec bash -x "$0"'))
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "try 2/3, transient" in result.stdout and "try 3/3" not in result.stdout
+    assert any(r.headers.get("Authorization", "").startswith("Basic ") for r in host.requests)
+    assert (volume / CHECKPOINTS / "final").is_dir()
+    assert trace.stat().st_size > 0 and (volume / "repo" / BRANCH / ".git" / "config").is_file()
+    seen = {"output": result.stdout + result.stderr}
+    seen.update({str(p): p.read_bytes().decode("latin-1") for p in volume.rglob("*") if p.is_file()})
+    for name, secret in SECRETS.items():
+        leaks = [where for where, text in seen.items() if secret in text]
+        assert not leaks, f"{name} found in {leaks}"
+
+
+# --- bad environments ------------------------------------------------------------------------------
+
+def test_missing_variables_exit_2_with_one_line(origin, tmp_path):
+    env = pod_env(tmp_path, origin, GIT_REPO=None, CONFIG_PATH=None)
+    result = run_pod(env, cwd=tmp_path, timeout=30)
+    assert result.returncode == 2
+    errors = [line for line in result.stdout.splitlines() if "error:" in line]
+    assert len(errors) == 1 and "GIT_REPO CONFIG_PATH not set" in errors[0]
+    assert not (tmp_path / "repo").exists()
+
+
+def test_missing_volume_exits_2_before_writing_anything(origin, tmp_path):
+    result = run_pod(pod_env(tmp_path / "not-mounted", origin), cwd=tmp_path, timeout=30)
+    assert result.returncode == 2
+    assert "VOLUME_PATH=" in result.stderr and "does not exist" in result.stderr
+    assert not (tmp_path / "not-mounted").exists()
+
+
+def test_unreachable_remote_gives_up_after_3_tries(origin, tmp_path):
+    with FakeServer(failing_first(100, "/", lambda request: None)) as host:
+        result = run_pod(pod_env(tmp_path, origin, GIT_REPO=f"{host.url}/{origin.name}"), cwd=tmp_path, timeout=60)
+    assert result.returncode == 1, result.stdout
+    assert "git clone failed (transient error, gave up after 3 tries)" in result.stdout
+    assert host.count("/info/refs") == 3
+
+
+def test_without_auto_stop_a_pod_parks_instead_of_exiting(origin, tmp_path):
+    # An exit would make RunPod restart the container and train (and bill) again.
+    env = pod_env(tmp_path, origin, CONFIG_PATH="configs/experiments/typo.py", RUNPOD_POD_ID=POD_ID)
+    with open(tmp_path / "out.txt", "w") as sink:
+        process = subprocess.Popen(["bash", str(SCRIPT)], cwd=tmp_path, env=env, stdout=sink, stderr=subprocess.STDOUT)
+        try:
+            deadline = time.monotonic() + 60
+            while "stays up" not in (tmp_path / "out.txt").read_text():
+                assert process.poll() is None and time.monotonic() < deadline, (tmp_path / "out.txt").read_text()
+                time.sleep(0.2)
+            time.sleep(0.5)
+            assert process.poll() is None
+            process.send_signal(signal.SIGTERM)
+            assert process.wait(timeout=10) == 2
+        finally:
+            stop(process)
+
+
+# --- several GPUs: torchrun ------------------------------------------------------------------------
+
+def test_several_gpus_train_under_torchrun_and_a_preemption_is_still_143(origin, tmp_path):
+    """RUNPOD_GPU_COUNT=2 starts torchrun with two ranks (CPU ranks with gloo here). torchrun itself
+    exits 1 when ranks exit 143; the script reads the run's own outcome from run_status.json."""
+    volume = tmp_path / "volume"
+    volume.mkdir()
+    output = tmp_path / "first.txt"
+    with FakeServer(runpod_api) as runpod:
+        env = pod_env(volume, origin, CONFIG_PATH="configs/experiments/pod_long.py", RUNPOD_GPU_COUNT="2",
+                      **autostop(runpod))
+        with open(output, "w") as sink:
+            process = subprocess.Popen(["bash", str(SCRIPT)], cwd=tmp_path, env=env, stdout=sink,
+                                       stderr=subprocess.STDOUT)
+            try:
+                wait_for(volume / CHECKPOINTS / "checkpoint-5" / "trainer_state.json", process)
+                process.send_signal(signal.SIGTERM)
+                returncode = process.wait(timeout=90)
+            finally:
+                stop(process)
+        first = output.read_text()
+        assert returncode == 143, first
+        assert "--nproc_per_node=2" in first and stop_requests(runpod) == []
+        again = run_pod(env, cwd=tmp_path)
+    assert again.returncode == 0, again.stdout
+    assert re.search(r"resuming from \S*checkpoint-\d+", again.stdout)
+    assert stop_requests(runpod) == [POD_ID]
+    saved = [p.name for p in (volume / CHECKPOINTS).glob("checkpoint-*/rng_state_*.pth")]
+    assert {"rng_state_0.pth", "rng_state_1.pth"} <= set(saved)
