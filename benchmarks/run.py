@@ -1,7 +1,7 @@
 """Benchmarks of the harness's own costs, printed as a markdown table.
 
-    python benchmarks/run.py                    # every section, 3 repeats each
-    python benchmarks/run.py --only resume,checkpoint --repeats 5
+    python benchmarks/run.py                    # every section, 3 repeats each (about 4 minutes)
+    python benchmarks/run.py --only overhead,resume --repeats 5
 
 Each figure is the median of --repeats runs; where a figure has a baseline, both are measured in
 the same invocation, side by side, and the ratio is given. Everything runs the real train.py
@@ -17,6 +17,7 @@ import io
 import logging
 import os
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -164,7 +165,119 @@ def r16_adapter_parameters(rank: int = 16) -> int:
     return text + vision
 
 
-SECTIONS = {"resume": bench_resume, "checkpoint": bench_checkpoint}
+class LogTimes:
+    """A bare TrainerCallback noting when each logged step happened (for the baseline)."""
+
+    def __new__(cls):
+        from transformers import TrainerCallback
+
+        class _LogTimes(TrainerCallback):
+            def __init__(self):
+                self.times: dict[int, float] = {}
+
+            def on_log(self, args, state, control, logs=None, **kwargs):
+                if logs and "loss" in logs:
+                    self.times.setdefault(state.global_step, time.time())
+
+        return _LogTimes()
+
+
+def bare_trainer_steps_per_second(overrides: tuple[str, ...], first: int, last: int) -> float:
+    """The same model, data, collator and TrainingArguments through a plain transformers.Trainer:
+    no harness callbacks, no atomic saves, no cost or tracking."""
+    import transformers
+
+    from configs.loader import load_config, resolve
+    from training.data.collator import VisionChatCollator
+    from training.data.sources import load_splits, whole_steps
+    from training.modeling import load_model
+    from training.trainer import training_arguments
+
+    with tempfile.TemporaryDirectory() as tmp:
+        config = resolve(load_config(QUICK_VAL, [*overrides, f"output_dir={tmp}"]))
+        splits = load_splits(config)
+        loaded = load_model(config, "transformers")
+        clock = LogTimes()
+        trainer = transformers.Trainer(
+            model=loaded.model, args=training_arguments(config, "transformers", has_cuda=False),
+            train_dataset=whole_steps(splits.train, config.per_device_train_batch_size * config.gradient_accumulation_steps),
+            eval_dataset=splits.eval, data_collator=VisionChatCollator(loaded.processor, config.instruction),
+            callbacks=[clock])
+        trainer.remove_callback(transformers.PrinterCallback)
+        transformers.utils.logging.set_verbosity_error()
+        trainer.train()
+        return (last - first) / (clock.times[last] - clock.times[first])
+
+
+def bench_overhead(repeats: int, steps: int = 50, first: int = 10) -> list[Row]:
+    """train.py against a bare Trainer loop, alternated run by run so both see the same machine."""
+    overrides = (f"max_steps={steps}", "logging_steps=10", "eval_steps=1000", "save_steps=1000",
+                 "save_every_minutes=0", "report_to_wandb=false")
+    harness, bare = [], []
+    for _ in range(repeats):
+        with tempfile.TemporaryDirectory() as tmp:
+            _, records = run_train(os.path.join(tmp, "run"), *overrides)
+            times = records.step_times()
+            harness.append((steps - first) / (times[steps] - times[first]))
+        bare.append(bare_trainer_steps_per_second(overrides, first, steps))
+    h, b = median(harness), median(bare)
+    return [Row(f"training steps/s, train.py (steps {first}-{steps})", f"{h:.3f}",
+                f"{b:.3f} (bare transformers.Trainer)", f"{h / b:.3f}",
+                "goal >= 0.95; stand-in on CPU, 8 samples a step, logging every 10 steps")]
+
+
+def bench_data(repeats: int, samples: int = 160, batch: int = 8) -> list[Row]:
+    """Samples/s through the synthetic dataset (rendering) and the collator, on one core."""
+    import torch
+    from transformers import AutoProcessor
+
+    from training.data import sources
+    from training.data.collator import VisionChatCollator
+    from training.standin import standin_path
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        collator = VisionChatCollator(AutoProcessor.from_pretrained(standin_path()), "Transcribe this well log header exactly.")
+        rates, render_rates = [], []
+        for _ in range(repeats):
+            sources._render.cache_clear()  # cold: every header rendered, as in a first epoch
+            split = sources.SyntheticSplit("train", samples)
+            began = time.perf_counter()
+            items = [split[i] for i in range(samples)]
+            rendered = time.perf_counter()
+            for start in range(0, samples, batch):
+                collator(items[start:start + batch])
+            ended = time.perf_counter()
+            rates.append(samples / (ended - began))
+            render_rates.append(samples / (rendered - began))
+    finally:
+        torch.set_num_threads(threads)
+    return [Row("data pipeline, samples/s on one core (render + collate)", f"{median(rates):.0f}", "", "",
+                f"synthetic 640x320 headers, batches of {batch}; rendering alone {median(render_rates):.0f}/s")]
+
+
+def bench_cli(repeats: int) -> list[Row]:
+    """Wall time of the CLIs' --help: heavy imports (torch, transformers) must stay deferred."""
+    def wall(*args: str) -> float:
+        began = time.perf_counter()
+        subprocess.run([sys.executable, *args], cwd=ROOT, capture_output=True, check=True)
+        return time.perf_counter() - began
+
+    runs = max(repeats, 5)
+    bare = median([wall("-c", "pass") for _ in range(runs)])
+    rows = []
+    for name, args in (("train.py --help", ("training/train.py", "--help")),
+                       ("python -m training.experiment --help", ("-m", "training.experiment", "--help")),
+                       ("evaluate.py --help", ("training/evaluate.py", "--help"))):
+        took = median([wall(*args) for _ in range(runs)])
+        rows.append(Row(f"CLI start-up, {name}", f"{took * 1000:.0f} ms", f"{bare * 1000:.0f} ms (python -c pass)",
+                        f"{took / bare:.1f}", f"median of {runs}"))
+    return rows
+
+
+SECTIONS = {"overhead": bench_overhead, "resume": bench_resume, "checkpoint": bench_checkpoint, "data": bench_data,
+            "cli": bench_cli}
 
 
 def render(rows: list[Row]) -> str:

@@ -84,6 +84,9 @@ class TrainingConfig:
     instruction: str = "Transcribe this well log header exactly."
     # Upper bound on image pixels fed to the vision tower; -1 = the processor's default.
     image_max_pixels: int = -1
+    # Processes preparing batches beside training (decoding, resizing, tokenizing); -1 = 4 on a GPU
+    # machine, 0 (in the training process) on CPU, where they would compete for the same cores.
+    dataloader_workers: int = -1
     # Tokens generated per sample when evaluating CER/WER.
     max_new_tokens: int = 256
     # Eval samples transcribed at each evaluation for CER/WER (greedy decoding, the slow part of
@@ -164,6 +167,7 @@ def _value_problems(c: TrainingConfig) -> list[str]:
     need(0 <= c.lora_dropout < 1, "lora_dropout", "must be in [0, 1)")
     for name in ("train_subset", "eval_subset"):
         need(getattr(c, name) == -1 or getattr(c, name) >= 1, name, "must be -1 (all) or >= 1")
+    need(c.dataloader_workers >= -1, "dataloader_workers", "must be -1 (auto) or >= 0")
     need(c.eval_generate_samples >= -1, "eval_generate_samples", "must be -1 (all), 0 (none) or a count")
     need(c.budget_action in ("stop", "warn"), "budget_action", "must be 'stop' or 'warn'")
     need(c.image_max_pixels == -1 or c.image_max_pixels >= 1024, "image_max_pixels",

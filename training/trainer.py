@@ -62,7 +62,7 @@ def training_arguments(config: TrainingConfig, backend: str, has_cuda: bool) -> 
         remove_unused_columns=False,
         label_names=["labels"],
         prediction_loss_only=True,
-        dataloader_num_workers=0,
+        dataloader_num_workers=(4 if has_cuda else 0) if config.dataloader_workers == -1 else config.dataloader_workers,
     )
 
 
