@@ -140,23 +140,26 @@ def _import_file(path: Path):
     return module
 
 
-def _git(*args: str, cwd: str | os.PathLike = REPO_ROOT) -> str | None:
+def git_output(args: list[str], cwd: str | os.PathLike = REPO_ROOT) -> str | None:
+    """`git ARGS` in `cwd`, stripped stdout, or None when git fails or is missing."""
+    # No optional locks: `git status` would otherwise refresh (write) the index.
+    env = {**os.environ, "GIT_OPTIONAL_LOCKS": "0"}
     try:
-        out = subprocess.run(["git", *args], cwd=cwd, capture_output=True, text=True, timeout=10)
+        out = subprocess.run(["git", *args], cwd=cwd, capture_output=True, text=True, timeout=10, env=env)
     except (OSError, subprocess.TimeoutExpired):
         return None
     return out.stdout.strip() if out.returncode == 0 else None
 
 
 def git_branch(cwd: str | os.PathLike = REPO_ROOT) -> str | None:
-    branch = _git("rev-parse", "--abbrev-ref", "HEAD", cwd=cwd)
+    branch = git_output(["rev-parse", "--abbrev-ref", "HEAD"], cwd)
     return branch if branch and branch != "HEAD" else None
 
 
 def git_state(cwd: str | os.PathLike = REPO_ROOT) -> dict[str, object]:
     """Branch, commit and whether tracked files differ from it (None where git can't tell)."""
-    status = _git("status", "--porcelain", "--untracked-files=no", cwd=cwd)
-    return {"git_branch": git_branch(cwd), "git_commit": _git("rev-parse", "HEAD", cwd=cwd),
+    status = git_output(["status", "--porcelain", "--untracked-files=no"], cwd)
+    return {"git_branch": git_branch(cwd), "git_commit": git_output(["rev-parse", "HEAD"], cwd),
             "git_dirty": None if status is None else bool(status)}
 
 

@@ -226,3 +226,13 @@ def test_resume_across_an_epoch_boundary_and_from_the_last_checkpoint(tmp_path):
     assert again.returncode == 0 and "the checkpoint is at max_steps=16" in again.stdout
     assert all(torch.equal(final[k], v) for k, v in adapter(out).items())
     assert max(losses_by_step(out)) == 16
+
+
+def test_a_fresh_run_refuses_to_start_over_an_earlier_one(tmp_path):
+    out = tmp_path / "run"
+    assert train_here(out, *RUN, "max_steps=2").returncode == 0
+    before = sorted(p.name for p in out.iterdir()), (out / "metrics.jsonl").read_text()
+    again = train_here(out, *RUN, "max_steps=2")
+    assert again.returncode == 2
+    assert "already holds a run (checkpoint-2, final/): continue it with --resume auto" in again.stderr
+    assert (sorted(p.name for p in out.iterdir()), (out / "metrics.jsonl").read_text()) == before

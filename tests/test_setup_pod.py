@@ -176,21 +176,27 @@ def wait_for(path: Path, process: subprocess.Popen, timeout: float = 180) -> Non
         time.sleep(0.2)
 
 
-@pytest.fixture(scope="module")
-def preempted(origin, tmp_path_factory):
-    """A run of pod_long killed by SIGTERM (as RunPod preempts) once its first checkpoint is saved."""
-    volume = tmp_path_factory.mktemp("volume")
-    output = tmp_path_factory.mktemp("out") / "first.txt"
-    with FakeServer(runpod_api) as runpod, open(output, "w") as sink:
-        env = pod_env(volume, origin, CONFIG_PATH="configs/experiments/pod_long.py", **autostop(runpod))
+def preempt_at_checkpoint_5(env: dict, volume: Path, output: Path, timeout: float = 90) -> int:
+    """Run the script, SIGTERM it (as RunPod preempts) once checkpoint-5 is saved; its exit code."""
+    with open(output, "w") as sink:
         process = subprocess.Popen(["bash", str(SCRIPT)], cwd=volume.parent, env=env, stdout=sink,
                                    stderr=subprocess.STDOUT)
         try:
             wait_for(volume / CHECKPOINTS / "checkpoint-5" / "trainer_state.json", process)
             process.send_signal(signal.SIGTERM)
-            returncode = process.wait(timeout=60)
+            return process.wait(timeout=timeout)
         finally:
             stop(process)
+
+
+@pytest.fixture(scope="module")
+def preempted(origin, tmp_path_factory):
+    """A run of pod_long killed by SIGTERM (as RunPod preempts) once its first checkpoint is saved."""
+    volume = tmp_path_factory.mktemp("volume")
+    output = tmp_path_factory.mktemp("out") / "first.txt"
+    with FakeServer(runpod_api) as runpod:
+        env = pod_env(volume, origin, CONFIG_PATH="configs/experiments/pod_long.py", **autostop(runpod))
+        returncode = preempt_at_checkpoint_5(env, volume, output)
     checkpoints = checkpoint_steps(volume / CHECKPOINTS)
     return volume, returncode, output.read_text(), stop_requests(runpod), checkpoints
 
@@ -317,15 +323,7 @@ def test_several_gpus_train_under_torchrun_and_a_preemption_is_still_143(origin,
     with FakeServer(runpod_api) as runpod:
         env = pod_env(volume, origin, CONFIG_PATH="configs/experiments/pod_long.py", RUNPOD_GPU_COUNT="2",
                       **autostop(runpod))
-        with open(output, "w") as sink:
-            process = subprocess.Popen(["bash", str(SCRIPT)], cwd=tmp_path, env=env, stdout=sink,
-                                       stderr=subprocess.STDOUT)
-            try:
-                wait_for(volume / CHECKPOINTS / "checkpoint-5" / "trainer_state.json", process)
-                process.send_signal(signal.SIGTERM)
-                returncode = process.wait(timeout=90)
-            finally:
-                stop(process)
+        returncode = preempt_at_checkpoint_5(env, volume, output)
         first = output.read_text()
         assert returncode == 143, first
         assert "--nproc_per_node=2" in first and stop_requests(runpod) == []

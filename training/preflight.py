@@ -12,13 +12,13 @@ import json
 import logging
 import os
 import shutil
-import subprocess
 import tempfile
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
 from configs.base import SYNTHETIC_DATASET, TrainingConfig
+from configs.loader import git_output
 from training import estimates
 from training.data.sources import dataset_kind
 from training.errors import UserError
@@ -315,16 +315,6 @@ def check_wandb(config: TrainingConfig, environ: Mapping[str, str]) -> Check:
 
 
 # --- git -------------------------------------------------------------------------------------
-
-def git_output(args: list[str], cwd: str) -> str | None:
-    # No optional locks: `git status` would otherwise refresh (write) the index.
-    env = {**os.environ, "GIT_OPTIONAL_LOCKS": "0"}
-    try:
-        out = subprocess.run(["git", *args], cwd=cwd, capture_output=True, text=True, timeout=10, env=env)
-    except (OSError, subprocess.TimeoutExpired):
-        return None
-    return out.stdout.strip() if out.returncode == 0 else None
-
 
 def git_verdict(config_path: str, branch: str | None, commit: str | None, status: str | None) -> Check:
     if commit is None:

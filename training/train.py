@@ -84,7 +84,9 @@ def main(argv: list[str] | None = None) -> int:
         if args.preflight_only:
             log.info("preflight passed")
             return EXIT_OK
-        if args.resume not in (None, "auto"):
+        if args.resume is None:
+            refuse_to_start_over(config.output_dir)
+        elif args.resume != "auto":
             choose_checkpoint(args.resume, config.output_dir)  # a bad path fails before anything is written
         distributed.init(cuda_available())
         lock, locked = RunLock(config.output_dir), None
@@ -244,6 +246,20 @@ def run(config: TrainingConfig, backend: str, resume: str | None, signals: StopS
             ledger.save()
         if tracker:
             tracker.finish(code)
+
+
+def refuse_to_start_over(output_dir: str) -> None:
+    """A fresh run must not mix into an earlier run's checkpoints, metrics and cost."""
+    from training import checkpoints
+    from training.save import FINAL_DIR
+
+    complete, _ = checkpoints.scan(output_dir)
+    found = [os.path.basename(c.path) for c in complete[-1:]]
+    if os.path.isdir(os.path.join(output_dir, FINAL_DIR)):
+        found.append(f"{FINAL_DIR}/")
+    if found:
+        raise UserError(f"output_dir={output_dir!r} already holds a run ({', '.join(found)}): continue it with "
+                        "--resume auto, or start another with --set output_dir=... (or delete it)")
 
 
 def resume_point(config: TrainingConfig, resume: str | None):
