@@ -172,6 +172,3 @@ def resolve(config: TrainingConfig, environ: Mapping[str, str] = os.environ) -> 
         output_dir = os.path.join(root, "checkpoints", name.replace("/", "-"))
     return dataclasses.replace(config, experiment_name=name, output_dir=os.path.abspath(output_dir))
 
-
-def as_dict(config: TrainingConfig) -> dict[str, object]:
-    return dataclasses.asdict(config)
