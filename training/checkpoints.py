@@ -23,7 +23,7 @@ import re
 import shutil
 from dataclasses import dataclass
 
-from training.save import fsync_dir, fsync_tree
+from training.save import discard, fsync_dir, fsync_tree, move_into_place
 from training.state import HARNESS_STATE_FILE, HarnessState
 
 PREFIX = "checkpoint-"
@@ -74,10 +74,8 @@ def publish(staging: str, output_dir: str, step: int) -> str:
     write_manifest(staging, step)
     fsync_dir(staging)
     target = os.path.join(output_dir, checkpoint_name(step))
-    if os.path.exists(target):  # saved again at the same step (e.g. after a resume): replace it
-        delete(target)
-    os.rename(staging, target)
-    fsync_dir(output_dir)
+    # Saved again at the same step (e.g. after a resume): the old one is replaced.
+    move_into_place(staging, target, os.path.join(output_dir, STAGING_DIR))
     return target
 
 
@@ -130,11 +128,7 @@ def scan(output_dir: str) -> tuple[list[CheckpointInfo], list[tuple[str, str]]]:
 
 def delete(path: str) -> None:
     """Remove a checkpoint so that no crash midway leaves something that looks like one."""
-    parent, name = os.path.split(os.path.normpath(path))
-    doomed = os.path.join(parent, STAGING_DIR, f"deleting-{name}-{os.getpid()}")
-    os.makedirs(os.path.dirname(doomed), exist_ok=True)
-    os.rename(path, doomed)
-    shutil.rmtree(doomed, ignore_errors=True)
+    discard(path, os.path.join(os.path.dirname(os.path.normpath(path)), STAGING_DIR))
 
 
 def clear_staging(output_dir: str) -> list[str]:

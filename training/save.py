@@ -26,31 +26,38 @@ def fsync_dir(path: str) -> None:
         os.close(fd)
 
 
-def publish_dir(staging: str, target: str) -> None:
-    """Make the fully written `staging` directory visible as `target`, replacing an old one."""
-    fsync_tree(staging)
-    parent = os.path.dirname(target)
+def discard(path: str, trash_dir: str) -> None:
+    """Remove a directory so that a crash midway leaves nothing of it where it was: it is renamed
+    into `trash_dir` first (which startup clears), then deleted."""
+    os.makedirs(trash_dir, exist_ok=True)
+    doomed = tempfile.mkdtemp(prefix=f"deleting-{os.path.basename(os.path.normpath(path))}-", dir=trash_dir)
+    os.rename(path, os.path.join(doomed, "old"))
+    shutil.rmtree(doomed, ignore_errors=True)
+
+
+def move_into_place(staging: str, target: str, trash_dir: str) -> None:
+    """Rename the fully written and flushed `staging` to `target`, discarding an old `target`."""
     if os.path.exists(target):
-        retired = tempfile.mkdtemp(prefix=f".old-{os.path.basename(target)}-", dir=parent)
-        os.rename(target, os.path.join(retired, "old"))
-        os.rename(staging, target)
-        shutil.rmtree(retired, ignore_errors=True)
-    else:
-        os.rename(staging, target)
-    fsync_dir(parent)
+        discard(target, trash_dir)
+    os.rename(staging, target)
+    fsync_dir(os.path.dirname(os.path.abspath(target)))
 
 
 def save_final(model, processor, config, output_dir: str) -> str:
     """The trained adapter, processor and config in output_dir/final, for evaluation or publishing."""
+    from training.checkpoints import STAGING_DIR
     from training.inference import write_config
 
     target = os.path.join(output_dir, FINAL_DIR)
-    staging = tempfile.mkdtemp(prefix=f".{FINAL_DIR}-", dir=output_dir)
+    trash = os.path.join(output_dir, STAGING_DIR)  # a save cut short is cleared at the next start
+    os.makedirs(trash, exist_ok=True)
+    staging = tempfile.mkdtemp(prefix=f"{FINAL_DIR}-", dir=trash)
     try:
         model.save_pretrained(staging)
         processor.save_pretrained(staging)
         write_config(config, staging)
-        publish_dir(staging, target)
+        fsync_tree(staging)
+        move_into_place(staging, target, trash)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return target
