@@ -8,7 +8,7 @@ import jiwer
 import torch
 
 from training.data.collator import IGNORE_INDEX
-from training.generation import transcribe
+from training.generation import evaluating, transcribe
 
 
 @dataclass
@@ -39,14 +39,10 @@ def sample_cer(target: str, prediction: str) -> float:
     return jiwer.cer(target, prediction)
 
 
-@torch.no_grad()
 def sample_losses(model, collator, samples: list[dict], batch_size: int) -> list[float]:
     """Mean token loss of each sample's transcription, as the training loss counts it."""
-    was_training = model.training
-    model.eval()
-    device = next(model.parameters()).device
     losses: list[float] = []
-    try:
+    with evaluating(model) as device:
         for start in range(0, len(samples), batch_size):
             batch = {k: v.to(device) for k, v in collator(samples[start:start + batch_size]).items()}
             labels = batch.pop("labels")
@@ -56,8 +52,6 @@ def sample_losses(model, collator, samples: list[dict], batch_size: int) -> list
                 shifted_logits.transpose(1, 2), shifted_labels, ignore_index=IGNORE_INDEX, reduction="none")
             counted = (shifted_labels != IGNORE_INDEX).sum(dim=1).clamp(min=1)
             losses.extend((token_loss.sum(dim=1) / counted).tolist())
-    finally:
-        model.train(was_training)
     return losses
 
 

@@ -2,18 +2,29 @@
 
 from __future__ import annotations
 
+import contextlib
+
 import torch
 
 
-@torch.no_grad()
+@contextlib.contextmanager
+def evaluating(model):
+    """The model in eval mode, without gradients, for the block (it may be mid-training); yields
+    its device, and leaves the model in the mode it found it in."""
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            yield next(model.parameters()).device
+    finally:
+        model.train(was_training)
+
+
 def transcribe(model, collator, images: list, max_new_tokens: int, batch_size: int = 8) -> list[str]:
     """Greedy decoding from the training prompt; returns the text of each image, special tokens removed."""
     tokenizer = collator.tokenizer
-    was_training = model.training
-    model.eval()
-    device = next(model.parameters()).device
     texts: list[str] = []
-    try:
+    with evaluating(model) as device:
         for start in range(0, len(images), batch_size):
             inputs = collator.generation_inputs(images[start:start + batch_size])
             inputs = {k: v.to(device) for k, v in inputs.items()}
@@ -21,6 +32,4 @@ def transcribe(model, collator, images: list, max_new_tokens: int, batch_size: i
                                     pad_token_id=collator.pad_id, eos_token_id=tokenizer.convert_tokens_to_ids("<|im_end|>"))
             new_tokens = output[:, inputs["input_ids"].shape[1]:]
             texts.extend(t.strip() for t in tokenizer.batch_decode(new_tokens, skip_special_tokens=True))
-    finally:
-        model.train(was_training)
     return texts
