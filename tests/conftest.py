@@ -6,6 +6,7 @@ import io
 import os
 import subprocess
 import sys
+import time
 from contextlib import redirect_stderr, redirect_stdout
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,6 +36,16 @@ def offline_env(tmp_path_factory):
     yield cache
     os.environ.clear()
     os.environ.update(saved)
+
+
+def wait_for(predicate, timeout: float = 300, poll: float = 0.05) -> bool:
+    """Whether `predicate()` came true within `timeout` seconds, checked every `poll` seconds."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(poll)
+    return False
 
 
 def run_cli(args: list[str], env: dict | None = None, timeout: float = 300, cwd: Path = REPO) -> subprocess.CompletedProcess:

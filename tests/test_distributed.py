@@ -11,13 +11,12 @@ import os
 import signal
 import subprocess
 import sys
-import time
 
 import pytest
 import torch
 from safetensors.torch import load_file
 
-from conftest import QUICK_VAL, REPO
+from conftest import QUICK_VAL, REPO, wait_for
 from training import checkpoints
 from training.metrics_log import read_events
 from training.run_status import read_status
@@ -40,15 +39,6 @@ def torchrun(output_dir, *extra: str, resume: bool = False, env: dict | None = N
 def finish(process: subprocess.Popen) -> str:
     output, _ = process.communicate(timeout=400)
     return output
-
-
-def wait_for(predicate, timeout: float = 300) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.05)
-    return False
 
 
 def losses(output_dir) -> dict[int, list[float]]:

@@ -11,13 +11,12 @@ import random
 import signal
 import subprocess
 import sys
-import time
 
 import pytest
 import torch
 from safetensors.torch import load_file
 
-from conftest import QUICK_VAL, REPO, train_here
+from conftest import QUICK_VAL, REPO, train_here, wait_for
 from training import checkpoints
 from training.metrics_log import read_events
 from training.run_status import read_status
@@ -58,15 +57,6 @@ def assert_same_run(output_dir, reference):
     assert all(torch.equal(ref[k], new[k]) for k in ref)
 
 
-def wait_for(predicate, timeout: float, poll: float = 0.001) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(poll)
-    return False
-
-
 def saving(output_dir) -> bool:
     try:
         return any(n.startswith(checkpoints.PREFIX) for n in os.listdir(os.path.join(output_dir, checkpoints.STAGING_DIR)))
@@ -90,7 +80,7 @@ def chaos(output_dir, kills: int, seed: int) -> list[str]:
     for attempt in range(kills):
         process = start(output_dir)
         if attempt % 2 == 0:
-            caught = wait_for(lambda p=process: saving(output_dir) or p.poll() is not None, timeout=120)
+            caught = wait_for(lambda p=process: saving(output_dir) or p.poll() is not None, timeout=120, poll=0.001)
             moments.append("mid-save" if caught and process.poll() is None else "missed")
         else:
             wait_for(lambda p=process: p.poll() is not None, timeout=rng.uniform(3.0, 9.0), poll=0.01)
