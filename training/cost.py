@@ -94,6 +94,10 @@ def budget_verdict(cost_usd: float, cap_usd: float, warned: bool) -> str:
     return "ok"
 
 
+def session_usd(sessions) -> float:
+    return sum(s["seconds"] * s["usd_per_hour"] / 3600 for s in sessions)
+
+
 class CostLedger:
     """`cost_ledger.json` in output_dir: one entry per process that trained, with its device time
     and rate, rewritten as the run goes. The total is what the experiment has cost so far."""
@@ -127,10 +131,10 @@ class CostLedger:
 
     def total_usd(self) -> float:
         self.session["seconds"] = self.clock() - self.began
-        return sum(s["seconds"] * s["usd_per_hour"] / 3600 for s in self.data["sessions"])
+        return session_usd(self.data["sessions"])
 
     def previous_usd(self) -> float:
-        return sum(s["seconds"] * s["usd_per_hour"] / 3600 for s in self.data["sessions"] if s is not self.session)
+        return session_usd(s for s in self.data["sessions"] if s is not self.session)
 
     def save(self) -> None:
         self.total_usd()
