@@ -123,3 +123,16 @@ def test_no_secret_in_anything_a_run_writes(tmp_path):
     for name, value in secrets.items():
         assert value not in result.stdout + result.stderr, f"{name} printed"
     assert os.environ.get("WANDB_API_KEY") is None
+
+
+@pytest.mark.parametrize("report, environ, mode", [
+    (False, {"WANDB_API_KEY": "k"}, "disabled"),
+    (True, {"WANDB_MODE": "disabled", "WANDB_API_KEY": "k"}, "disabled"),
+    (True, {"WANDB_MODE": "offline", "WANDB_API_KEY": "k"}, "offline"),
+    (True, {"WANDB_MODE": "dryrun", "WANDB_API_KEY": "k"}, "offline"),  # wandb's older name, as preflight reads it
+    (True, {"WANDB_API_KEY": "k"}, "online"),
+])
+def test_wandb_mode(report, environ, mode):
+    from training.tracking import wandb_mode
+
+    assert wandb_mode(report, environ)[0] == mode

@@ -34,8 +34,8 @@ def wandb_mode(report_to_wandb: bool, environ) -> tuple[str, str]:
     if not report_to_wandb:
         return "disabled", "report_to_wandb=False"
     requested = environ.get("WANDB_MODE", "").strip().lower()
-    if requested in ("disabled", "offline"):
-        return requested, f"WANDB_MODE={requested}"
+    if requested in ("disabled", "offline", "dryrun"):  # dryrun: wandb's older name for offline
+        return "disabled" if requested == "disabled" else "offline", f"WANDB_MODE={requested}"
     if environ.get("WANDB_API_KEY") or _netrc_has_key(environ):
         return "online", "API key found"
     return "offline", "no WANDB_API_KEY"
