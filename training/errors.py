@@ -15,3 +15,6 @@ class UserError(Exception):
     def __init__(self, *problems: str):
         self.problems = list(problems)
         super().__init__("\n".join(self.problems))
+
+    def __reduce__(self):  # shared between torchrun ranks by pickling: keep one line per problem
+        return type(self), tuple(self.problems)

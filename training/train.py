@@ -80,7 +80,9 @@ def main(argv: list[str] | None = None) -> int:
         from training.resume import choose_checkpoint
         from training.run_lock import OutputDirLocked, RunLock
 
-        backend = preflight.check_or_raise(config, config_path=args.config)
+        distributed.init(cuda_available())
+        # Once for all ranks: its hub, W&B and git checks would otherwise run on every one.
+        backend = distributed.decided_on_main(lambda: preflight.check_or_raise(config, config_path=args.config))
         if args.preflight_only:
             log.info("preflight passed")
             return EXIT_OK
@@ -88,7 +90,6 @@ def main(argv: list[str] | None = None) -> int:
             refuse_to_start_over(config.output_dir)
         elif args.resume != "auto":
             choose_checkpoint(args.resume, config.output_dir)  # a bad path fails before anything is written
-        distributed.init(cuda_available())
         lock, locked = RunLock(config.output_dir), None
         if distributed.is_main():
             try:
