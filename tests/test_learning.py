@@ -6,7 +6,8 @@ from conftest import train_here
 from training.data.collator import VisionChatCollator
 from training.data.sources import SyntheticSplit
 from training.generation import transcribe
-from training.inference import load_trained, saved_config
+from training.inference import load_trained
+from training.run_config import saved_config
 
 
 def test_memorises_eight_headers_from_their_images(tmp_path):

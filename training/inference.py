@@ -2,40 +2,12 @@
 
 from __future__ import annotations
 
-import json
 import os
 
 from configs.base import TrainingConfig
 from training.errors import UserError
 from training.hub import hf_token
 from training.modeling import UNSLOTH, LoadedModel, model_source
-
-CONFIG_FILE = "training_config.json"
-
-
-def write_config(config: TrainingConfig, directory: str) -> None:
-    import dataclasses
-
-    from training.run_status import write_json_atomic
-
-    write_json_atomic(os.path.join(directory, CONFIG_FILE), dataclasses.asdict(config))
-
-
-def saved_config(directory: str) -> TrainingConfig | None:
-    """The config a final adapter or a checkpoint was trained with, if it recorded one."""
-    from training.state import HARNESS_STATE_FILE
-
-    candidates = [(os.path.join(directory, CONFIG_FILE), None),
-                  (os.path.join(directory, HARNESS_STATE_FILE), "config"),
-                  (os.path.join(os.path.dirname(os.path.abspath(directory)), CONFIG_FILE), None)]
-    for path, key in candidates:
-        if os.path.exists(path):
-            with open(path, encoding="utf-8") as source:
-                values = json.load(source)
-            values = values.get(key, {}) if key else values
-            known = set(TrainingConfig.__dataclass_fields__)
-            return TrainingConfig(**{k: v for k, v in values.items() if k in known})
-    return None
 
 
 def load_trained(directory: str, config: TrainingConfig, backend: str) -> LoadedModel:

@@ -14,10 +14,10 @@ from dataclasses import dataclass
 from functools import cached_property
 
 from configs.base import TrainingConfig
+from training.metrics_log import METRICS_FILE, read_events
+from training.run_config import CONFIG_FILE
 from training.run_status import read_status
 
-CONFIG_FILE = "training_config.json"  # training.inference.CONFIG_FILE, without importing torch
-METRICS_FILE = "metrics.jsonl"  # training.metrics_log.METRICS_FILE
 # Always differ from the defaults, so they say nothing about the experiment.
 NOT_CHANGES = ("experiment_name", "output_dir")
 
@@ -34,9 +34,6 @@ class Run:
 
     @cached_property
     def events(self) -> list[dict]:
-        # metrics_log imports transformers (seconds): only when a command needs the events.
-        from training.metrics_log import read_events
-
         return [e for e in read_events(os.path.join(self.directory, METRICS_FILE)) if isinstance(e, dict)]
 
     def series(self, key: str) -> list[tuple[int, float]]:
