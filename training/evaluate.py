@@ -24,6 +24,7 @@ if __package__ in (None, ""):  # run as a script: make `configs` and `training` 
 from configs.base import ConfigError  # noqa: E402
 from configs.loader import load_config  # noqa: E402
 from training.errors import EXIT_OK, UserError  # noqa: E402
+from training.table import markdown_table  # noqa: E402
 
 log = logging.getLogger("training")
 
@@ -41,7 +42,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    from training.train import report_problems, setup_logging
+    from training.console import report_problems, setup_logging
 
     setup_logging()
     try:
@@ -51,7 +52,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def evaluate(args: argparse.Namespace) -> int:
-    from training.inference import load_trained, saved_config
+    from training.inference import load_trained
+    from training.run_config import saved_config
 
     model_dir = os.path.abspath(args.model)
     if not os.path.isdir(model_dir):
@@ -96,10 +98,7 @@ def render_table(model_dir: str, split: str, count: int, metrics: dict, seconds:
     rows = [("model", model_dir), ("split", f"{split} ({count} samples)"),
             ("CER", f"{metrics['cer']:.4f}"), ("WER", f"{metrics['wer']:.4f}"),
             ("exact match", f"{metrics['exact_match']:.2%}"), ("time", f"{seconds:.1f} s")]
-    width = max(len(name) for name, _ in rows)
-    lines = [f"| {'metric'.ljust(width)} | value |", f"| {'-' * width} | ----- |"]
-    lines += [f"| {name.ljust(width)} | {value} |" for name, value in rows]
-    return "\n".join(lines)
+    return markdown_table(("metric", "value"), rows)
 
 
 if __name__ == "__main__":

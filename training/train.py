@@ -22,6 +22,7 @@ if __package__ in (None, ""):  # run as a script: make `configs` and `training` 
 from configs.base import ConfigError, TrainingConfig  # noqa: E402
 from configs.loader import git_state, load_config, resolve  # noqa: E402
 from training import distributed  # noqa: E402
+from training.console import report_problems, setup_logging  # noqa: E402
 from training.errors import (  # noqa: E402
     EXIT_BUDGET,
     EXIT_LOCKED,
@@ -47,26 +48,6 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                              "in output_dir (none: start fresh)")
     parser.add_argument("--preflight-only", action="store_true", help="run the preflight checks and exit")
     return parser.parse_args(argv)
-
-
-def setup_logging() -> None:
-    """Our progress lines on stdout; other libraries keep their own logging untouched."""
-    handler = logging.StreamHandler(sys.stdout)
-    handler.setFormatter(logging.Formatter("%(asctime)s %(message)s", datefmt="%H:%M:%S"))
-    handler.set_name("harness-console")
-    for old in [h for h in log.handlers if h.get_name() == "harness-console"]:
-        log.removeHandler(old)  # main() run again in one process (tests, benchmarks)
-    log.addHandler(handler)
-    log.setLevel(logging.INFO if distributed.is_main() else logging.WARNING)  # one voice under torchrun
-    log.propagate = False
-    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
-    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-
-
-def report_problems(problems: list[str]) -> int:
-    for problem in problems:
-        print(f"error: {problem}", file=sys.stderr)
-    return EXIT_USER_ERROR
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -123,10 +104,10 @@ def run(config: TrainingConfig, backend: str, resume: str | None, signals: StopS
     from training.cost import BudgetCallback, CostLedger, CostMeter, budget_verdict, gpu_info, hourly_rate
     from training.data.collator import VisionChatCollator
     from training.data.sources import load_splits, whole_steps
-    from training.inference import write_config
     from training.modeling import cuda_available, load_model, model_source
     from training.preemption import StopAndSaveCallback
     from training.progress import ProgressCallback
+    from training.run_config import write_config
     from training.run_status import write_status
     from training.save import save_final
     from training.tracking import MetricsFileCallback, Tracker, TrackingCallback
