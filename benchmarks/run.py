@@ -27,6 +27,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from training.table import markdown_table  # noqa: E402
+
 QUICK_VAL = str(ROOT / "configs/experiments/quick_val.py")
 GRACE_SECONDS = 5.0  # RunPod: SIGTERM, then SIGKILL 5 s later
 NETWORK_VOLUME_MB_S = 50.0  # a conservative write speed for a network volume
@@ -281,9 +283,8 @@ SECTIONS = {"overhead": bench_overhead, "resume": bench_resume, "checkpoint": be
 
 
 def render(rows: list[Row]) -> str:
-    lines = ["| measure | value | baseline | ratio | note |", "| --- | --- | --- | --- | --- |"]
-    lines += [f"| {r.measure} | {r.value} | {r.baseline} | {r.ratio} | {r.note} |" for r in rows]
-    return "\n".join(lines)
+    return markdown_table(("measure", "value", "baseline", "ratio", "note"),
+                          [(r.measure, r.value, r.baseline, r.ratio, r.note) for r in rows])
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -12,6 +12,7 @@ import os
 import textwrap
 
 from training.experiment.runs import Run
+from training.table import markdown_table, text_table
 
 COLUMNS = ("experiment", "commit", "changes", "eval_loss", "CER", "WER", "steps", "cost", "status")
 
@@ -53,14 +54,7 @@ def render(table: list[list[str]], common: dict[str, object], markdown: bool) ->
         shared = "Shared by every run (vs configs/base.py): " + " ".join(f"{k}={_value(v)}" for k, v in common.items())
         lines += [shared] if markdown else textwrap.wrap(shared, width=110, subsequent_indent="  ")
         lines.append("")
-    if markdown:
-        lines.append("| " + " | ".join(COLUMNS) + " |")
-        lines.append("|" + "|".join(" --- " for _ in COLUMNS) + "|")
-        lines += ["| " + " | ".join(cell.replace("|", "\\|") for cell in row) + " |" for row in table]
-    else:
-        widths = [max(len(str(c)) for c in column) for column in zip(COLUMNS, *table)]
-        for row in [list(COLUMNS), *table]:
-            lines.append("  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip())
+    lines.append(markdown_table(COLUMNS, table) if markdown else text_table(COLUMNS, table))
     return "\n".join(lines)
 
 

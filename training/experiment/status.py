@@ -8,6 +8,7 @@ from training.errors import UserError
 from training.experiment import runpod_client
 from training.experiment.names import experiment_of_pod, pod_name
 from training.experiment.runs import read_run
+from training.table import text_table
 
 COLUMNS = ("experiment", "pod", "state", "gpu", "uptime", "$/h", "step", "cost", "run")
 
@@ -24,7 +25,7 @@ def status(name: str | None, outputs: str, has_branch, out) -> int:
         if run is not None:
             print(f"  run files: {_run_summary(run)}", file=out)
         return 0
-    table = [list(COLUMNS)]
+    table = []
     for pod in sorted(pods, key=lambda p: p.get("name") or ""):
         experiment = experiment_of_pod(pod.get("name"))
         pod_run = read_run(os.path.join(outputs, experiment))
@@ -40,9 +41,7 @@ def status(name: str | None, outputs: str, has_branch, out) -> int:
             f"${pod_run.cost:.2f}" if pod_run is not None and pod_run.cost is not None else "-",
             (pod_run.state or "-") if pod_run is not None else "not readable here",
         ])
-    widths = [max(len(row[i]) for row in table) for i in range(len(COLUMNS))]
-    for row in table:
-        print("  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip(), file=out)
+    print(text_table(COLUMNS, table), file=out)
     # The trainer records the W&B run it really logs to (a resumed run keeps its first one).
     url = (run.status or {}).get("wandb_url") if name and run is not None else None
     if url:
