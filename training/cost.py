@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from transformers import TrainerCallback
 
 from training.run_status import write_json_atomic
+from training.timestamps import utc_now
 
 log = logging.getLogger("training")
 
@@ -106,7 +107,7 @@ class CostLedger:
         self.path = os.path.join(output_dir, LEDGER_FILE)
         self.clock = clock
         self.data = self._read()
-        self.session = {"started_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "seconds": 0.0,
+        self.session = {"started_at": utc_now(), "seconds": 0.0,
                         "usd_per_hour": rate.usd_per_hour}
         self.data["sessions"].append(self.session)
         self.began = clock()

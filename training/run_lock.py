@@ -7,9 +7,10 @@ from __future__ import annotations
 import json
 import os
 import socket
-import time
 
 from filelock import FileLock, Timeout
+
+from training.timestamps import utc_now
 
 LOCK_FILE = ".lock"
 OWNER_FILE = ".lock.owner"
@@ -31,7 +32,7 @@ class RunLock:
         except Timeout:
             raise OutputDirLocked(self._describe_owner()) from None
         owner = {"pid": os.getpid(), "host": socket.gethostname(),
-                 "since": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+                 "since": utc_now()}
         with open(os.path.join(self.output_dir, OWNER_FILE), "w", encoding="utf-8") as out:
             json.dump(owner, out)
         return self

@@ -7,7 +7,8 @@ from __future__ import annotations
 
 import json
 import os
-import time
+
+from training.timestamps import utc_now
 
 STATUS_FILE = "run_status.json"
 
@@ -23,7 +24,7 @@ def write_json_atomic(path: str, payload: dict) -> None:
 
 
 def write_status(output_dir: str, status: str, **fields) -> None:
-    payload = {"status": status, "updated_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), **fields}
+    payload = {"status": status, "updated_at": utc_now(), **fields}
     write_json_atomic(os.path.join(output_dir, STATUS_FILE), payload)
 
 

@@ -12,8 +12,9 @@ import dataclasses
 import hashlib
 import json
 import os
-import time
 from dataclasses import dataclass, field
+
+from training.timestamps import utc_now
 
 HARNESS_STATE_FILE = "harness_state.json"
 STATE_FORMAT = 1
@@ -33,7 +34,6 @@ class HarnessState:
     # Money and device time spent by every run of this experiment so far (across preemptions).
     cost_usd: float = 0.0
     device_hours: float = 0.0
-    budget_warned: bool = False
     wandb_run_id: str | None = None
     git_commit: str | None = None
     git_branch: str | None = None
@@ -43,7 +43,7 @@ class HarnessState:
     saved_at: str = ""
 
     def save(self, directory: str) -> None:
-        self.saved_at = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+        self.saved_at = utc_now()
         with open(os.path.join(directory, HARNESS_STATE_FILE), "w", encoding="utf-8") as out:
             json.dump(dataclasses.asdict(self), out, indent=2, sort_keys=True)
 
