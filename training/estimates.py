@@ -10,6 +10,7 @@ import re
 from dataclasses import dataclass
 
 from configs.base import TrainingConfig
+from training.backends import UNSLOTH, optimizer_name
 from training.standin import TEXT, VOCAB_SIZE, is_standin
 
 GIB = 1024**3
@@ -53,15 +54,14 @@ def model_shape(model_name: str) -> ModelShape | None:
 
 
 def gpu_weight_bytes_per_param(config: TrainingConfig, backend: str) -> float:
-    if backend == "unsloth" and config.load_in_4bit:
+    if backend == UNSLOTH and config.load_in_4bit:
         return 0.7  # 4-bit blocks with their scales; Unsloth's dynamic quants keep some layers in 16-bit
     return 2.0  # bf16: both backends on a GPU
 
 
 def optimizer_bytes_per_param(config: TrainingConfig, backend: str) -> int:
     """Adapter weight, gradient and optimizer state, per trainable parameter."""
-    optim = config.optim if config.optim != "auto" else ("adamw_8bit" if backend == "unsloth" else "adamw_torch")
-    states = {"adamw_torch": 8, "adamw_8bit": 2, "paged_adamw_8bit": 2, "sgd": 0}[optim]
+    states = {"adamw_torch": 8, "adamw_8bit": 2, "paged_adamw_8bit": 2, "sgd": 0}[optimizer_name(config, backend)]
     return 4 + 4 + states
 
 

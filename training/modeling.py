@@ -15,14 +15,13 @@ import logging
 from dataclasses import dataclass
 
 from configs.base import TrainingConfig
+from training.backends import TRANSFORMERS, UNSLOTH
 from training.errors import UserError
 from training.hub import hf_token
 from training.standin import is_standin, standin_path
 
 log = logging.getLogger(__name__)
 
-UNSLOTH = "unsloth"
-TRANSFORMERS = "transformers"
 
 
 @dataclass
@@ -39,7 +38,7 @@ def cuda_available() -> bool:
 
 
 def unsloth_installed() -> bool:
-    return importlib.util.find_spec("unsloth") is not None
+    return importlib.util.find_spec(UNSLOTH) is not None
 
 
 def select_backend(config: TrainingConfig, has_cuda: bool, has_unsloth: bool) -> str:

@@ -20,11 +20,13 @@ from pathlib import Path
 from configs.base import SYNTHETIC_DATASET, TrainingConfig
 from configs.loader import git_output
 from training import estimates
+from training.backends import TRANSFORMERS, UNSLOTH
 from training.data.sources import dataset_kind
 from training.errors import UserError
 from training.hub import HubAccessError, check_hub_repo, is_local_path
 from training.retry import NetworkCallFailed, call
 from training.standin import is_standin
+from training.wandb_env import requested_mode
 
 log = logging.getLogger("training")
 
@@ -32,7 +34,6 @@ WANDB_DEFAULT_BASE_URL = "https://api.wandb.ai"
 # What wandb itself asks to verify a key (wandb-core's AuthHandler: `query Viewer`): a key is valid
 # exactly when the server resolves a viewer for it.
 WANDB_VIEWER_QUERY = "query Viewer { viewer { id entity username } }"
-WANDB_OFF_MODES = ("offline", "disabled", "dryrun")
 WEIGHT_SUFFIXES = (".safetensors", ".bin")
 
 
@@ -236,7 +237,7 @@ def detect_gpu() -> Gpu | None:
 
 def needs_gpu(config: TrainingConfig, backend: str | None) -> bool:
     """A real model in 4 bits (bitsandbytes) or the Unsloth backend cannot run without CUDA."""
-    return backend == "unsloth" or (config.load_in_4bit and not is_standin(config.model_name))
+    return backend == UNSLOTH or (config.load_in_4bit and not is_standin(config.model_name))
 
 
 def gpu_verdict(config: TrainingConfig, backend: str | None, gpu: Gpu | None) -> Check:
@@ -250,7 +251,7 @@ def gpu_verdict(config: TrainingConfig, backend: str | None, gpu: Gpu | None) ->
     if shape is None:
         return Check("gpu", True, f"{gpu.name}, {estimates.gib(gpu.free)} free (no memory estimate for "
                                   f"{config.model_name!r})", warning=True)
-    needed = estimates.gpu_memory_bytes(config, shape, backend or "transformers")
+    needed = estimates.gpu_memory_bytes(config, shape, backend or TRANSFORMERS)
     detail = f"{gpu.name}: the run needs about {estimates.gib(needed)}, {estimates.gib(gpu.free)} free " \
              f"of {estimates.gib(gpu.total)}"
     if needed > gpu.free:
@@ -270,7 +271,7 @@ def wandb_plan(report_to_wandb: bool, mode: str, has_key: bool) -> tuple[str, st
     """("skip" | "warn" | "validate", why): what the W&B check does in this environment."""
     if not report_to_wandb:
         return "skip", "report_to_wandb=False"
-    if mode in WANDB_OFF_MODES:
+    if mode != "online":
         return "skip", f"WANDB_MODE={mode}: runs are not sent"
     if not has_key:
         # Not a failure: the run is then logged offline (or with `wandb login` credentials).
@@ -295,7 +296,7 @@ def wandb_viewer(base_url: str, api_key: str) -> dict | None:
 
 def check_wandb(config: TrainingConfig, environ: Mapping[str, str]) -> Check:
     key = environ.get("WANDB_API_KEY", "").strip()
-    mode = environ.get("WANDB_MODE", "online").strip().lower() or "online"
+    mode = requested_mode(environ)
     action, why = wandb_plan(config.report_to_wandb, mode, bool(key))
     if action != "validate":
         return Check("wandb", True, why, warning=action == "warn")

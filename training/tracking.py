@@ -20,6 +20,7 @@ from urllib.parse import urlparse
 from transformers import TrainerCallback
 
 from training.metrics_log import METRICS_FILE, append_event, clean, drop_torn_tail
+from training.wandb_env import requested_mode
 
 log = logging.getLogger("training")
 
@@ -33,9 +34,9 @@ def wandb_mode(report_to_wandb: bool, environ) -> tuple[str, str]:
     """("disabled" | "offline" | "online", why): W&B off, local files to sync later, or live."""
     if not report_to_wandb:
         return "disabled", "report_to_wandb=False"
-    requested = environ.get("WANDB_MODE", "").strip().lower()
-    if requested in ("disabled", "offline", "dryrun"):  # dryrun: wandb's older name for offline
-        return "disabled" if requested == "disabled" else "offline", f"WANDB_MODE={requested}"
+    requested = requested_mode(environ)
+    if requested != "online":
+        return requested, f"WANDB_MODE={environ.get('WANDB_MODE', '').strip()}"
     if environ.get("WANDB_API_KEY") or _netrc_has_key(environ):
         return "online", "API key found"
     return "offline", "no WANDB_API_KEY"

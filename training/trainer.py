@@ -12,20 +12,15 @@ from transformers import PrinterCallback, Trainer, TrainingArguments
 
 from configs.base import TrainingConfig
 from training import checkpoints, distributed, early_stopping
+from training.backends import optimizer_name
 from training.evaluation import evaluate_samples, worst
-from training.modeling import UNSLOTH, inference_mode
+from training.modeling import inference_mode
 from training.progress import ThroughputMeter
 from training.retention import checkpoints_to_delete
 from training.state import HarnessState
 from training.worst_samples import write_worst_samples
 
 log = logging.getLogger("training")
-
-
-def optimizer_name(config: TrainingConfig, backend: str) -> str:
-    if config.optim != "auto":
-        return config.optim
-    return "adamw_8bit" if backend == UNSLOTH else "adamw_torch"
 
 
 def training_arguments(config: TrainingConfig, backend: str, has_cuda: bool) -> TrainingArguments:
