@@ -100,7 +100,8 @@ class TrainingConfig:
     report_to_wandb: bool = True
     # "" = the current git branch (or "local" outside a git checkout).
     experiment_name: str = ""
-    # "" = <VOLUME_PATH or ./outputs>/checkpoints/<experiment_name>.
+    # "" = <VOLUME_PATH or ./outputs>/checkpoints/<experiment_name>. With VOLUME_PATH set (a pod), a
+    # relative path is taken under VOLUME_PATH, and a path inside the pod's clone is refused.
     output_dir: str = ""
     # Steps between log lines, evaluations and checkpoints.
     logging_steps: int = 10

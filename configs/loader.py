@@ -164,11 +164,27 @@ def git_state(cwd: str | os.PathLike = REPO_ROOT) -> dict[str, object]:
 
 
 def resolve(config: TrainingConfig, environ: Mapping[str, str] = os.environ) -> TrainingConfig:
-    """Fill the run-time defaults: experiment_name from the git branch, output_dir from it."""
+    """Fill the run-time defaults: experiment_name from the git branch, output_dir from it.
+
+    With VOLUME_PATH set (a pod), a relative output_dir is taken on the volume: the working
+    directory there is the clone, which setup_pod.sh resets at every restart. An output_dir inside
+    a clone that lives on the volume is refused for the same reason."""
     name = config.experiment_name or git_branch() or "local"
-    output_dir = config.output_dir
+    volume = environ.get("VOLUME_PATH") or ""
+    output_dir = os.path.expanduser(config.output_dir)
     if not output_dir:
-        root = environ.get("VOLUME_PATH") or "outputs"
-        output_dir = os.path.join(root, "checkpoints", name.replace("/", "-"))
-    return dataclasses.replace(config, experiment_name=name, output_dir=os.path.abspath(output_dir))
+        output_dir = os.path.join(volume or "outputs", "checkpoints", name.replace("/", "-"))
+    elif volume and not os.path.isabs(output_dir):
+        output_dir = os.path.join(volume, output_dir)
+    output_dir = os.path.abspath(output_dir)
+    if volume and _inside(str(REPO_ROOT), volume) and _inside(output_dir, str(REPO_ROOT)):
+        raise ConfigError([f"output_dir={config.output_dir!r}: inside the code checkout {REPO_ROOT}, which a "
+                           "restart resets; use a relative path (taken on the volume) or one under "
+                           f"{os.path.abspath(volume)} outside the checkout"])
+    return dataclasses.replace(config, experiment_name=name, output_dir=output_dir)
+
+
+def _inside(path: str, directory: str) -> bool:
+    path, directory = os.path.realpath(path), os.path.realpath(directory)
+    return path == directory or path.startswith(directory.rstrip(os.sep) + os.sep)
 

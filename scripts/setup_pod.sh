@@ -68,6 +68,7 @@ main() {
   # Downloaded weights and the stand-in model survive restarts on the volume.
   export HF_HOME="${HF_HOME:-$VOLUME_PATH/cache/huggingface}"
   export WELL_LOG_CACHE="${WELL_LOG_CACHE:-$VOLUME_PATH/cache/well-log-harness}"
+  use_unsloth_cache
   export RETRY_WAIT_SECONDS
 
   PHASE="preflight"
@@ -219,8 +220,9 @@ sync_repo() {
     git -C "$REPO_DIR" remote set-url origin "$GIT_REPO"
     git_retry "git fetch" -C "$REPO_DIR" fetch --quiet --prune origin \
       "+refs/heads/$GIT_BRANCH:refs/remotes/origin/$GIT_BRANCH"
+    # Tracked files are reset; untracked ones are left alone (no `git clean`): they are what runs
+    # wrote, and a restart must not delete any of it.
     git -C "$REPO_DIR" checkout --quiet --force -B "$GIT_BRANCH" "refs/remotes/origin/$GIT_BRANCH"
-    git -C "$REPO_DIR" clean --quiet -fd  # untracked files go; ignored ones (caches) stay
   else
     say "cloning $GIT_BRANCH of $GIT_REPO into $REPO_DIR"
     # Cloned beside and moved into place, so a clone cut short is never taken for a complete one.
@@ -255,6 +257,14 @@ setup_python() {
     printf '%s\n' "$lock_hash" >"$venv/.installed"
   fi
   PY="$venv/bin/python"
+}
+
+use_unsloth_cache() {
+  # Unsloth writes the code it compiles into unsloth_compiled_cache/ of the working directory (the
+  # clone) unless told otherwise: on the volume, a resume reuses it instead of compiling again.
+  export UNSLOTH_COMPILE_LOCATION="${UNSLOTH_COMPILE_LOCATION:-$VOLUME_PATH/cache/unsloth_compiled_cache}"
+  mkdir -p "$UNSLOTH_COMPILE_LOCATION"
+  say "UNSLOTH_COMPILE_LOCATION=$UNSLOTH_COMPILE_LOCATION"
 }
 
 run_child() {  # run_child CMD...: run CMD, forwarding SIGTERM/SIGINT/SIGHUP to it; return its exit code

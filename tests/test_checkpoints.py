@@ -9,7 +9,7 @@ import pytest
 
 from training import checkpoints
 from training.errors import UserError
-from training.resume import choose_checkpoint, config_changes
+from training.resume import abandoned_by_fork, choose_checkpoint, config_changes
 from training.state import HarnessState
 
 
@@ -82,8 +82,32 @@ def test_delete_and_clear_staging_leave_nothing_that_looks_like_a_checkpoint(tmp
     os.makedirs(checkpoints.staging_path(str(tmp_path), 4))  # a save killed midway
     checkpoints.delete(path)
     assert not os.path.exists(path)
-    assert checkpoints.clear_staging(str(tmp_path)) == ["checkpoint-4"]
+    assert checkpoints.clear_staging(str(tmp_path)) == ([], ["checkpoint-4"])
     assert sorted(os.listdir(tmp_path)) == []
+
+
+def test_clear_staging_promotes_only_a_complete_staged_checkpoint_without_a_target(tmp_path):
+    for step in (2, 4, 6):
+        make_checkpoint(tmp_path, step, payload=b"old")
+    for step in (2, 4):  # complete re-saves: 2 still has its old copy, 4 lost it to the crash
+        os.rename(make_checkpoint(tmp_path / "resave", step, payload=b"new"), checkpoints.staging_path(str(tmp_path), step))
+    checkpoints.delete(str(tmp_path / "checkpoint-4"))
+    checkpoints.delete(str(tmp_path / "checkpoint-6"))
+    os.makedirs(checkpoints.staging_path(str(tmp_path), 6))  # torn: never promoted
+    assert checkpoints.clear_staging(str(tmp_path)) == (["checkpoint-4"], ["checkpoint-2", "checkpoint-6"])
+    assert (tmp_path / "checkpoint-2" / "adapter_model.safetensors").read_bytes() == b"old"
+    assert (tmp_path / "checkpoint-4" / "adapter_model.safetensors").read_bytes() == b"new"
+    assert not (tmp_path / "checkpoint-6").exists()
+
+
+@pytest.mark.parametrize("resumed, steps, abandoned", [
+    (2, [2, 4, 6], [4, 6]),
+    (6, [2, 4, 6], []),
+    (3, [6, 2, 4], [4, 6]),
+    (2, [], []),
+])
+def test_a_fork_abandons_every_newer_checkpoint(resumed, steps, abandoned):
+    assert abandoned_by_fork(resumed, steps) == abandoned
 
 
 @pytest.mark.parametrize("field, before, after, verdict", [

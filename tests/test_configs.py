@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import dataclasses
+import os
 
 import pytest
 
 from configs.base import FIELD_TYPES, ConfigError, TrainingConfig
-from configs.loader import EXPERIMENTS_DIR, apply_overrides, convert, load_config, parse_overrides, resolve
+from configs.loader import EXPERIMENTS_DIR, REPO_ROOT, apply_overrides, convert, load_config, parse_overrides, resolve
 
 EXPERIMENT_FILES = sorted(p for p in EXPERIMENTS_DIR.glob("*.py") if not p.name.startswith("_"))
 PUBLIC_FIELDS = (
@@ -139,3 +140,17 @@ def test_resolve_fills_name_and_output_dir(tmp_path):
     assert local.output_dir.endswith("outputs/checkpoints/exp-a")
     explicit = resolve(dataclasses.replace(config, output_dir=str(tmp_path / "x")), environ={})
     assert explicit.output_dir == str(tmp_path / "x")
+
+
+def test_on_a_pod_a_relative_output_dir_is_on_the_volume(tmp_path):
+    config = load_config("configs/experiments/quick_val.py", ["experiment_name=exp-a", "output_dir=runs/x"])
+    assert resolve(config, environ={"VOLUME_PATH": str(tmp_path)}).output_dir == str(tmp_path / "runs" / "x")
+    assert resolve(config, environ={}).output_dir == os.path.abspath("runs/x")
+
+
+def test_on_a_pod_an_output_dir_inside_the_clone_is_refused():
+    # The clone setup_pod.sh resets at each restart: here, this checkout, on a "volume" above it.
+    config = load_config("configs/experiments/quick_val.py", [f"output_dir={REPO_ROOT / 'runs' / 'x'}"])
+    with pytest.raises(ConfigError, match=r"output_dir='.*runs/x': inside the code checkout"):
+        resolve(config, environ={"VOLUME_PATH": str(REPO_ROOT.parent)})
+    assert resolve(config, environ={}).output_dir == str(REPO_ROOT / "runs" / "x")

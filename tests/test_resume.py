@@ -19,7 +19,9 @@ from safetensors.torch import load_file
 from conftest import QUICK_VAL, REPO, train_here, wait_for
 from training import checkpoints
 from training.metrics_log import read_events
+from training.resume import choose_checkpoint
 from training.run_status import read_status
+from training.state import HarnessState
 
 RUN = ("max_steps=12", "save_steps=2", "eval_steps=4", "keep_best=1", "keep_recent=2", "logging_steps=1",
        "save_every_minutes=0")
@@ -226,3 +228,34 @@ def test_a_fresh_run_refuses_to_start_over_an_earlier_one(tmp_path):
     assert again.returncode == 2
     assert "already holds a run (checkpoint-2, final/): continue it with --resume auto" in again.stderr
     assert (sorted(p.name for p in out.iterdir()), (out / "metrics.jsonl").read_text()) == before
+
+
+def test_fork_from_an_older_checkpoint_sets_the_abandoned_line_aside(tmp_path):
+    out = tmp_path / "run"
+    assert train_here(out, *RUN, "max_steps=6", "keep_recent=5", "eval_steps=100").returncode == 0
+    old = {step: (out / f"checkpoint-{step}" / "adapter_model.safetensors").read_bytes() for step in (4, 6)}
+    # Lower the learning rate from step 2: the new line must not be confused with the old one.
+    fork = train_here(out, *RUN, "max_steps=4", "keep_recent=1", "eval_steps=100", "learning_rate=1e-3",
+                      extra=("--resume", str(out / "checkpoint-2")))
+    assert fork.returncode == 0, fork.stdout + fork.stderr
+    assert "moved aside (kept, not deleted): checkpoint-4, checkpoint-6, final" in fork.stdout
+    [aside] = (out / "abandoned").iterdir()
+    assert {p.name for p in aside.iterdir()} == {"checkpoint-4", "checkpoint-6", "final"}
+    assert {s: (aside / f"checkpoint-{s}" / "adapter_model.safetensors").read_bytes() for s in (4, 6)} == old
+    # `auto` (what setup_pod.sh runs) continues the new line, not the abandoned one
+    choice = choose_checkpoint("auto", str(out))
+    assert choice.path == str(out / "checkpoint-4")
+    assert HarnessState.load(choice.path).config["learning_rate"] == 1e-3
+
+
+def test_a_verified_staged_checkpoint_whose_target_is_missing_is_promoted(tmp_path):
+    # Killed while re-saving a step: the old copy already discarded, the new one complete in .staging/.
+    out = tmp_path / "run"
+    assert train_here(out, *RUN, "max_steps=4", "keep_recent=5", "eval_steps=100").returncode == 0
+    os.makedirs(out / checkpoints.STAGING_DIR, exist_ok=True)
+    os.rename(out / "checkpoint-4", out / checkpoints.STAGING_DIR / "checkpoint-4")
+    checkpoints.delete(str(out / "final"))
+    again = train_here(out, *RUN, "max_steps=4", "keep_recent=5", "eval_steps=100", extra=("--resume", "auto"))
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert "promoted .staging/checkpoint-4" in again.stdout
+    assert f"resuming from {out / 'checkpoint-4'}" in again.stdout

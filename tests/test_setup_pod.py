@@ -21,6 +21,7 @@ from fake_servers import FakeServer, failing_first, git_http, runpod_api, stop_r
 SCRIPT = REPO / "scripts" / "setup_pod.sh"
 BRANCH = "exp/pod-test"
 CHECKPOINTS = "checkpoints/exp-pod-test"  # output_dir: <volume>/checkpoints/<branch, / as ->
+LONG_OUTPUT = "runs/pod-long"  # pod_long's relative output_dir, which belongs on the volume
 POD_ID = "pod-7fa3c1"
 # Configs only the test branch has: the experiment a user would commit there.
 BRANCH_CONFIGS = {
@@ -28,7 +29,7 @@ BRANCH_CONFIGS = {
         '"""quick_val, longer: time enough to preempt it between checkpoints."""\n'
         "import dataclasses\n\n"
         "from configs.experiments.quick_val import config as parent\n\n"
-        "config = dataclasses.replace(parent, max_steps=12)\n"),
+        "config = dataclasses.replace(parent, max_steps=12, output_dir='runs/pod-long')\n"),
     "configs/experiments/pod_tiny.py": (
         '"""quick_val, two steps: the whole path in a few seconds."""\n'
         "import dataclasses\n\n"
@@ -177,12 +178,12 @@ def wait_for(path: Path, process: subprocess.Popen, timeout: float = 180) -> Non
 
 
 def preempt_at_checkpoint_5(env: dict, volume: Path, output: Path, timeout: float = 90) -> int:
-    """Run the script, SIGTERM it (as RunPod preempts) once checkpoint-5 is saved; its exit code."""
+    """Run pod_long, SIGTERM it (as RunPod preempts) once checkpoint-5 is saved; its exit code."""
     with open(output, "w") as sink:
         process = subprocess.Popen(["bash", str(SCRIPT)], cwd=volume.parent, env=env, stdout=sink,
                                    stderr=subprocess.STDOUT)
         try:
-            wait_for(volume / CHECKPOINTS / "checkpoint-5" / "trainer_state.json", process)
+            wait_for(volume / LONG_OUTPUT / "checkpoint-5" / "trainer_state.json", process)
             process.send_signal(signal.SIGTERM)
             return process.wait(timeout=timeout)
         finally:
@@ -197,7 +198,7 @@ def preempted(origin, tmp_path_factory):
     with FakeServer(runpod_api) as runpod:
         env = pod_env(volume, origin, CONFIG_PATH="configs/experiments/pod_long.py", **autostop(runpod))
         returncode = preempt_at_checkpoint_5(env, volume, output)
-    checkpoints = checkpoint_steps(volume / CHECKPOINTS)
+    checkpoints = checkpoint_steps(volume / LONG_OUTPUT)
     return volume, returncode, output.read_text(), stop_requests(runpod), checkpoints
 
 
@@ -220,6 +221,9 @@ def restarted(preempted, origin, tmp_path_factory):
     git("add", "NOTES.md", cwd=work / "c")
     git("commit", "-q", "-m", "notes", cwd=work / "c")
     git("push", "-q", "origin", BRANCH, cwd=work / "c")
+    # Untracked files a run wrote into the clone (Unsloth's compile cache, a user's notes): a restart keeps them.
+    (volume / "repo" / BRANCH / "unsloth_compiled_cache").mkdir(exist_ok=True)
+    (volume / "repo" / BRANCH / "unsloth_compiled_cache" / "compiled.py").write_text("# compiled\n")
     with FakeServer(runpod_api) as runpod:
         result = run_pod(pod_env(volume, origin, CONFIG_PATH="configs/experiments/pod_long.py", **autostop(runpod)),
                          cwd=volume.parent)
@@ -233,7 +237,10 @@ def test_restart_updates_the_clone_and_finishes(restarted, origin):
     clone = volume / "repo" / BRANCH
     assert git("rev-parse", "HEAD", cwd=clone) == git("rev-parse", BRANCH, cwd=origin)
     assert (clone / "NOTES.md").is_file()
-    assert (volume / CHECKPOINTS / "final" / "adapter_model.safetensors").is_file()
+    assert (clone / "unsloth_compiled_cache" / "compiled.py").is_file()
+    assert (volume / LONG_OUTPUT / "final" / "adapter_model.safetensors").is_file()
+    assert not (clone / "runs").exists()
+    assert f"UNSLOTH_COMPILE_LOCATION={volume}/cache/unsloth_compiled_cache" in result.stdout
     assert len(logs(volume)) >= 1 and stops == [POD_ID]
 
 
@@ -331,5 +338,5 @@ def test_several_gpus_train_under_torchrun_and_a_preemption_is_still_143(origin,
     assert again.returncode == 0, again.stdout
     assert re.search(r"resuming from \S*checkpoint-\d+", again.stdout)
     assert stop_requests(runpod) == [POD_ID]
-    saved = [p.name for p in (volume / CHECKPOINTS).glob("checkpoint-*/rng_state_*.pth")]
+    saved = [p.name for p in (volume / LONG_OUTPUT).glob("checkpoint-*/rng_state_*.pth")]
     assert {"rng_state_0.pth", "rng_state_1.pth"} <= set(saved)

@@ -8,7 +8,10 @@
         rng_state*.pth              (one per rank), trainer_state.json, training_args.bin
         harness_state.json          this harness's loop state (training.state.HarnessState)
         COMPLETE                    written last: the manifest of every file and its size
-      .staging/checkpoint-<step>/   a checkpoint being written; never read, removed on start
+      .staging/checkpoint-<step>/   a checkpoint being written; removed on start, unless it is complete
+                                    and its target is missing (then promoted: see clear_staging)
+      abandoned/<label>/            what `--resume PATH` to an older checkpoint left behind: the old
+                                    line's newer checkpoints and final/, kept, never read
 
 A checkpoint is written under .staging/, flushed, given its manifest, flushed again and renamed
 into place, so a crash at any moment leaves either the whole checkpoint or none of it. Resume
@@ -29,6 +32,7 @@ from training.state import HARNESS_STATE_FILE, HarnessState
 PREFIX = "checkpoint-"
 MARKER_FILE = "COMPLETE"
 STAGING_DIR = ".staging"
+ABANDONED_DIR = "abandoned"  # checkpoints of a line a fork left, kept aside
 TRAINER_STATE_FILE = "trainer_state.json"
 MANIFEST_FORMAT = 1
 _NAME = re.compile(rf"^{PREFIX}(\d+)$")
@@ -131,11 +135,34 @@ def delete(path: str) -> None:
     discard(path, os.path.join(os.path.dirname(os.path.normpath(path)), STAGING_DIR))
 
 
-def clear_staging(output_dir: str) -> list[str]:
-    """Remove what interrupted saves and deletes left behind; returns what was removed."""
+def clear_staging(output_dir: str) -> tuple[list[str], list[str]]:
+    """Remove what interrupted saves and deletes left behind: (promoted, removed) names.
+
+    A re-save of an existing step discards the old copy before renaming the new one into place; a
+    crash between the two leaves only the staged copy, complete and verified. That one is promoted
+    into place instead of removed, so no crash loses both."""
     staging = os.path.join(output_dir, STAGING_DIR)
     if not os.path.isdir(staging):
-        return []
+        return [], []
+    promoted = []
+    for name in sorted(os.listdir(staging)):
+        staged, target = os.path.join(staging, name), os.path.join(output_dir, name)
+        if step_of(name) is not None and not os.path.exists(target) and verify(staged) is None:
+            os.rename(staged, target)
+            fsync_dir(output_dir)
+            promoted.append(name)
     leftovers = sorted(os.listdir(staging))
     shutil.rmtree(staging, ignore_errors=True)
-    return leftovers
+    return promoted, leftovers
+
+
+def set_aside(output_dir: str, names: list[str], label: str) -> str:
+    """Move `names` (checkpoints, final/) of output_dir into output_dir/abandoned/<label>/, where
+    neither resume nor retention looks; returns that directory."""
+    aside = os.path.join(output_dir, ABANDONED_DIR, label)
+    os.makedirs(aside, exist_ok=True)
+    for name in names:
+        os.rename(os.path.join(output_dir, name), os.path.join(aside, name))
+    fsync_dir(aside)
+    fsync_dir(output_dir)
+    return aside

@@ -43,6 +43,13 @@ def choose_checkpoint(request: str | None, output_dir: str) -> ResumeChoice:
     return ResumeChoice(path)
 
 
+def abandoned_by_fork(resumed_step: int, steps: list[int]) -> list[int]:
+    """The checkpoints a resume from `resumed_step` leaves behind: every newer one. They belong to
+    the line being abandoned; left in place, `--resume auto` would continue it, and retention would
+    keep them as "the newest" over the new line's."""
+    return sorted(step for step in steps if step > resumed_step)
+
+
 def config_changes(saved: dict, current: dict) -> tuple[list[str], list[str]]:
     """(refusals, warnings) for resuming a checkpoint trained with `saved` under `current`."""
     refusals, warnings = [], []

@@ -119,7 +119,10 @@ def run(config: TrainingConfig, backend: str, resume: str | None, signals: StopS
 
     main_rank = distributed.is_main()
     if main_rank:
-        leftovers = checkpoints.clear_staging(config.output_dir)
+        promoted, leftovers = checkpoints.clear_staging(config.output_dir)
+        for name in promoted:
+            log.info("promoted %s/%s: its save completed, the copy it replaced was already gone",
+                     checkpoints.STAGING_DIR, name)
         if leftovers:
             log.info("removed what interrupted saves left: %s", ", ".join(leftovers))
     distributed.barrier()
@@ -244,6 +247,27 @@ def refuse_to_start_over(output_dir: str) -> None:
                         "--resume auto, or start another with --set output_dir=... (or delete it)")
 
 
+def set_aside_abandoned_line(output_dir: str, step: int) -> None:
+    """A fork (`--resume PATH` to an older checkpoint): the old line's newer checkpoints and its
+    final/ go to output_dir/abandoned/, kept but out of reach of `--resume auto` and retention."""
+    import time
+
+    from training import checkpoints
+    from training.resume import abandoned_by_fork
+    from training.save import FINAL_DIR
+
+    complete, rejected = checkpoints.scan(output_dir)
+    steps = abandoned_by_fork(step, [c.step for c in complete] + [checkpoints.step_of(p) for p, _ in rejected])
+    names = [checkpoints.checkpoint_name(s) for s in steps]
+    if names and os.path.isdir(os.path.join(output_dir, FINAL_DIR)):
+        names.append(FINAL_DIR)
+    if names:
+        label = f"after-step-{step}-{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}"
+        aside = checkpoints.set_aside(output_dir, names, label)
+        log.info("forking at step %d: the abandoned line moved aside (kept, not deleted): %s -> %s",
+                 step, ", ".join(names), aside)
+
+
 def resume_point(config: TrainingConfig, resume: str | None):
     """The checkpoint to continue from (None: fresh), the harness state to continue with, and
     whether learning_rate differs from the checkpoint's."""
@@ -265,6 +289,8 @@ def resume_point(config: TrainingConfig, resume: str | None):
             raise UserError(*[f"--resume {choice.path}: {r}" for r in refusals])
         for change in warnings:
             log.warning("config changed since the checkpoint: %s", change)
+        if resume != "auto":
+            set_aside_abandoned_line(config.output_dir, state.step)
         log.info("resuming from %s (step %d)", choice.path, state.step)
     learning_rate_changed = choice.path is not None and state.config.get("learning_rate") != config.learning_rate
     state.config, state.config_fingerprint = current, fingerprint(current)
