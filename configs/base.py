@@ -82,7 +82,8 @@ class TrainingConfig:
     eval_subset: int = -1
     # The user turn that precedes every image.
     instruction: str = "Transcribe this well log header exactly."
-    # Upper bound on image pixels fed to the vision tower; -1 = the processor's default.
+    # Upper bound on the pixels of each image fed to the vision tower (resized to fit, aspect ratio
+    # kept; fewer pixels = fewer image tokens = less GPU memory); -1 = the processor's own bounds.
     image_max_pixels: int = -1
     # Processes preparing batches beside training (decoding, resizing, tokenizing); -1 = 4 on a GPU
     # machine, 0 (in the training process) on CPU, where they would compete for the same cores.
