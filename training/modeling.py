@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import importlib.util
 import logging
+import sys
 from dataclasses import dataclass
 
 from configs.base import TrainingConfig
@@ -23,6 +24,8 @@ log = logging.getLogger(__name__)
 
 UNSLOTH = "unsloth"
 TRANSFORMERS = "transformers"
+# What Unsloth patches when it is imported, and so wants imported after it.
+PATCHED_BY_UNSLOTH = ("transformers", "peft", "trl")
 
 
 @dataclass
@@ -53,6 +56,19 @@ def select_backend(config: TrainingConfig, has_cuda: bool, has_unsloth: bool) ->
     if config.backend == TRANSFORMERS or is_standin(config.model_name):
         return TRANSFORMERS
     return UNSLOTH if has_cuda and has_unsloth else TRANSFORMERS
+
+
+def prepare_backend(backend: str) -> None:
+    """On the Unsloth backend, import unsloth before anything imports transformers, peft or trl:
+    it patches them on import, and what was imported first misses its patches. train.py and
+    evaluate.py call this as soon as the backend is known. The transformers backend never imports
+    it (it would patch the CPU path too)."""
+    if backend != UNSLOTH:
+        return
+    early = [name for name in PATCHED_BY_UNSLOTH if name in sys.modules]
+    if early:
+        log.warning("unsloth is imported after %s: Unsloth's patches to them may be missing", ", ".join(early))
+    import unsloth  # noqa: F401
 
 
 def split_names(text: str) -> list[str]:
@@ -124,7 +140,7 @@ def load_model(config: TrainingConfig, backend: str) -> LoadedModel:
 
 
 def _load_unsloth(config: TrainingConfig) -> LoadedModel:
-    import unsloth  # noqa: F401  (patches transformers; must precede the model classes)
+    prepare_backend(UNSLOTH)  # a no-op when train.py already did it, as it should have
     from unsloth import FastVisionModel
 
     model, processor = FastVisionModel.from_pretrained(**unsloth_load_kwargs(config))

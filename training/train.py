@@ -76,7 +76,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         config = resolve(load_config(args.config, args.overrides))
         from training import preflight
-        from training.modeling import cuda_available
+        from training.modeling import cuda_available, prepare_backend
         from training.resume import choose_checkpoint
         from training.run_lock import OutputDirLocked, RunLock
 
@@ -86,6 +86,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.preflight_only:
             log.info("preflight passed")
             return EXIT_OK
+        prepare_backend(backend)  # unsloth before transformers, peft and trl: the imports below bring them
         if args.resume is None:
             refuse_to_start_over(config.output_dir)
         elif args.resume != "auto":
