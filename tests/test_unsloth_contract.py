@@ -164,3 +164,35 @@ def test_gpu_path_imports_unsloth_before_transformers_peft_and_trl(tmp_path, gpu
     result = run_cli(args, env=env, timeout=120)
     assert result.returncode == 97, result.stdout + result.stderr  # the recorder ran: unsloth was imported
     assert json.loads(record.read_text()) == [], "imported before unsloth"
+
+
+def t4(including_emulation: bool = True) -> bool:
+    """torch.cuda.is_bf16_supported on a T4: bf16 only through emulation."""
+    return including_emulation
+
+
+def a100(including_emulation: bool = True) -> bool:
+    return True
+
+
+@pytest.mark.parametrize("card, dtype, bf16, fp16", [(t4, "float16", False, True), (a100, "bfloat16", True, False)])
+def test_bf16_only_where_it_is_native(monkeypatch, card, dtype, bf16, fp16):
+    import torch
+
+    from training.modeling import compute_dtype
+    from training.trainer import mixed_precision
+
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", card)
+    assert compute_dtype(True) == getattr(torch, dtype)
+    assert mixed_precision(True) == {"bf16": bf16, "fp16": fp16}
+    assert mixed_precision(False) == {"bf16": False, "fp16": False}
+    assert unsloth_load_kwargs(TrainingConfig(), compute_dtype(True))["dtype"] == getattr(torch, dtype)
+    assert compute_dtype(False) == torch.float32
+
+
+def test_pinned_torch_tells_native_bf16_apart():
+    import inspect
+
+    import torch
+
+    assert "including_emulation" in inspect.signature(torch.cuda.is_bf16_supported).parameters

@@ -41,6 +41,24 @@ def cuda_available() -> bool:
     return torch.cuda.is_available()
 
 
+def native_bf16() -> bool:
+    """Whether the GPU computes in bf16 in hardware (Ampere and newer). torch's default answer
+    counts emulation, True on a T4 or an RTX 20xx, where Unsloth loads the model in fp16."""
+    import torch
+
+    return torch.cuda.is_bf16_supported(including_emulation=False)
+
+
+def compute_dtype(has_cuda: bool):
+    """The one precision choice for a run: its weights, the Trainer's mixed precision and
+    inference. bf16 where native, fp16 on older GPUs, fp32 on the CPU."""
+    import torch
+
+    if not has_cuda:
+        return torch.float32
+    return torch.bfloat16 if native_bf16() else torch.float16
+
+
 def unsloth_installed() -> bool:
     return importlib.util.find_spec("unsloth") is not None
 
@@ -80,10 +98,12 @@ def target_modules(config: TrainingConfig):
     return "all-linear" if names == ["all-linear"] else names
 
 
-def unsloth_load_kwargs(config: TrainingConfig) -> dict:
-    """Arguments of FastVisionModel.from_pretrained for this config."""
+def unsloth_load_kwargs(config: TrainingConfig, dtype=None) -> dict:
+    """Arguments of FastVisionModel.from_pretrained for this config; `dtype` as compute_dtype
+    chose it, so the model and the Trainer's mixed precision agree (None: Unsloth's own choice)."""
     return dict(
         model_name=config.model_name,
+        dtype=dtype,
         load_in_4bit=config.load_in_4bit,
         use_gradient_checkpointing="unsloth" if config.gradient_checkpointing else False,
         token=hf_token(),
@@ -143,7 +163,7 @@ def _load_unsloth(config: TrainingConfig) -> LoadedModel:
     prepare_backend(UNSLOTH)  # a no-op when train.py already did it, as it should have
     from unsloth import FastVisionModel
 
-    model, processor = FastVisionModel.from_pretrained(**unsloth_load_kwargs(config))
+    model, processor = FastVisionModel.from_pretrained(**unsloth_load_kwargs(config, compute_dtype(True)))
     model = FastVisionModel.get_peft_model(model, **unsloth_peft_kwargs(config))
     FastVisionModel.for_training(model)
     return LoadedModel(model, processor, UNSLOTH)
@@ -157,7 +177,7 @@ def _load_transformers(config: TrainingConfig) -> LoadedModel:
     source = model_source(config)
     if config.load_in_4bit and not is_standin(config.model_name):
         log.warning("load_in_4bit=True is ignored by the transformers backend: loading in full precision")
-    dtype = torch.bfloat16 if torch.cuda.is_available() else torch.float32
+    dtype = compute_dtype(torch.cuda.is_available())
     processor = AutoProcessor.from_pretrained(source, token=hf_token())
     model = AutoModelForImageTextToText.from_pretrained(source, dtype=dtype, token=hf_token())
     if torch.cuda.is_available():
