@@ -35,6 +35,7 @@ class TrainingConfig:
     # Hub id, local directory, or "standin:qwen3-vl-mini" (offline miniature Qwen3-VL).
     model_name: str = "unsloth/Qwen3-VL-2B-Instruct-unsloth-bnb-4bit"
     # QLoRA: load the frozen base in 4-bit (Unsloth/CUDA backend only; the CPU backend uses fp32).
+    # A pre-quantized checkpoint ("*-bnb-4bit") is 4-bit whatever this says.
     load_in_4bit: bool = True
     # "auto" = Unsloth when CUDA is present and unsloth imports, else transformers + PEFT.
     backend: str = "auto"

@@ -11,13 +11,16 @@ from __future__ import annotations
 
 import contextlib
 import importlib.util
+import json
 import logging
+import os
+import re
 import sys
 from dataclasses import dataclass
 
 from configs.base import TrainingConfig
 from training.errors import UserError
-from training.hub import hf_token
+from training.hub import hf_token, is_local_path
 from training.standin import is_standin, standin_path
 
 log = logging.getLogger(__name__)
@@ -61,6 +64,46 @@ def compute_dtype(has_cuda: bool):
 
 def unsloth_installed() -> bool:
     return importlib.util.find_spec("unsloth") is not None
+
+
+def bitsandbytes_installed() -> bool:
+    return importlib.util.find_spec("bitsandbytes") is not None
+
+
+# Unsloth's naming of checkpoints saved already quantized: "<base>-bnb-4bit", "<base>-unsloth-bnb-4bit".
+_PREQUANTIZED_SUFFIX = re.compile(r"-(unsloth-)?bnb-4bit$", re.IGNORECASE)
+
+
+def prequantized(model_name: str) -> bool:
+    """Whether the checkpoint itself holds 4-bit bitsandbytes weights, whatever load_in_4bit says:
+    a local folder by its config.json, a hub model by Unsloth's -bnb-4bit naming."""
+    if is_standin(model_name):
+        return False
+    if is_local_path(model_name):
+        try:
+            with open(os.path.join(os.path.expanduser(model_name), "config.json"), encoding="utf-8") as source:
+                quantization = json.load(source).get("quantization_config") or {}
+        except (OSError, ValueError, AttributeError):
+            return False
+        return quantization.get("quant_method") == "bitsandbytes" and bool(quantization.get("load_in_4bit"))
+    return bool(_PREQUANTIZED_SUFFIX.search(model_name))
+
+
+def unquantized_name(model_name: str) -> str | None:
+    """The hub model a -bnb-4bit checkpoint was quantized from (Unsloth publishes both), if named so."""
+    if is_local_path(model_name) or not _PREQUANTIZED_SUFFIX.search(model_name):
+        return None
+    return _PREQUANTIZED_SUFFIX.sub("", model_name)
+
+
+def weight_format(model) -> str:
+    """How the frozen base weights are held, read from the loaded model (never from the config)."""
+    if getattr(model, "is_loaded_in_4bit", False):
+        return "4-bit (bitsandbytes)"
+    if getattr(model, "is_loaded_in_8bit", False):
+        return "8-bit (bitsandbytes)"
+    frozen = {str(p.dtype).replace("torch.", "") for p in model.parameters() if not p.requires_grad}
+    return "/".join(sorted(frozen)) or "none frozen"
 
 
 def select_backend(config: TrainingConfig, has_cuda: bool, has_unsloth: bool) -> str:
@@ -175,9 +218,10 @@ def _load_transformers(config: TrainingConfig) -> LoadedModel:
     from transformers import AutoModelForImageTextToText, AutoProcessor, set_seed
 
     source = model_source(config)
-    if config.load_in_4bit and not is_standin(config.model_name):
-        log.warning("load_in_4bit=True is ignored by the transformers backend: loading in full precision")
     dtype = compute_dtype(torch.cuda.is_available())
+    if config.load_in_4bit and not is_standin(config.model_name):
+        log.warning("load_in_4bit=True is ignored by the transformers backend: the base loads as stored, "
+                    "computing in %s", str(dtype).replace("torch.", ""))
     processor = AutoProcessor.from_pretrained(source, token=hf_token())
     model = AutoModelForImageTextToText.from_pretrained(source, dtype=dtype, token=hf_token())
     if torch.cuda.is_available():

@@ -125,7 +125,7 @@ def run(config: TrainingConfig, backend: str, resume: str | None, signals: StopS
     from training.data.collator import VisionChatCollator
     from training.data.sources import load_splits, whole_steps
     from training.inference import write_config
-    from training.modeling import cuda_available, load_model, model_source
+    from training.modeling import cuda_available, load_model, model_source, weight_format
     from training.preemption import StopAndSaveCallback
     from training.progress import ProgressCallback
     from training.run_status import write_status
@@ -173,7 +173,8 @@ def run(config: TrainingConfig, backend: str, resume: str | None, signals: StopS
 
     loaded = load_model(config, backend)
     trainable = sum(p.numel() for p in loaded.model.parameters() if p.requires_grad)
-    log.info("model: %s, %s trainable parameters", config.model_name, f"{trainable:,}")
+    log.info("model: %s, base weights %s, %s trainable parameters", config.model_name,
+             weight_format(loaded.model), f"{trainable:,}")
 
     budget = BudgetCallback(meter, config.budget_action, alert=tracker.alert if tracker else None)
     callbacks = [budget, StopAndSaveCallback(signals, budget, config.save_every_minutes),
