@@ -35,6 +35,7 @@ class TrainingConfig:
     # Hub id, local directory, or "standin:qwen3-vl-mini" (offline miniature Qwen3-VL).
     model_name: str = "unsloth/Qwen3-VL-2B-Instruct-unsloth-bnb-4bit"
     # QLoRA: load the frozen base in 4-bit (Unsloth/CUDA backend only; the CPU backend uses fp32).
+    # A pre-quantized checkpoint ("*-bnb-4bit") is 4-bit whatever this says.
     load_in_4bit: bool = True
     # "auto" = Unsloth when CUDA is present and unsloth imports, else transformers + PEFT.
     backend: str = "auto"
@@ -82,7 +83,8 @@ class TrainingConfig:
     eval_subset: int = -1
     # The user turn that precedes every image.
     instruction: str = "Transcribe this well log header exactly."
-    # Upper bound on image pixels fed to the vision tower; -1 = the processor's default.
+    # Upper bound on the pixels of each image fed to the vision tower (resized to fit, aspect ratio
+    # kept; fewer pixels = fewer image tokens = less GPU memory); -1 = the processor's own bounds.
     image_max_pixels: int = -1
     # Processes preparing batches beside training (decoding, resizing, tokenizing); -1 = 4 on a GPU
     # machine, 0 (in the training process) on CPU, where they would compete for the same cores.

@@ -48,3 +48,18 @@ def test_generation_prompt_equals_training_prompt(collator):
     prompt_ids = collator.generation_inputs([sample["image"]])["input_ids"][0]
     assert torch.equal(train_ids[labels == IGNORE_INDEX][: len(prompt_ids)], prompt_ids)
     assert collator.tokenizer.decode(prompt_ids).endswith("<|im_start|>assistant\n")
+
+
+@pytest.mark.parametrize("cap", [16384, 4096])
+def test_image_max_pixels_shrinks_what_reaches_the_vision_tower(collator, cap):
+    # Through the real processor: transformers 5.17 drops a lone max_pixels without a word.
+    sample = SyntheticSplit("train", 1)[0]
+    full = collator([sample])["image_grid_thw"][0]
+    capped = VisionChatCollator(collator.processor, "Transcribe this well log header exactly.", image_max_pixels=cap)
+    batch = capped([sample])
+    grid = batch["image_grid_thw"][0]
+    patch = collator.processor.image_processor.patch_size
+    assert grid.prod() < full.prod()
+    assert int(grid[1] * grid[2]) * patch * patch <= cap  # patches of the resized image, within the cap
+    image_tokens = (batch["input_ids"] == collator.processor.image_token_id).sum()
+    assert image_tokens * 4 == batch["pixel_values"].shape[0] == int(grid.prod())

@@ -16,8 +16,10 @@ from conftest import QUICK_VAL, run_cli, train
 from fake_servers import FakeServer, failing_first, hub_api, wandb_api
 from training import estimates
 from training.estimates import GIB, gpu_memory_bytes, model_shape
+from training.modeling import prequantized, unquantized_name
 from training.preflight import (
     Gpu,
+    backend_verdict,
     check_dataset,
     check_model,
     disk_verdict,
@@ -28,6 +30,7 @@ from training.preflight import (
 )
 
 REAL = TrainingConfig()  # the 4-bit Qwen3-VL 2B baseline
+UNQUANTIZED = dataclasses.replace(REAL, model_name="unsloth/Qwen3-VL-2B-Instruct")
 STANDIN = TrainingConfig(model_name=STANDIN_MODEL, load_in_4bit=False)
 H100 = Gpu("NVIDIA H100 80GB HBM3", free=79 * GIB, total=80 * GIB)
 SMALL = Gpu("NVIDIA T4", free=3 * GIB, total=15 * GIB)
@@ -37,7 +40,9 @@ SMALL = Gpu("NVIDIA T4", free=3 * GIB, total=15 * GIB)
 
 @pytest.mark.parametrize("config, backend, gpu, ok, words", [
     (REAL, "transformers", None, False, "needs a CUDA GPU and none was found"),
-    (dataclasses.replace(REAL, load_in_4bit=False), "transformers", None, True, "none needed"),
+    (dataclasses.replace(UNQUANTIZED, load_in_4bit=False), "transformers", None, True, "none needed"),
+    # a -bnb-4bit checkpoint is 4-bit whatever load_in_4bit says
+    (dataclasses.replace(REAL, load_in_4bit=False), "transformers", None, False, "the unquantized model"),
     (STANDIN, "transformers", None, True, "none needed"),
     (REAL, "unsloth", H100, True, "the run needs about"),
     (REAL, "unsloth", SMALL, False, "lower per_device_train_batch_size"),
@@ -46,6 +51,46 @@ SMALL = Gpu("NVIDIA T4", free=3 * GIB, total=15 * GIB)
 def test_gpu_verdict(config, backend, gpu, ok, words):
     check = gpu_verdict(config, backend, gpu)
     assert check.ok is ok and words in check.detail
+
+
+@pytest.mark.parametrize("config, backend, cuda, unsloth, bnb, ok, words", [
+    (REAL, "unsloth", True, True, True, True, "unsloth"),
+    # a GPU box without the gpu extra: auto falls back to transformers, which cannot load 4 bits
+    (REAL, "transformers", True, False, False, False, "is pre-quantized to 4 bits"),
+    (REAL, "transformers", True, False, False, False, "bash scripts/install.sh gpu"),
+    (UNQUANTIZED, "transformers", True, False, False, False, "load_in_4bit=True on this GPU needs the Unsloth"),
+    (dataclasses.replace(UNQUANTIZED, load_in_4bit=False), "transformers", True, False, False, True, "transformers"),
+    (dataclasses.replace(REAL, backend="transformers"), "transformers", True, True, True, False, "backend='auto'"),
+    (dataclasses.replace(UNQUANTIZED, backend="transformers"), "transformers", True, True, True, True,
+     "load_in_4bit=True is ignored"),
+    (REAL, "unsloth", True, True, False, False, "needs bitsandbytes"),
+    (REAL, "transformers", False, True, False, True, "transformers"),  # no GPU: the gpu row says what to do
+    (STANDIN, "transformers", True, False, False, True, "transformers"),
+])
+def test_backend_verdict(config, backend, cuda, unsloth, bnb, ok, words):
+    check = backend_verdict(config, backend, cuda, unsloth, bnb)
+    assert check.ok is ok and words in check.detail, check.detail
+
+
+def test_prequantized_checkpoints_are_recognised(tmp_path):
+    assert prequantized(REAL.model_name) and unquantized_name(REAL.model_name) == "unsloth/Qwen3-VL-2B-Instruct"
+    assert prequantized("unsloth/Qwen3-VL-8B-Instruct-bnb-4bit") and not prequantized(UNQUANTIZED.model_name)
+    assert not prequantized(STANDIN_MODEL)
+    (tmp_path / "config.json").write_text(json.dumps(
+        {"quantization_config": {"quant_method": "bitsandbytes", "load_in_4bit": True}}))
+    assert prequantized(str(tmp_path)) and unquantized_name(str(tmp_path)) is None
+    (tmp_path / "config.json").write_text(json.dumps({"model_type": "qwen3_vl"}))
+    assert not prequantized(str(tmp_path))
+
+
+def test_a_4bit_checkpoint_on_the_cpu_is_refused_even_with_load_in_4bit_false(tmp_path):
+    # Offline, the hub check only warns: the refusal is the gpu row's, naming the unquantized model.
+    result = train(tmp_path / "run", f"model_name={REAL.model_name}", "load_in_4bit=false",
+                   extra=("--preflight-only",))
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert table(result.stdout)["gpu"] == "FAIL"
+    assert "the checkpoint itself is 4-bit (bitsandbytes)" in result.stderr
+    assert "--set model_name=unsloth/Qwen3-VL-2B-Instruct" in result.stderr and not (tmp_path / "run").exists()
 
 
 @pytest.mark.parametrize("report, mode, has_key, action", [

@@ -35,6 +35,7 @@ def test_quick_val_finishes_and_writes_outputs(quick_run):
         assert (final / name).exists(), name
     assert not list(final.glob("model*.safetensors")), "the frozen base must not be saved"
     assert "step 10/10" in result.stdout and "final adapter" in result.stdout
+    assert "base weights float32" in result.stdout  # read from the loaded model, not from load_in_4bit
 
 
 def test_training_changes_the_adapter(quick_run):

@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import ast
 import importlib.util
+import json
 from pathlib import Path
 
 import pytest
 
 from configs.base import TrainingConfig
 from configs.loader import load_config
+from conftest import run_cli
 from training.errors import UserError
 from training.modeling import (
     TRANSFORMERS,
@@ -123,3 +125,74 @@ def test_backend_selection(backend, cuda, installed, model, expected):
 def test_forcing_unsloth_without_cuda_is_a_user_error():
     with pytest.raises(UserError, match="backend='unsloth': needs a CUDA GPU"):
         select_backend(TrainingConfig(backend="unsloth"), has_cuda=False, has_unsloth=True)
+
+
+# The GPU path without a GPU: torch's device queries answer for one H100, and `unsloth` is a
+# recorder that notes which of transformers, peft and trl were imported before it, then exits.
+FAKE_CUDA = """import torch
+torch.cuda.is_available = lambda: True
+torch.cuda.device_count = lambda: 1
+torch.cuda.get_device_name = lambda device=None: "NVIDIA H100 80GB HBM3"
+torch.cuda.mem_get_info = lambda device=None: (79 * 2**30, 80 * 2**30)
+"""
+RECORDER = """import json, os, sys
+with open(os.environ["UNSLOTH_IMPORT_RECORD"], "w") as out:
+    json.dump(sorted(m for m in sys.modules if m.split(".")[0] in ("transformers", "peft", "trl")), out)
+raise SystemExit(97)
+"""
+UNSLOTH_CONFIG = ("import dataclasses\n\nfrom configs.experiments.quick_val import config as parent\n\n"
+                  "config = dataclasses.replace(parent, backend='unsloth')\n")
+
+
+@pytest.fixture
+def gpu_path(tmp_path):
+    fakes = tmp_path / "fakes"
+    (fakes / "unsloth").mkdir(parents=True)
+    (fakes / "sitecustomize.py").write_text(FAKE_CUDA)
+    (fakes / "unsloth" / "__init__.py").write_text(RECORDER)
+    (tmp_path / "unsloth_config.py").write_text(UNSLOTH_CONFIG)
+    record = tmp_path / "imported-before-unsloth.json"
+    return {"PYTHONPATH": str(fakes), "UNSLOTH_IMPORT_RECORD": str(record)}, record
+
+
+@pytest.mark.parametrize("command", ["train", "evaluate"])
+def test_gpu_path_imports_unsloth_before_transformers_peft_and_trl(tmp_path, gpu_path, command):
+    env, record = gpu_path
+    config = str(tmp_path / "unsloth_config.py")
+    args = (["training/train.py", "--config", config, "--set", f"output_dir={tmp_path / 'run'}"] if command == "train"
+            else ["training/evaluate.py", "--model", str(tmp_path), "--config", config])
+    result = run_cli(args, env=env, timeout=120)
+    assert result.returncode == 97, result.stdout + result.stderr  # the recorder ran: unsloth was imported
+    assert json.loads(record.read_text()) == [], "imported before unsloth"
+
+
+def t4(including_emulation: bool = True) -> bool:
+    """torch.cuda.is_bf16_supported on a T4: bf16 only through emulation."""
+    return including_emulation
+
+
+def a100(including_emulation: bool = True) -> bool:
+    return True
+
+
+@pytest.mark.parametrize("card, dtype, bf16, fp16", [(t4, "float16", False, True), (a100, "bfloat16", True, False)])
+def test_bf16_only_where_it_is_native(monkeypatch, card, dtype, bf16, fp16):
+    import torch
+
+    from training.modeling import compute_dtype
+    from training.trainer import mixed_precision
+
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", card)
+    assert compute_dtype(True) == getattr(torch, dtype)
+    assert mixed_precision(True) == {"bf16": bf16, "fp16": fp16}
+    assert mixed_precision(False) == {"bf16": False, "fp16": False}
+    assert unsloth_load_kwargs(TrainingConfig(), compute_dtype(True))["dtype"] == getattr(torch, dtype)
+    assert compute_dtype(False) == torch.float32
+
+
+def test_pinned_torch_tells_native_bf16_apart():
+    import inspect
+
+    import torch
+
+    assert "including_emulation" in inspect.signature(torch.cuda.is_bf16_supported).parameters

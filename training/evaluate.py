@@ -65,16 +65,19 @@ def evaluate(args: argparse.Namespace) -> int:
         raise UserError(f"--model {args.model}: no training_config.json or harness_state.json to read the "
                         "config from; pass --config configs/experiments/<name>.py")
 
+    from training.modeling import cuda_available, prepare_backend, select_backend, unsloth_installed
+
+    backend = select_backend(config, cuda_available(), unsloth_installed())
+    prepare_backend(backend)  # unsloth before transformers, peft and trl: the imports below bring them
+
     from transformers.utils import logging as hf_logging
 
     from training.data.collator import VisionChatCollator
     from training.data.sources import load_split, take
     from training.evaluation import evaluate_samples
-    from training.modeling import cuda_available, select_backend, unsloth_installed
 
     hf_logging.set_verbosity_error()
     split = take(load_split(config, args.split), args.limit)
-    backend = select_backend(config, cuda_available(), unsloth_installed())
     loaded = load_trained(model_dir, config, backend)
     collator = VisionChatCollator(loaded.processor, config.instruction, config.image_max_pixels)
     log.info("scoring %s on %d %s samples of %s (backend %s)", model_dir, len(split), args.split,

@@ -7,7 +7,7 @@ import os
 from configs.base import TrainingConfig
 from training.errors import UserError
 from training.hub import hf_token
-from training.modeling import UNSLOTH, LoadedModel, model_source
+from training.modeling import UNSLOTH, LoadedModel, compute_dtype, model_source
 
 
 def load_trained(directory: str, config: TrainingConfig, backend: str) -> LoadedModel:
@@ -19,7 +19,7 @@ def load_trained(directory: str, config: TrainingConfig, backend: str) -> Loaded
         from unsloth import FastVisionModel
 
         model, processor = FastVisionModel.from_pretrained(model_name=directory, load_in_4bit=config.load_in_4bit,
-                                                           token=hf_token())
+                                                           dtype=compute_dtype(True), token=hf_token())
         FastVisionModel.for_inference(model)
         return LoadedModel(model, processor, backend)
     import torch
@@ -29,7 +29,7 @@ def load_trained(directory: str, config: TrainingConfig, backend: str) -> Loaded
     source = model_source(config)
     has_processor = os.path.exists(os.path.join(directory, "processor_config.json"))
     processor = AutoProcessor.from_pretrained(directory if has_processor else source, token=hf_token())
-    dtype = torch.bfloat16 if torch.cuda.is_available() else torch.float32
+    dtype = compute_dtype(torch.cuda.is_available())
     base = AutoModelForImageTextToText.from_pretrained(source, dtype=dtype, token=hf_token())
     model = PeftModel.from_pretrained(base, directory)
     if torch.cuda.is_available():

@@ -11,17 +11,23 @@ from __future__ import annotations
 
 import contextlib
 import importlib.util
+import json
 import logging
+import os
+import re
+import sys
 from dataclasses import dataclass
 
 from configs.base import TrainingConfig
 from training.backends import TRANSFORMERS, UNSLOTH
 from training.errors import UserError
-from training.hub import hf_token
+from training.hub import hf_token, is_local_path
 from training.standin import is_standin, standin_path
 
 log = logging.getLogger(__name__)
 
+# What Unsloth patches when it is imported, and so wants imported after it.
+PATCHED_BY_UNSLOTH = ("transformers", "peft", "trl")
 
 
 @dataclass
@@ -37,8 +43,66 @@ def cuda_available() -> bool:
     return torch.cuda.is_available()
 
 
+def native_bf16() -> bool:
+    """Whether the GPU computes in bf16 in hardware (Ampere and newer). torch's default answer
+    counts emulation, True on a T4 or an RTX 20xx, where Unsloth loads the model in fp16."""
+    import torch
+
+    return torch.cuda.is_bf16_supported(including_emulation=False)
+
+
+def compute_dtype(has_cuda: bool):
+    """The one precision choice for a run: its weights, the Trainer's mixed precision and
+    inference. bf16 where native, fp16 on older GPUs, fp32 on the CPU."""
+    import torch
+
+    if not has_cuda:
+        return torch.float32
+    return torch.bfloat16 if native_bf16() else torch.float16
+
+
 def unsloth_installed() -> bool:
     return importlib.util.find_spec(UNSLOTH) is not None
+
+
+def bitsandbytes_installed() -> bool:
+    return importlib.util.find_spec("bitsandbytes") is not None
+
+
+# Unsloth's naming of checkpoints saved already quantized: "<base>-bnb-4bit", "<base>-unsloth-bnb-4bit".
+_PREQUANTIZED_SUFFIX = re.compile(r"-(unsloth-)?bnb-4bit$", re.IGNORECASE)
+
+
+def prequantized(model_name: str) -> bool:
+    """Whether the checkpoint itself holds 4-bit bitsandbytes weights, whatever load_in_4bit says:
+    a local folder by its config.json, a hub model by Unsloth's -bnb-4bit naming."""
+    if is_standin(model_name):
+        return False
+    if is_local_path(model_name):
+        try:
+            with open(os.path.join(os.path.expanduser(model_name), "config.json"), encoding="utf-8") as source:
+                quantization = json.load(source).get("quantization_config") or {}
+        except (OSError, ValueError, AttributeError):
+            return False
+        return quantization.get("quant_method") == "bitsandbytes" and bool(quantization.get("load_in_4bit"))
+    return bool(_PREQUANTIZED_SUFFIX.search(model_name))
+
+
+def unquantized_name(model_name: str) -> str | None:
+    """The hub model a -bnb-4bit checkpoint was quantized from (Unsloth publishes both), if named so."""
+    if is_local_path(model_name) or not _PREQUANTIZED_SUFFIX.search(model_name):
+        return None
+    return _PREQUANTIZED_SUFFIX.sub("", model_name)
+
+
+def weight_format(model) -> str:
+    """How the frozen base weights are held, read from the loaded model (never from the config)."""
+    if getattr(model, "is_loaded_in_4bit", False):
+        return "4-bit (bitsandbytes)"
+    if getattr(model, "is_loaded_in_8bit", False):
+        return "8-bit (bitsandbytes)"
+    frozen = {str(p.dtype).replace("torch.", "") for p in model.parameters() if not p.requires_grad}
+    return "/".join(sorted(frozen)) or "none frozen"
 
 
 def select_backend(config: TrainingConfig, has_cuda: bool, has_unsloth: bool) -> str:
@@ -54,6 +118,19 @@ def select_backend(config: TrainingConfig, has_cuda: bool, has_unsloth: bool) ->
     return UNSLOTH if has_cuda and has_unsloth else TRANSFORMERS
 
 
+def prepare_backend(backend: str) -> None:
+    """On the Unsloth backend, import unsloth before anything imports transformers, peft or trl:
+    it patches them on import, and what was imported first misses its patches. train.py and
+    evaluate.py call this as soon as the backend is known. The transformers backend never imports
+    it (it would patch the CPU path too)."""
+    if backend != UNSLOTH:
+        return
+    early = [name for name in PATCHED_BY_UNSLOTH if name in sys.modules]
+    if early:
+        log.warning("unsloth is imported after %s: Unsloth's patches to them may be missing", ", ".join(early))
+    import unsloth  # noqa: F401
+
+
 def split_names(text: str) -> list[str]:
     return [name.strip() for name in text.split(",") if name.strip()]
 
@@ -63,10 +140,12 @@ def target_modules(config: TrainingConfig):
     return "all-linear" if names == ["all-linear"] else names
 
 
-def unsloth_load_kwargs(config: TrainingConfig) -> dict:
-    """Arguments of FastVisionModel.from_pretrained for this config."""
+def unsloth_load_kwargs(config: TrainingConfig, dtype=None) -> dict:
+    """Arguments of FastVisionModel.from_pretrained for this config; `dtype` as compute_dtype
+    chose it, so the model and the Trainer's mixed precision agree (None: Unsloth's own choice)."""
     return dict(
         model_name=config.model_name,
+        dtype=dtype,
         load_in_4bit=config.load_in_4bit,
         use_gradient_checkpointing="unsloth" if config.gradient_checkpointing else False,
         token=hf_token(),
@@ -123,10 +202,10 @@ def load_model(config: TrainingConfig, backend: str) -> LoadedModel:
 
 
 def _load_unsloth(config: TrainingConfig) -> LoadedModel:
-    import unsloth  # noqa: F401  (patches transformers; must precede the model classes)
+    prepare_backend(UNSLOTH)  # a no-op when train.py already did it, as it should have
     from unsloth import FastVisionModel
 
-    model, processor = FastVisionModel.from_pretrained(**unsloth_load_kwargs(config))
+    model, processor = FastVisionModel.from_pretrained(**unsloth_load_kwargs(config, compute_dtype(True)))
     model = FastVisionModel.get_peft_model(model, **unsloth_peft_kwargs(config))
     FastVisionModel.for_training(model)
     return LoadedModel(model, processor, UNSLOTH)
@@ -138,9 +217,10 @@ def _load_transformers(config: TrainingConfig) -> LoadedModel:
     from transformers import AutoModelForImageTextToText, AutoProcessor, set_seed
 
     source = model_source(config)
+    dtype = compute_dtype(torch.cuda.is_available())
     if config.load_in_4bit and not is_standin(config.model_name):
-        log.warning("load_in_4bit=True is ignored by the transformers backend: loading in full precision")
-    dtype = torch.bfloat16 if torch.cuda.is_available() else torch.float32
+        log.warning("load_in_4bit=True is ignored by the transformers backend: the base loads as stored, "
+                    "computing in %s", str(dtype).replace("torch.", ""))
     processor = AutoProcessor.from_pretrained(source, token=hf_token())
     model = AutoModelForImageTextToText.from_pretrained(source, dtype=dtype, token=hf_token())
     if torch.cuda.is_available():

@@ -210,13 +210,40 @@ def hub_check(kind: str, field: str, name: str) -> Check:
 # --- backend and GPU -------------------------------------------------------------------------
 
 def check_backend(config: TrainingConfig) -> tuple[Check, str | None]:
-    from training.modeling import cuda_available, select_backend, unsloth_installed
+    from training.modeling import bitsandbytes_installed, cuda_available, select_backend, unsloth_installed
 
+    has_cuda, has_unsloth = cuda_available(), unsloth_installed()
     try:
-        backend = select_backend(config, cuda_available(), unsloth_installed())
+        backend = select_backend(config, has_cuda, has_unsloth)
     except UserError as error:
         return Check("backend", False, error.problems[0]), None
-    return Check("backend", True, backend), backend
+    return backend_verdict(config, backend, has_cuda, has_unsloth, bitsandbytes_installed()), backend
+
+
+GPU_EXTRA_FIX = "install the GPU environment: bash scripts/install.sh gpu (unsloth, bitsandbytes)"
+
+
+def backend_verdict(config: TrainingConfig, backend: str, has_cuda: bool, has_unsloth: bool,
+                    has_bitsandbytes: bool) -> Check:
+    """Whether `backend` can load the model as configured: 4 bits take Unsloth and bitsandbytes."""
+    from training.modeling import TRANSFORMERS, UNSLOTH, prequantized
+
+    name = config.model_name
+    quantized = prequantized(name)
+    if backend == TRANSFORMERS and quantized and has_cuda:  # without CUDA the gpu row says what to do
+        fix = GPU_EXTRA_FIX if not has_unsloth else "set backend='auto' to train it with Unsloth"
+        return Check("backend", False, f"model_name={name!r} is pre-quantized to 4 bits (bitsandbytes), which the "
+                                       f"transformers backend does not train; {fix}")
+    if backend == TRANSFORMERS and config.backend == "auto" and has_cuda and config.load_in_4bit \
+            and not is_standin(name):
+        return Check("backend", False, f"load_in_4bit=True on this GPU needs the Unsloth backend, and unsloth is not "
+                                       f"installed: {GPU_EXTRA_FIX}; or set load_in_4bit=false to train in 16 bits")
+    if backend == UNSLOTH and (config.load_in_4bit or quantized) and not has_bitsandbytes:
+        return Check("backend", False, f"4-bit loading needs bitsandbytes, which is not installed: {GPU_EXTRA_FIX}")
+    if backend == TRANSFORMERS and config.load_in_4bit and has_cuda and not is_standin(name):
+        return Check("backend", True, f"{backend}: load_in_4bit=True is ignored, the base trains in 16 bits",
+                     warning=True)
+    return Check("backend", True, backend)
 
 
 @dataclass(frozen=True)
@@ -237,15 +264,30 @@ def detect_gpu() -> Gpu | None:
 
 def needs_gpu(config: TrainingConfig, backend: str | None) -> bool:
     """A real model in 4 bits (bitsandbytes) or the Unsloth backend cannot run without CUDA."""
-    return backend == UNSLOTH or (config.load_in_4bit and not is_standin(config.model_name))
+    from training.modeling import prequantized
+
+    return backend == UNSLOTH or prequantized(config.model_name) or (
+        config.load_in_4bit and not is_standin(config.model_name))
+
+
+def no_gpu_fix(model_name: str) -> str:
+    from training.modeling import prequantized, unquantized_name
+
+    if not prequantized(model_name):
+        return "set load_in_4bit=false to train in full precision on the CPU (slow)"
+    base = unquantized_name(model_name)
+    # Its weights are 4-bit whatever load_in_4bit says: only another checkpoint runs on the CPU.
+    model = f"the unquantized model (--set model_name={base})" if base else "an unquantized model"
+    return f"the checkpoint itself is 4-bit (bitsandbytes): to train on the CPU (slow) use {model} with " \
+           "--set load_in_4bit=false"
 
 
 def gpu_verdict(config: TrainingConfig, backend: str | None, gpu: Gpu | None) -> Check:
     if gpu is None:
         if needs_gpu(config, backend):
-            return Check("gpu", False, f"model_name={config.model_name!r} with load_in_4bit=True needs a CUDA GPU "
-                                       "and none was found; run it on a GPU pod, or set load_in_4bit=false to "
-                                       "train in full precision on the CPU (slow)")
+            return Check("gpu", False, f"model_name={config.model_name!r} with load_in_4bit={config.load_in_4bit} "
+                                       f"needs a CUDA GPU and none was found; run it on a GPU pod, or "
+                                       f"{no_gpu_fix(config.model_name)}")
         return Check("gpu", True, "none needed: training on the CPU")
     shape = estimates.model_shape(config.model_name)
     if shape is None:

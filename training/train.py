@@ -57,7 +57,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         config = resolve(load_config(args.config, args.overrides))
         from training import preflight
-        from training.modeling import cuda_available
+        from training.modeling import cuda_available, prepare_backend
         from training.resume import choose_checkpoint
         from training.run_lock import OutputDirLocked, RunLock
 
@@ -67,6 +67,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.preflight_only:
             log.info("preflight passed")
             return EXIT_OK
+        prepare_backend(backend)  # unsloth before transformers, peft and trl: the imports below bring them
         if args.resume is None:
             refuse_to_start_over(config.output_dir)
         elif args.resume != "auto":
@@ -104,7 +105,7 @@ def run(config: TrainingConfig, backend: str, resume: str | None, signals: StopS
     from training.cost import BudgetCallback, CostLedger, CostMeter, budget_verdict, gpu_info, hourly_rate
     from training.data.collator import VisionChatCollator
     from training.data.sources import load_splits, whole_steps
-    from training.modeling import cuda_available, load_model, model_source
+    from training.modeling import cuda_available, load_model, model_source, weight_format
     from training.preemption import StopAndSaveCallback
     from training.progress import ProgressCallback
     from training.run_config import write_config
@@ -156,7 +157,8 @@ def run(config: TrainingConfig, backend: str, resume: str | None, signals: StopS
 
     loaded = load_model(config, backend)
     trainable = sum(p.numel() for p in loaded.model.parameters() if p.requires_grad)
-    log.info("model: %s, %s trainable parameters", config.model_name, f"{trainable:,}")
+    log.info("model: %s, base weights %s, %s trainable parameters", config.model_name,
+             weight_format(loaded.model), f"{trainable:,}")
 
     budget = BudgetCallback(meter, config.budget_action, alert=tracker.alert if tracker else None)
     callbacks = [budget, StopAndSaveCallback(signals, budget, config.save_every_minutes),

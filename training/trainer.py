@@ -14,7 +14,7 @@ from configs.base import TrainingConfig
 from training import checkpoints, distributed, early_stopping
 from training.backends import optimizer_name
 from training.evaluation import evaluate_samples, worst
-from training.modeling import inference_mode
+from training.modeling import compute_dtype, inference_mode
 from training.progress import ThroughputMeter
 from training.retention import checkpoints_to_delete
 from training.state import HarnessState
@@ -23,10 +23,15 @@ from training.worst_samples import write_worst_samples
 log = logging.getLogger("training")
 
 
-def training_arguments(config: TrainingConfig, backend: str, has_cuda: bool) -> TrainingArguments:
+def mixed_precision(has_cuda: bool) -> dict[str, bool]:
+    """The Trainer's bf16/fp16 flags: the dtype the model was loaded in (modeling.compute_dtype)."""
     import torch
 
-    bf16 = has_cuda and torch.cuda.is_bf16_supported()
+    dtype = compute_dtype(has_cuda)
+    return {"bf16": dtype == torch.bfloat16, "fp16": dtype == torch.float16}
+
+
+def training_arguments(config: TrainingConfig, backend: str, has_cuda: bool) -> TrainingArguments:
     return TrainingArguments(
         output_dir=config.output_dir,
         max_steps=config.max_steps,
@@ -47,8 +52,7 @@ def training_arguments(config: TrainingConfig, backend: str, has_cuda: bool) -> 
         save_strategy="steps",
         save_steps=config.save_steps,
         save_total_limit=None,  # retention is ours: training.retention
-        bf16=bf16,
-        fp16=has_cuda and not bf16,
+        **mixed_precision(has_cuda),
         use_cpu=not has_cuda,
         ddp_backend="gloo" if distributed.world_size() > 1 and not has_cuda else None,  # torchrun on CPU
         ddp_find_unused_parameters=False,

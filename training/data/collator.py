@@ -18,19 +18,33 @@ def prompt_messages(instruction: str) -> list[dict]:
     return [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": instruction}]}]
 
 
+def pixel_bounds(image_processor, max_pixels: int) -> dict:
+    """The image processor's keyword arguments that cap each image at `max_pixels` (-1: its own bounds).
+
+    transformers 5.17's Qwen2-VL image processor applies pixel bounds only as a pair, `size` with
+    both shortest_edge (min pixels) and longest_edge (max pixels): `max_pixels` alone is dropped
+    without a word and full-size scans reach the vision tower. The lower bound stays the
+    processor's own, unless that is above the cap.
+    """
+    if max_pixels <= 0:
+        return {}
+    own_min = (getattr(image_processor, "size", None) or {}).get("shortest_edge") or max_pixels
+    return {"size": {"shortest_edge": min(own_min, max_pixels), "longest_edge": max_pixels}}
+
+
 class VisionChatCollator:
     def __init__(self, processor, instruction: str, image_max_pixels: int = -1):
         self.processor = processor
         self.tokenizer = processor.tokenizer
         self.prompt = processor.apply_chat_template(prompt_messages(instruction), tokenize=False,
                                                     add_generation_prompt=True)
-        self.image_kwargs = {"max_pixels": image_max_pixels} if image_max_pixels > 0 else {}
+        self.image_kwargs = pixel_bounds(processor.image_processor, image_max_pixels)
         self.pad_id = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
 
     def encode_prompts(self, images: list) -> dict:
         """Prompt tokens and pixels for each image, unpadded: one list of ids per sample."""
         return self.processor(text=[self.prompt] * len(images), images=images, padding=False,
-                              **self.image_kwargs)
+                              images_kwargs=self.image_kwargs)
 
     def __call__(self, samples: list[dict]) -> dict:
         return self.collate([s["image"] for s in samples], [s["text"] for s in samples], with_labels=True)
