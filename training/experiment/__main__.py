@@ -46,14 +46,18 @@ def parser() -> argparse.ArgumentParser:
     launch.add_argument("name", metavar="NAME")
     launch.add_argument("--gpu", default=launching.DEFAULT_GPU, metavar="TYPE",
                         help=f"RunPod GPU type id (default: {launching.DEFAULT_GPU})")
-    launch.add_argument("--spot", action="store_true", help="an interruptible (spot) pod; needs --bid")
+    launch.add_argument("--spot", action="store_true",
+                        help="an interruptible (spot) pod; needs --bid. RunPod's REST API v2 has no spot pods: this "
+                             "uses GraphQL podRentInterruptable while RunPod still offers it")
     launch.add_argument("--bid", type=float, metavar="USD", help="spot: the most paid per GPU-hour")
     launch.add_argument("--volume-id", metavar="ID",
-                        help=f"network volume mounted at {launching.VOLUME_MOUNT} (default: a "
+                        help=f"network volume, mounted at {launching.VOLUME_MOUNT}; the pod goes to its data center (default: a "
                              f"{launching.POD_VOLUME_GB} GB pod volume, deleted with the pod)")
     launch.add_argument("--image", default=launching.DEFAULT_IMAGE, help="container image (default: %(default)s)")
-    launch.add_argument("--cloud", choices=("ALL", "SECURE", "COMMUNITY"),
-                        help="RunPod cloud (default: SECURE with --volume-id, else ALL)")
+    launch.add_argument("--fallback-on-demand", action="store_true",
+                        help="with --spot: when no spot pod can be had, launch an on-demand pod instead")
+    launch.add_argument("--cloud", choices=("SECURE", "COMMUNITY"),
+                        help="RunPod cloud (default: SECURE; network volumes exist only there)")
     launch.add_argument("--remote", help="git remote the pod clones (default: the branch's upstream, else origin)")
     launch.add_argument("--config", metavar="PATH", help="config file in the branch (default: its experiment file)")
     launch.add_argument("--wandb-entity", help="W&B entity, for the run URL (default: $WANDB_ENTITY)")
@@ -130,7 +134,7 @@ def cmd_launch(args, argv) -> int:
         name=args.name, gpu=args.gpu, spot=args.spot, bid=args.bid, volume_id=args.volume_id, image=args.image,
         cloud=args.cloud, remote=args.remote, config=args.config, wandb_entity=args.wandb_entity,
         wandb_secret=args.wandb_secret, hf_secret=args.hf_secret, git_secret=args.git_secret,
-        auto_stop=args.auto_stop, dry_run=args.dry_run)
+        auto_stop=args.auto_stop, fallback_on_demand=args.fallback_on_demand, dry_run=args.dry_run)
     return launching.launch(Git.here(), options, sys.stdout)
 
 
