@@ -79,6 +79,8 @@ class FakeRunPod:
         self.failures: list[tuple[str, int, object]] = []  # ("POST /v2/pods", status, body), used once each
         self.server_errors: list[str] = []  # bugs of the fake or requests it cannot read
         self.created = 0
+        self.duplicates: list[str] = []
+        self.most_alive = 0  # the most pods alive at once, as the simulation went
         self._ids = itertools.count(1)
         self._lock = threading.Lock()
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
@@ -166,10 +168,13 @@ class FakeRunPod:
                     pod["_billed"] -= max(0.0, age - PROVISION_S - fate.after)
                     pod["_log"] += [f"[setup_pod] {line.format(id=pod['id'])}" for line in LAST_LINES[fate.outcome]]
                     pod.update(status="EXITED", cost=0.0, runtime=None)
+            self.most_alive = max(self.most_alive, sum(p["status"] in ALIVE for p in self.pods.values()))
             pod["actions"] = {"RUNNING": ["stop", "restart", "terminate"], "EXITED": ["start", "terminate"],
                               "ERROR": ["start", "terminate"]}.get(pod["status"], ["stop", "terminate"])
 
     def _new_pod(self, body: dict, spot: bool, rate: float, data_center: str) -> dict:
+        if any(p["name"] == body["name"] and p["status"] in ALIVE for p in self.pods.values()):
+            self.duplicates.append(body["name"])  # two pods at once for one experiment: a controller's bug
         pod_id = self.add_pod(body["name"], status="PROVISIONING", cost=rate, uptime=0, gpu=body["gpu"]["id"],
                               spot=spot)
         pod = self.pods[pod_id]

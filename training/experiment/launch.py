@@ -39,8 +39,23 @@ POD_VOLUME_GB = 50
 # into a GraphQL mutation. The token goes to git as a header in its environment, never into a URL,
 # a file or the output. A failed clone (wrong URL, private repo without --git-secret) stops the pod
 # with runpodctl (in RunPod's images) when AUTO_STOP=1, rather than restarting and billing forever.
+# The dead-man switch, first of all (a hung clone counts too): with MAX_LIFETIME_S the pod stops
+# itself that long after it started; with IDLE_STOP_S, after the busiest GPU has stayed under 5%
+# for that long (nvidia-smi read every IDLE_POLL_S, 60). Both stop through runpodctl, which RunPod's
+# images ship, and outlive the exec below as children of this shell.
+DEADMAN = [
+    "S=${IDLE_POLL_S:-60}",
+    "stop_pod() { echo dead-man switch: $1: stopping pod ${RUNPOD_POD_ID:-unknown} >&2; "
+    "runpodctl stop pod ${RUNPOD_POD_ID:-unknown} || true; }",
+    "if [ ${MAX_LIFETIME_S:-0} -gt 0 ]; then (sleep $MAX_LIFETIME_S; stop_pod lifetime_${MAX_LIFETIME_S}s_reached) & fi",
+    "if [ ${IDLE_STOP_S:-0} -gt 0 ]; then (idle=0; while sleep $S; do "
+    "u=$(nvidia-smi --query-gpu=utilization.gpu --format=csv,noheader,nounits 2>/dev/null | sort -n | tail -1); "
+    "if [ ${u:-0} -lt 5 ]; then idle=$((idle+S)); else idle=0; fi; "
+    "if [ $idle -ge $IDLE_STOP_S ]; then stop_pod gpu_idle_${idle}s; break; fi; done) & fi",
+]
 START_SCRIPT = "; ".join([
     "set -eu",
+    *DEADMAN,
     "D=${EXPERIMENT_SRC:-/root/experiment}",
     "rm -rf $D",
     "if [ ${GIT_TOKEN:+set}x = setx ]; then export GIT_CONFIG_COUNT=1 GIT_CONFIG_KEY_0=http.extraHeader",
@@ -78,6 +93,8 @@ class LaunchOptions:
     git_secret: str | None = None
     auto_stop: bool = True
     fallback_on_demand: bool = False
+    max_lifetime_h: float = 0.0  # 0 = no limit
+    idle_stop_min: float = 0.0  # 0 = never
     dry_run: bool = False
 
 
@@ -172,6 +189,11 @@ def pod_env(o: LaunchOptions, checked: Checked, run_id: str, price: float | None
     if price is not None:
         # The pod's cost tracking asks RunPod for the pod's own rate first; this is its fallback.
         env[POD_RATE_ENV] = f"{price:g}"
+    # The dead-man switch of START_SCRIPT: the pod stops itself however the run (or its controller) fares.
+    if o.max_lifetime_h:
+        env["MAX_LIFETIME_S"] = str(int(o.max_lifetime_h * 3600))
+    if o.idle_stop_min:
+        env["IDLE_STOP_S"] = str(int(o.idle_stop_min * 60))
     for var, secret in (("WANDB_API_KEY", o.wandb_secret), ("HF_TOKEN", o.hf_secret), ("GIT_TOKEN", o.git_secret)):
         if secret:
             env[var] = secret_reference(secret)
@@ -268,6 +290,24 @@ def place(api: runpod_client.Api, o: LaunchOptions) -> Placement:
     return Placement(data_center, runpod_client.list_price(gpu, cloud))
 
 
+def rent(api: runpod_client.Api, o: LaunchOptions, checked: Checked, run_id: str, out):
+    """Place and create the pod: (pod as RunPod answered, what kind it is, where it went). Spot first
+    when asked; SpotUnavailable when none can be had and no --fallback-on-demand."""
+    placement = place(api, o)
+    if o.spot:
+        try:
+            pod = api.create_spot(spot_input(o, pod_env(o, checked, run_id, o.bid), placement.data_center))
+            return pod, f"spot, bid ${o.bid:g}/GPU-hour", placement
+        except runpod_client.SpotUnavailable as unavailable:
+            if not o.fallback_on_demand:
+                raise runpod_client.SpotUnavailable(
+                    f"{unavailable}: nothing was rented. Add --fallback-on-demand to launch on-demand "
+                    f"instead{_at(placement.list_price)}") from None
+            print(f"{unavailable}; --fallback-on-demand: launching on-demand{_at(placement.list_price)}", file=out)
+    pod = api.create_pod(pod_request(o, pod_env(o, checked, run_id, placement.list_price), placement.data_center))
+    return pod, "on-demand (spot could not be had)" if o.spot else "on-demand", placement
+
+
 def launch(git: Git, o: LaunchOptions, out) -> int:
     o.wandb_entity = o.wandb_entity or os.environ.get("WANDB_ENTITY") or None
     checked = check(git, o)
@@ -278,8 +318,8 @@ def launch(git: Git, o: LaunchOptions, out) -> int:
     unsafe = [k for k, v in env.items() if _UNSAFE.search(v)]
     if unsafe and o.spot:
         raise UserError(f"cannot send {', '.join(unsafe)}: a quote or backslash breaks the spot request")
-    kind = f"spot, bid ${o.bid:g}/GPU-hour" if o.spot else "on-demand"
     if o.dry_run:
+        kind = f"spot, bid ${o.bid:g}/GPU-hour" if o.spot else "on-demand"
         data_center = "<data center of the volume, looked up when sent>" if o.volume_id else None
         print(f"dry run: nothing was sent. Experiment {o.name} @ {checked.commit[:7]}, {o.gpu}, {kind}:", file=out)
         print(_show_request(o, env, data_center), file=out)
@@ -292,20 +332,7 @@ def launch(git: Git, o: LaunchOptions, out) -> int:
         pod = existing[0]
         raise UserError(f"experiment {o.name} already has pod {pod.get('id')} ({pod.get('status')}): "
                         f"start it again in the RunPod console, or `stop {o.name} --terminate` it before a new launch")
-    placement = place(api, o)
-    pod = None
-    if o.spot:
-        try:
-            pod = api.create_spot(spot_input(o, pod_env(o, checked, run_id, o.bid), placement.data_center))
-        except runpod_client.SpotUnavailable as unavailable:
-            if not o.fallback_on_demand:
-                raise UserError(f"{unavailable}: nothing was rented. Add --fallback-on-demand to launch "
-                                f"on-demand instead{_at(placement.list_price)}") from None
-            print(f"{unavailable}; --fallback-on-demand: launching on-demand{_at(placement.list_price)}", file=out)
-            kind = "on-demand (spot could not be had)"
-    if pod is None:
-        body = pod_request(o, pod_env(o, checked, run_id, placement.list_price), placement.data_center)
-        pod = api.create_pod(body)
+    pod, kind, placement = rent(api, o, checked, run_id, out)
     pod_id = pod.get("id")
     # The pod is rented from here on: its id is printed before anything else can fail.
     print(f"pod {pod_id} launched for {o.name} @ {checked.commit[:7]}: {o.gpu}, {kind}", file=out, flush=True)

@@ -25,6 +25,7 @@ from training.experiment.names import POD_PREFIX
 BASE_URL_ENV = "RUNPOD_API_BASE_URL"  # the runpod SDK's own variable: one setting for both APIs
 DEFAULT_BASE_URL = "https://api.runpod.io"
 TIMEOUT_S = 30
+LOG_QUIET_S = 3  # a log stream that sends nothing for this long has sent its backfill
 ALIVE = ("PROVISIONING", "STARTING", "RUNNING")  # states that bill for the GPU
 
 # The SDK has no spot call. Its GraphQL helper sends a query without variables, so the input is
@@ -127,6 +128,36 @@ class Api:
 
     def stop(self, pod_id: str) -> dict:
         return self.request("POST", f"/pods/{pod_id}/action", f"stop pod {pod_id}", body={"action": "stop"}) or {}
+
+    def log_tail(self, pod_id: str, lines: int = 50) -> list[str]:
+        """The last `lines` lines of the pod's container log (`GET /v2/pods/{id}/logs`, Server-Sent
+        Events): the backfill is read until the stream goes quiet for LOG_QUIET_S, then dropped."""
+        import requests
+
+        from training.retry import NetworkCallFailed, call
+
+        def read() -> list[str]:
+            got: list[str] = []
+            try:
+                with self.session.get(f"{self.base}/v2/pods/{pod_id}/logs", params={"source": "container",
+                                      "tail": lines}, stream=True, timeout=(TIMEOUT_S, LOG_QUIET_S)) as response:
+                    if response.status_code >= 400:
+                        response.raise_for_status()
+                    for raw in response.iter_lines(decode_unicode=True):
+                        if raw and raw.startswith("data:"):
+                            try:
+                                got.append(str(json.loads(raw[5:]).get("line", "")))
+                            except ValueError:
+                                continue
+            except (requests.exceptions.ReadTimeout, requests.exceptions.ChunkedEncodingError):
+                if not got:
+                    raise
+            return got[-lines:]
+
+        try:
+            return call(f"RunPod API, read the log of pod {pod_id}", read)
+        except NetworkCallFailed as failure:
+            raise UserError(f"RunPod API, read the log of pod {pod_id}: {failure}") from None
 
     def terminate(self, pod_id: str) -> None:
         self.request("DELETE", f"/pods/{pod_id}", f"terminate pod {pod_id}")
