@@ -289,3 +289,30 @@ def test_start_command_stops_the_pod_when_the_clone_fails(tmp_path):
     result = subprocess.run(shlex.split(START_COMMAND), env={**env, "AUTO_STOP": "0"}, capture_output=True, text=True,
                             timeout=60)
     assert result.returncode == 1 and not calls.exists()
+
+
+@pytest.mark.parametrize("extra, gpu_use, why", [
+    ({"MAX_LIFETIME_S": "1"}, "97", "lifetime_1s_reached"),                    # a hung run on a busy GPU
+    ({"IDLE_STOP_S": "2", "IDLE_POLL_S": "1"}, "0", "gpu_idle_2s"),            # a crashed run left the GPU idle
+])
+def test_the_dead_man_switch_stops_the_pod_itself(tmp_path, extra, gpu_use, why):
+    bin_dir, calls = tmp_path / "bin", tmp_path / "runpodctl.txt"
+    bin_dir.mkdir()
+    (bin_dir / "runpodctl").write_text(f'#!/usr/bin/env bash\necho "$@" >> {calls}\n')
+    (bin_dir / "nvidia-smi").write_text(f"#!/usr/bin/env bash\necho {gpu_use}\n")
+    for tool in bin_dir.iterdir():
+        tool.chmod(0o755)
+    env = {"PATH": f"{bin_dir}:{os.environ['PATH']}", "HOME": str(tmp_path), "GIT_REPO": f"file://{tmp_path}/none.git",
+           "GIT_BRANCH": "lr-1e4", "EXPERIMENT_SRC": str(tmp_path / "src"), "RUNPOD_POD_ID": "pod42", "AUTO_STOP": "0",
+           **extra}
+    result = subprocess.run(shlex.split(START_COMMAND), env=env, capture_output=True, text=True, timeout=30)
+    assert result.returncode == 1  # the clone failed; the switch, started first, still fires
+    assert f"dead-man switch: {why}: stopping pod pod42" in result.stderr
+    assert calls.read_text() == "stop pod pod42\n"
+
+
+def test_launch_sets_the_dead_man_switch_on_the_pod(repo, api):
+    result = launch(repo, api, "lr-1e4", "--max-lifetime-hours", "1.5", "--idle-stop-minutes", "20", *SECRETS)
+    assert result.returncode == 0, result.stderr
+    env = api.calls("POST", "/v2/pods")[0]["body"]["env"]
+    assert env["MAX_LIFETIME_S"] == "5400" and env["IDLE_STOP_S"] == "1200"

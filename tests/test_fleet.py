@@ -168,7 +168,7 @@ def test_the_sweep_budget_stops_every_pod_at_the_cap(sweep):
     ([], "ERROR", True, "failed"),
 ])
 def test_outcome_of_an_attempt(lines, status, spot, expected):
-    assert outcome_of(lines, status, spot, stopped_by_us=False)[0] == expected
+    assert outcome_of(lines, status, spot)[0] == expected
 
 
 def test_queue_cli_and_two_claims_of_one_experiment(repo, tmp_path, monkeypatch, capsys):
@@ -191,3 +191,28 @@ def test_queue_cli_and_two_claims_of_one_experiment(repo, tmp_path, monkeypatch,
     open(tmp_path / "bad.sqlite", "w").write("not sqlite")
     result = cli(work, "queue", "list", "--db", str(tmp_path / "bad.sqlite"))
     assert result.returncode == 2 and "not a readable SQLite file" in result.stderr
+
+
+def test_fleet_run_once_and_fleet_status_through_the_cli(repo, tmp_path, monkeypatch, capsys):
+    work, names = repo
+    cli = in_process(monkeypatch, capsys)
+    db = str(tmp_path / "cli.sqlite")
+    with FakeRunPod() as fake:
+        env = {"RUNPOD_API_BASE_URL": fake.url, "RUNPOD_API_KEY": API_KEY, "RETRY_WAIT_SECONDS": "0"}
+        assert cli(work, "queue", "add", *names[:3], "--on-demand", "--db", db).returncode == 0
+        command = ["fleet", "run", "--max-pods", "2", "--once", "--volume-id", "vol-eu1", "--wandb-secret", "wandb_key",
+                   "--budget", "5", "--db", db]
+        result = cli(work, *command, env=env)
+        assert result.returncode == 0, result.stderr
+        assert [p["name"] for p in fake.pods.values()] == [f"exp-{names[0]}", f"exp-{names[1]}"]
+        sent = fake.calls("POST", "/v2/pods")[0]["body"]
+        assert sent["env"]["MAX_LIFETIME_S"] == "43200" and sent["env"]["IDLE_STOP_S"] == "1800"
+        assert sent["mounts"] == {"network": [{"volumeId": "vol-eu1", "path": "/runpod_volume"}]}
+
+        result = cli(work, *command, env=env)  # a second controller pass: adopts, launches no third pod
+        assert result.returncode == 0 and len(fake.pods) == 2 and fake.duplicates == []
+        result = cli(work, "fleet", "status", "--db", db, "--outputs", str(tmp_path / "none"))
+        lines = result.stdout.splitlines()
+        assert lines[1].split()[:9] == [names[0], "running", "1", "0", "NVIDIA", "GeForce", "RTX", "4090", "on-demand"]
+        assert lines[-1].startswith("fleet total $") and "budget left $" in lines[-1]
+        assert [line.split()[1] for line in lines[1:4]] == ["running", "running", "queued"]

@@ -130,8 +130,8 @@ def add_fleet_commands(commands) -> None:
     run.add_argument("--git-secret", metavar="NAME", help="RunPod secret holding GIT_TOKEN (private repos)")
     run.add_argument("--max-lifetime-hours", type=float, default=12.0, metavar="H",
                      help="dead-man switch: each pod stops itself H hours after it started (default 12)")
-    run.add_argument("--idle-stop-minutes", type=float, default=20.0, metavar="MIN",
-                     help="dead-man switch: each pod stops itself after MIN minutes of an idle GPU (default 20)")
+    run.add_argument("--idle-stop-minutes", type=float, default=30.0, metavar="MIN",
+                     help="dead-man switch: each pod stops itself after MIN minutes of an idle GPU (default 30)")
     status = actions.add_parser("status", help="one table of the fleet: state, attempts, dollars, results",
                                 epilog=EPILOG)
     status.add_argument("--outputs", metavar="DIR", help="runs' root, for step and results (default: "

@@ -30,7 +30,7 @@ from training.errors import UserError
 from training.experiment import launch as launching
 from training.experiment import runpod_client
 from training.experiment.fleet_queue import ACTIVE, Queue, attempt_usd, dollars
-from training.experiment.names import experiment_of_pod
+from training.experiment.names import experiment_of_pod, pod_name
 
 WARN_FRACTION = 0.9
 LOG_LINES = 20  # kept with a dead experiment
@@ -53,10 +53,10 @@ class FleetOptions:
 EXIT_LINE = re.compile(r"ended with exit code (\d+)")
 
 
-def outcome_of(lines: list[str], status: str | None, spot: bool, stopped_by_us: bool) -> tuple[str, str]:
+def outcome_of(lines: list[str], status: str | None, spot: bool) -> tuple[str, str]:
     """(outcome, why) of an attempt whose pod has ended, from its last log lines and its state."""
     text = "\n".join(lines)
-    if "stopped during training (exit 143)" in text or "stopped during" in text:
+    if "stopped during" in text:
         return "preempted", "the run saved a checkpoint on SIGTERM (exit 143)"
     codes = EXIT_LINE.findall(text)
     if codes:
@@ -70,7 +70,7 @@ def outcome_of(lines: list[str], status: str | None, spot: bool, stopped_by_us: 
         return "failed", f"exit {code}: {lines[-1] if lines else ''}".strip()
     if status == "ERROR":
         return "failed", "RunPod put the pod in ERROR"
-    if spot and not stopped_by_us:
+    if spot:
         return "preempted", "a spot pod ended without its run ending (no outcome line in its log)"
     return "failed", "the pod ended without an outcome line in its log"
 
@@ -122,8 +122,13 @@ class Fleet:
             self.queue.update(name, state="running", pod_id=pod.get("id"), billed_until=now, rate_usd_h=rate,
                               uptime_s=uptime)
             return
-        if pod is None and row["state"] == "launching" and now - (row["launched_at"] or now) < LAUNCH_GRACE_S:
-            return  # being created by the controller that claimed it
+        if pod is None and row["state"] == "launching":
+            if now - (row["launched_at"] or now) < LAUNCH_GRACE_S:
+                return  # being created by the controller that claimed it
+            # Its controller died between the claim and the create: no pod, nothing spent, queue it again.
+            self.queue.update(name, state="queued", launched_at=None, billed_until=None, reason="launch interrupted")
+            self.say(f"{name}: its launch was interrupted (no pod {pod_name(name)}); queued again")
+            return
         self.ended(row, pod, now)
 
     def ended(self, row: dict, pod: dict | None, now: float) -> None:
@@ -136,8 +141,7 @@ class Fleet:
                 lines = self.api.log_tail(pod["id"], LOG_LINES)
             except UserError as problem:
                 self.say(f"{name}: log of pod {pod['id']} not readable ({problem})")
-        outcome, why = outcome_of(lines, (pod or {}).get("status"), row["pod_kind"] == "spot",
-                                  row["state"] == "stopped")
+        outcome, why = outcome_of(lines, (pod or {}).get("status"), row["pod_kind"] == "spot")
         if pod is not None:
             self.api.terminate(pod["id"])  # the name is free for a relaunch; the network volume stays
         fields = dict(spent_usd=spent, launched_at=None, billed_until=None, pod_id=None, reason=why)
@@ -180,6 +184,7 @@ class Fleet:
         for row in self.queue.rows(ACTIVE):
             if row["pod_id"]:
                 self.api.stop(row["pod_id"])  # SIGTERM: the run saves a checkpoint
+            row = {**row, "billed_until": now}  # billed until it stopped: now, never less
             self.queue.update(row["name"], state="stopped", spent_usd=row["spent_usd"] + attempt_usd(row),
                               launched_at=None, billed_until=None, reason="the sweep's budget ran out")
         for row in self.queue.rows(("queued",)):
@@ -193,26 +198,24 @@ class Fleet:
         """Rent a pod for `row`, trying its GPU types in order; False when none could be had."""
         name = row["name"]
         spot = bool(row["spot"]) and not row["on_demand"] and self.o.bid is not None
+        try:
+            checked = self.check(launching.LaunchOptions(name=name, volume_id=self.o.volume_id, **(self.o.launch or {})))
+        except UserError as problem:  # the branch, its config or the options: no retry can fix it
+            return self.refused(name, str(problem))
         reasons = []
         for gpu in row["gpus"].split(","):
             options = launching.LaunchOptions(name=name, gpu=gpu, spot=spot, bid=self.o.bid if spot else None,
                                               volume_id=self.o.volume_id, **(self.o.launch or {}))
             try:
-                checked = self.check(options)
                 pod, kind, _ = launching.rent(self.api, options, checked, f"{name}-{secrets.token_hex(4)}", self.out)
-            except runpod_client.SpotUnavailable as problem:
-                reasons.append(f"{gpu}: {problem}")
-                continue
             except runpod_client.ApiError as problem:
-                if problem.status not in (400, 403, 429) and (problem.status or 500) < 500:
-                    return self.refused(name, str(problem))
+                if problem.status in (401, 402, 422):  # the key, the balance, a broken request: stop the fleet
+                    raise
+                reasons.append(f"{gpu}: {problem}")  # 400 no capacity, 403 pool, 429, 5xx: the next candidate
+                continue
+            except UserError as problem:  # no spot to be had, not offered there, unreachable
                 reasons.append(f"{gpu}: {problem}")
                 continue
-            except UserError as problem:
-                if "no pods to rent" in str(problem) or "not offered in" in str(problem):
-                    reasons.append(f"{gpu}: {problem}")
-                    continue
-                return self.refused(name, str(problem))
             self.launches += 1
             self.queue.update(name, state="running", pod_id=pod.get("id"), pod_gpu=gpu,
                               pod_kind="spot" if kind.startswith("spot") else "on-demand",

@@ -59,6 +59,10 @@ class Queue:
         try:
             self.db = sqlite3.connect(path, timeout=30, isolation_level=None)
             self.db.row_factory = sqlite3.Row
+            # WAL: readers (fleet status) never block the controller; NORMAL: a commit is atomic and
+            # survives a crash of the process, without an fsync per change (a power cut may lose the last).
+            self.db.execute("PRAGMA journal_mode=WAL")
+            self.db.execute("PRAGMA synchronous=NORMAL")
             self.db.executescript(SCHEMA)
         except sqlite3.DatabaseError as error:
             raise UserError(f"fleet queue {path}: not a readable SQLite file ({error}); pass --db PATH") from None
