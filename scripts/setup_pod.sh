@@ -13,7 +13,8 @@
 #
 # Environment: GIT_REPO, GIT_BRANCH, CONFIG_PATH (required); WANDB_API_KEY, HF_TOKEN, GIT_TOKEN
 # (secrets: passed on, never printed or written); GIT_USERNAME (x-access-token) goes with GIT_TOKEN;
-# VOLUME_PATH (/runpod_volume); SKIP_INSTALL=1 (use the Python on PATH, install nothing); AUTO_STOP=1;
+# VOLUME_PATH (default: the first of VOLUME_SEARCH="/runpod_volume /workspace" that exists);
+# SKIP_INSTALL=1 (use the Python on PATH, install nothing); AUTO_STOP=1;
 # RETRY_WAIT_SECONDS (2: clone/fetch and network calls are tried 3 times, waiting 2 s then 4 s).
 # RunPod sets RUNPOD_POD_ID, RUNPOD_API_KEY and RUNPOD_GPU_COUNT. scripts/README.md has the pod setup.
 #
@@ -33,7 +34,8 @@ main() {
   GIT_BRANCH="${GIT_BRANCH:-}"
   CONFIG_PATH="${CONFIG_PATH:-}"
   GIT_USERNAME="${GIT_USERNAME:-x-access-token}"
-  VOLUME_PATH="${VOLUME_PATH:-/runpod_volume}"
+  VOLUME_PATH="${VOLUME_PATH:-}"
+  VOLUME_SEARCH="${VOLUME_SEARCH:-/runpod_volume /workspace}"
   SKIP_INSTALL="${SKIP_INSTALL:-0}"
   AUTO_STOP="${AUTO_STOP:-0}"
   RETRY_WAIT_SECONDS="${RETRY_WAIT_SECONDS:-2}"
@@ -55,6 +57,7 @@ main() {
   trap 'on_signal INT' INT
   trap 'on_signal HUP' HUP
 
+  find_volume
   check_volume
   start_log
   check_environment
@@ -100,6 +103,21 @@ die() {  # die CODE MESSAGE...
   shift
   say "error: $*" >&2
   exit "$code"
+}
+
+find_volume() {
+  # launch mounts the volume at /runpod_volume and says so in VOLUME_PATH; a pod made by hand has it
+  # where RunPod puts it by default, /workspace. Without VOLUME_PATH: the first of VOLUME_SEARCH there.
+  [ -z "$VOLUME_PATH" ] || return 0
+  local candidate
+  for candidate in $VOLUME_SEARCH; do
+    if [ -d "$candidate" ]; then
+      VOLUME_PATH="$candidate"
+      return 0
+    fi
+  done
+  die 2 "no volume at any of: $VOLUME_SEARCH: attach the network volume (or set VOLUME_PATH to where it is mounted);" \
+    "checkpoints must not go to the container disk"
 }
 
 check_volume() {
@@ -325,17 +343,14 @@ stop_this_pod() {
 
 stop_with_curl() {
   # Before the harness and its Python are in place (an unknown branch, a failed install): the same
-  # GraphQL mutation the runpod SDK sends. awk writes the key into curl's stdin, never into argv.
+  # REST API v2 call training.pod makes. awk writes the key into curl's stdin, never into argv.
   [ -n "${RUNPOD_API_KEY:+set}" ] || { say "error: RUNPOD_API_KEY is not set: cannot stop the pod"; return 1; }
-  local answer url="${RUNPOD_API_BASE_URL:-https://api.runpod.io}/graphql"
-  local body="{\"query\": \"mutation { podStop(input: {podId: \\\"$RUNPOD_POD_ID\\\"}) { id desiredStatus } }\"}"
+  local answer url="${RUNPOD_API_BASE_URL:-https://api.runpod.io}/v2/pods/$RUNPOD_POD_ID/action"
   answer="$(awk 'BEGIN { printf "Authorization: Bearer %s\n", ENVIRON["RUNPOD_API_KEY"] }' \
-    | curl -sS --fail --max-time 30 --retry 2 --retry-connrefused -H @- -H "Content-Type: application/json" \
-      --data "$body" "$url")" || { say "error: the RunPod API did not answer (curl: see above)"; return 1; }
-  case "$answer" in
-    *'"podStop"'*) say "asked RunPod to stop pod $RUNPOD_POD_ID" ;;
-    *) say "error: RunPod refused to stop the pod: $answer"; return 1 ;;
-  esac
+    | curl -sS --fail-with-body --max-time 30 --retry 2 --retry-connrefused -H @- \
+      -H "Content-Type: application/json" --data '{"action": "stop"}' "$url")" \
+    || { say "error: RunPod did not stop the pod: ${answer:-no answer (curl: see above)}"; return 1; }
+  say "asked RunPod to stop pod $RUNPOD_POD_ID"
 }
 
 park() {  # park WHY: keep the container alive instead of exiting, which would make RunPod restart it

@@ -1,37 +1,90 @@
-"""A local stand-in for RunPod's GraphQL API (the runpod SDK reaches it through RUNPOD_API_BASE_URL).
+"""A local stand-in for the RunPod API the harness uses: REST API v2 (pods, pod actions, pod logs,
+network volumes, the GPU catalog) and the one GraphQL mutation left, `podRentInterruptable`.
 
 It binds 127.0.0.1 only, answers at most `max_requests` requests and shuts itself down after
-`lifetime_s` seconds. Every request is recorded with its query parsed by graphql-core, so tests
-assert the exact operation and input the SDK sent; pods live in memory like a tiny account.
+`lifetime_s` seconds. It validates create requests as strictly as RunPod's v2 contract says (an
+unknown field is a 422), records every request, and keeps pods in memory like a tiny account.
+Pods live on `clock` (seconds; a test's own clock makes hours pass in milliseconds): a pod given a
+fate is PROVISIONING for PROVISION_S, then RUNNING, then ends as its fate says (finished, preempted,
+failed, budget-stopped) with the lines setup_pod.sh prints in its log, and is billed while alive.
 """
 
 from __future__ import annotations
 
+import copy
 import itertools
 import json
+import re
 import threading
+import time
+from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import parse_qs, unquote, urlsplit
 
 from graphql import parse
 from graphql.language import FieldNode, OperationDefinitionNode
 from graphql.utilities import value_from_ast_untyped
 
 API_KEY = "rp-test-key-not-real"
-GPUS = {"NVIDIA GeForce RTX 4090": {"securePrice": 0.69, "communityPrice": 0.34},
-        "NVIDIA A100 80GB PCIe": {"securePrice": 1.64, "communityPrice": 1.19}}
-VOLUMES = [{"id": "vol-eu1", "name": "checkpoints", "size": 100, "dataCenterId": "EU-RO-1"}]
+PROVISION_S = 30.0
+ALIVE = ("PROVISIONING", "STARTING", "RUNNING")
+# The catalog: list prices per GPU per hour, and pod stock per data center (NONE: offered, none free).
+GPUS = {
+    "NVIDIA GeForce RTX 4090": {"name": "RTX 4090", "memory": 24, "price": {"secure": 0.69, "community": 0.34},
+                                "dataCenters": {"EU-RO-1": "HIGH", "US-KS-2": "MEDIUM"}},
+    "NVIDIA A100 80GB PCIe": {"name": "A100 PCIe", "memory": 80, "price": {"secure": 1.64, "community": 1.19},
+                              "dataCenters": {"EU-RO-1": "LOW", "US-TX-3": "HIGH"}},
+    "NVIDIA H100 80GB HBM3": {"name": "H100 SXM", "memory": 80, "price": {"secure": 2.69, "community": 2.39},
+                              "dataCenters": {"US-TX-3": "HIGH", "EU-RO-1": "NONE"}},
+}
+VOLUMES = {"vol-eu1": {"id": "vol-eu1", "name": "checkpoints", "size": 100, "dataCenter": "EU-RO-1",
+                       "type": "STANDARD"}}
+# CreatePodRequest's fields (ContainerConfig + the pod's own): anything else is refused with 422.
+CREATE_FIELDS = {"name", "image", "args", "disk", "env", "ports", "registry", "cloud", "cpu", "dataCenterIds",
+                 "globalNetworking", "gpu", "mounts", "startJupyter", "startSsh", "templateId"}
+GPU_FIELDS = {"id", "count", "allowedCudaVersions", "minCudaVersion"}
+NO_CAPACITY = "There are no instances available with the requested specifications. Please try again later."
+# The lines scripts/setup_pod.sh prints as it ends, per outcome.
+LAST_LINES = {
+    "finished": ["training ended with exit code 0: finished", "AUTO_STOP=1: stopping pod {id} through the RunPod API"],
+    "early_stopped": ["early stopping: eval_loss did not improve for 3 evaluations",
+                      "training ended with exit code 0: finished"],
+    "budget_stopped": ["budget: cost reached budget_cap: saving a checkpoint and stopping",
+                       "training ended with exit code 3: budget cap reached"],
+    "failed": ["RuntimeError: CUDA error: an illegal memory access was encountered",
+               "training ended with exit code 1: failed"],
+    "preempted": ["received SIGTERM: saving a checkpoint",
+                  "stopped during training (exit 143): a restart of this script carries on from the last checkpoint"],
+}
+
+
+@dataclass
+class Fate:
+    """How a pod's run ends, `after` seconds of RUNNING."""
+    outcome: str = "finished"
+    after: float = 600.0
 
 
 class FakeRunPod:
-    def __init__(self, max_requests: int = 40, lifetime_s: float = 120.0):
+    def __init__(self, max_requests: int = 60, lifetime_s: float = 120.0, clock=time.monotonic):
         self.max_requests = max_requests
+        self.clock = clock
         self.requests: list[dict] = []
         self.pods: dict[str, dict] = {}
-        self.failures: list[tuple[str, int, object]] = []  # (root field, HTTP status, body), used once each
+        self.catalog = copy.deepcopy(GPUS)
+        self.volumes = copy.deepcopy(VOLUMES)
+        self.spot_removed = False  # RunPod has dropped podRentInterruptable
+        self.spot_capacity: int | None = None  # spot pods that can still be rented; None: any number
+        self.fate = None  # fate(pod) -> Fate | None, decided when a pod is created (None: runs forever)
+        self.failures: list[tuple[str, int, object]] = []  # ("POST /v2/pods", status, body), used once each
         self.server_errors: list[str] = []  # bugs of the fake or requests it cannot read
+        self.created = 0
+        self.duplicates: list[str] = []
+        self.most_alive = 0  # the most pods alive at once, as the simulation went
         self._ids = itertools.count(1)
         self._lock = threading.Lock()
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
+        self._server.daemon_threads = True
         self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
         self._deadline = threading.Timer(lifetime_s, self._server.shutdown)
 
@@ -51,48 +104,214 @@ class FakeRunPod:
         self._server.server_close()
         self._thread.join(timeout=5)
 
-    def fail(self, field: str, status: int = 200, body: object = None, message: str | None = None) -> None:
-        """The next request for `field` answers `status` with `body` (or a GraphQL error `message`)."""
+    # --- what tests set up and read ------------------------------------------------------------
+    def fail(self, route: str, status: int, body: object = None, message: str | None = None) -> None:
+        """The next request for `route` ("POST /v2/pods", "graphql podRentInterruptable") answers
+        `status` with `body`, or with an RFC 9457 problem (REST) / GraphQL error (graphql) `message`."""
         if message is not None:
-            body = {"errors": [{"message": message, "path": [field]}], "data": None}
-        self.failures.append((field, status, body))
+            if route.startswith("graphql "):
+                body = {"errors": [{"message": message, "path": [route.split()[1]]}], "data": None}
+            else:
+                body = {"title": "Bad Request", "status": status, "detail": message}
+        self.failures.append((route, status, body))
 
     def add_pod(self, name: str, status: str = "RUNNING", volume_gb: int = 0, cost: float = 0.69,
-                uptime: int = 3725) -> str:
+                uptime: int = 3725, gpu: str = "NVIDIA GeForce RTX 4090", spot: bool = False) -> str:
         pod_id = f"pod{next(self._ids)}"
-        self.pods[pod_id] = {"id": pod_id, "name": name, "desiredStatus": status, "costPerHr": cost,
-                             "uptimeSeconds": uptime, "volumeInGb": volume_gb, "gpuCount": 1,
-                             "machine": {"gpuDisplayName": "RTX 4090"}, "env": []}
+        mounts = {"persistent": {"size": volume_gb, "path": "/runpod_volume"}} if volume_gb else {}
+        self.pods[pod_id] = {
+            "id": pod_id, "name": name, "status": status, "actions": [], "image": "runpod/pytorch", "args": "",
+            "disk": 40, "ports": [], "env": {}, "registry": None, "mounts": mounts, "gpu": {"id": gpu, "count": 1},
+            "cloud": "SECURE", "dataCenterId": "EU-RO-1", "cudaVersion": "12.8", "ssh": {}, "template": None,
+            "cost": cost if status in ALIVE else 0.0, "locked": False, "globalNetworking": {"enabled": False},
+            "runtime": {"uptime": uptime} if status == "RUNNING" else None,
+            "createdAt": "2026-12-01T12:00:00Z", "startedAt": "2026-12-01T12:00:00Z",
+            "_rate": cost, "_spot": spot, "_fate": None, "_created": self.clock() - uptime - PROVISION_S, "_billed": 0.0,
+            "_seen": self.clock(), "_log": [], "_stopped_by_user": False,
+        }
         return pod_id
 
-    def calls(self, field: str) -> list[dict]:
-        return [r for r in self.requests if r["field"] == field]
+    def calls(self, method: str, route_prefix: str) -> list[dict]:
+        return [r for r in self.requests if r["method"] == method and r["route"].startswith(route_prefix)]
 
-    # --- the API ---------------------------------------------------------------------------------
-    def _answer(self, field: str, args: dict) -> object:
+    def routes(self) -> list[str]:
+        return [f"{r['method']} {r['route']}" for r in self.requests]
+
+    def alive(self) -> list[dict]:
+        with self._lock:
+            self._advance()
+            return [p for p in self.pods.values() if p["status"] in ALIVE]
+
+    def billed_usd(self) -> float:
+        """What RunPod would bill for every pod so far (including terminated ones)."""
+        with self._lock:
+            self._advance()
+            return sum(p["_billed"] * p["_rate"] / 3600 for p in self.pods.values()) + self._gone_usd
+
+    _gone_usd = 0.0
+
+    # --- the simulation --------------------------------------------------------------------------
+    def _advance(self) -> None:
+        now = self.clock()
+        for pod in self.pods.values():
+            if pod["status"] in ALIVE:
+                pod["_billed"] += max(0.0, now - pod["_seen"])
+            pod["_seen"] = now
+            fate, age = pod["_fate"], now - pod["_created"]
+            if pod["status"] == "PROVISIONING" and age >= PROVISION_S:
+                pod.update(status="RUNNING", runtime={"uptime": 0}, startedAt="2026-12-01T12:00:30Z")
+                pod["_log"].append("[setup_pod] preflight: python training/train.py --preflight-only")
+            if pod["status"] == "RUNNING":
+                pod["runtime"] = {"uptime": int(max(0.0, age - PROVISION_S)), "gpus": [{"util": 97, "memoryUtil": 60}]}
+                if fate is not None and age >= PROVISION_S + fate.after:
+                    # Billing ended at the moment the run ended, not when someone looked.
+                    pod["_billed"] -= max(0.0, age - PROVISION_S - fate.after)
+                    pod["_log"] += [f"[setup_pod] {line.format(id=pod['id'])}" for line in LAST_LINES[fate.outcome]]
+                    pod.update(status="EXITED", cost=0.0, runtime=None)
+            self.most_alive = max(self.most_alive, sum(p["status"] in ALIVE for p in self.pods.values()))
+            pod["actions"] = {"RUNNING": ["stop", "restart", "terminate"], "EXITED": ["start", "terminate"],
+                              "ERROR": ["start", "terminate"]}.get(pod["status"], ["stop", "terminate"])
+
+    def _new_pod(self, body: dict, spot: bool, rate: float, data_center: str) -> dict:
+        if any(p["name"] == body["name"] and p["status"] in ALIVE for p in self.pods.values()):
+            self.duplicates.append(body["name"])  # two pods at once for one experiment: a controller's bug
+        pod_id = self.add_pod(body["name"], status="PROVISIONING", cost=rate, uptime=0, gpu=body["gpu"]["id"],
+                              spot=spot)
+        pod = self.pods[pod_id]
+        pod.update(image=body["image"], args=body.get("args", ""), env=dict(body.get("env") or {}),
+                   mounts=body.get("mounts") or {}, cloud=body.get("cloud", "SECURE"), dataCenterId=data_center,
+                   disk=body.get("disk", 20), startedAt=None)
+        pod["_created"] = self.clock()
+        pod["_fate"] = self.fate(pod) if self.fate else None
+        self.created += 1
+        return pod
+
+    def _placement(self, gpu_id: str, cloud: str, wanted: list[str]) -> tuple[str | None, str | None]:
+        """(data center, None) where a pod can go, or (None, why not)."""
+        gpu = self.catalog.get(gpu_id)
+        if gpu is None:
+            return None, f"GPU type {gpu_id!r} does not exist"
+        stocked = [dc for dc, level in gpu["dataCenters"].items() if level != "NONE" and (not wanted or dc in wanted)]
+        return (stocked[0], None) if stocked else (None, NO_CAPACITY)
+
+    # --- REST API v2 -----------------------------------------------------------------------------
+    def _rest(self, method: str, route: str, query: dict, body) -> tuple[int, object]:
+        self._advance()
+        if method == "GET" and route == "/v2/pods":
+            return 200, {"pods": [_public(p) for p in self.pods.values()]}
+        found = re.fullmatch(r"/v2/pods/([^/]+)(/action|/logs)?", route)
+        if found:
+            pod = self.pods.get(found.group(1))
+            if pod is None:
+                return _problem(404, "Not Found", "The requested Pod does not exist.")
+            if method == "GET" and not found.group(2):
+                return 200, _public(pod)
+            if method == "GET" and found.group(2) == "/logs":
+                tail = int((query.get("tail") or ["100"])[0])
+                return 200, "".join(f"id: {i}\ndata: {json.dumps({'source': 'container', 'line': line, 'ts': i})}\n\n"
+                                    for i, line in enumerate(pod["_log"][-tail:] if tail else []))
+            if method == "DELETE" and not found.group(2):
+                self._gone_usd += pod["_billed"] * pod["_rate"] / 3600
+                del self.pods[pod["id"]]
+                return 204, None
+            if method == "POST" and found.group(2) == "/action":
+                action = (body or {}).get("action")
+                if action not in pod["actions"]:
+                    return _problem(409, "Conflict", f"action {action!r} is not valid for a {pod['status']} pod")
+                if action == "stop":
+                    pod["_stopped_by_user"] = True
+                    if pod["_fate"] is not None and pod["status"] == "RUNNING":
+                        pod["_log"].append("[setup_pod] stopped during training (exit 143): a restart of this "
+                                           "script carries on from the last checkpoint")
+                    pod.update(status="EXITED", cost=0.0, runtime=None)
+                elif action == "terminate":
+                    self._gone_usd += pod["_billed"] * pod["_rate"] / 3600
+                    del self.pods[pod["id"]]
+                    return 204, None
+                return 200, _public(pod)
+        if method == "POST" and route == "/v2/pods":
+            return self._create(body)
+        found = re.fullmatch(r"/v2/network-volumes/([^/]+)", route)
+        if method == "GET" and found:
+            volume = self.volumes.get(found.group(1))
+            return (200, volume) if volume else _problem(404, "Not Found", "The requested network volume does not exist.")
+        found = re.fullmatch(r"/v2/catalog/gpus/(.+)", route)
+        if method == "GET" and found:
+            return self._gpu_type(found.group(1), query)
+        return _problem(404, "Not Found", f"no route {method} {route} in the fake")
+
+    def _create(self, body) -> tuple[int, object]:
+        if not isinstance(body, dict):
+            return _problem(422, "Unprocessable Entity", "the body must be a JSON object")
+        errors = [f"/{key}: unevaluated property" for key in body if key not in CREATE_FIELDS]
+        errors += [f"/{key}: required" for key in ("name", "image", "gpu") if key not in body]
+        gpu = body.get("gpu") or {}
+        errors += [f"/gpu/{key}: unevaluated property" for key in gpu if key not in GPU_FIELDS]
+        if body.get("cloud", "SECURE") not in ("SECURE", "COMMUNITY"):
+            errors.append(f"/cloud: must be one of SECURE, COMMUNITY (got {body.get('cloud')!r})")
+        mounts = body.get("mounts") or {}
+        for mount in mounts.get("network") or []:
+            errors += [f"/mounts/network/0/{key}: required" for key in ("volumeId", "path") if key not in mount]
+        if "persistent" in mounts and set(mounts["persistent"]) != {"size", "path"}:
+            errors.append("/mounts/persistent: needs exactly size and path")
+        if not all(isinstance(v, str) for v in (body.get("env") or {}).values()):
+            errors.append("/env: values must be strings")
+        if errors:
+            return 422, {"title": "Unprocessable Entity", "status": 422, "detail": "validation failed", "errors": errors}
+        if "persistent" in mounts and "network" in mounts:
+            return _problem(400, "Bad Request", "at most one of mounts.persistent and mounts.network")
+        wanted = list(body.get("dataCenterIds") or [])
+        for mount in mounts.get("network") or []:
+            volume = self.volumes.get(mount["volumeId"])
+            if volume is None:
+                return _problem(400, "Bad Request", f"network volume {mount['volumeId']} does not exist")
+            if wanted and volume["dataCenter"] not in wanted:
+                return _problem(400, "Bad Request", "the network volume is in another data center")
+            wanted = [volume["dataCenter"]]
+        data_center, why = self._placement(gpu.get("id"), body.get("cloud", "SECURE"), wanted)
+        if data_center is None:
+            return _problem(400, "Bad Request", why)
+        rate = self.catalog[gpu["id"]]["price"][body.get("cloud", "SECURE").lower()] * gpu.get("count", 1)
+        return 201, _public(self._new_pod(body, spot=False, rate=rate, data_center=data_center))
+
+    def _gpu_type(self, gpu_id: str, query: dict) -> tuple[int, object]:
+        gpu = self.catalog.get(gpu_id)
+        if gpu is None:
+            return _problem(404, "Not Found", f"GPU type {gpu_id!r} not found")
+        entry = {"id": gpu_id, "name": gpu["name"], "pool": None, "manufacturer": "NVIDIA", "memory": gpu["memory"],
+                 "secure": True, "community": True, "price": gpu["price"], "maxCount": {"secure": 8, "community": 4}}
+        if query.get("include") == ["AVAILABILITY"]:
+            if query.get("product") != ["POD"]:
+                return _problem(400, "Bad Request", "include=AVAILABILITY requires product")
+            centers = [{"id": dc, "name": dc, "availability": level} for dc, level in gpu["dataCenters"].items()
+                       if level != "NONE"]
+            entry["availability"] = max((c["availability"] for c in centers), default="NONE",
+                                        key=["NONE", "LOW", "MEDIUM", "HIGH"].index)
+            if centers:
+                entry["dataCenters"] = centers
+        return 200, entry
+
+    # --- GraphQL: spot pods only -----------------------------------------------------------------
+    def _graphql(self, field: str, args: dict) -> tuple[int, object]:
+        self._advance()
+        if field != "podRentInterruptable" or self.spot_removed:
+            return 400, {"errors": [{"message": f'Cannot query field "{field}" on type "Mutation".'}]}
         given = args.get("input") or {}
-        if field == "gpuTypes":
-            gpu = GPUS.get(given.get("id"))
-            return [{"id": given.get("id"), "displayName": given.get("id"), **gpu,
-                     "lowestPrice": {"minimumBidPrice": 0.2, "uninterruptablePrice": gpu["securePrice"]}}] if gpu else []
-        if field == "myself":
-            return {"id": "user1", "pubKey": "", "networkVolumes": VOLUMES, "pods": list(self.pods.values())}
-        if field == "pod":
-            return self.pods.get(given.get("podId"))
-        if field in ("podFindAndDeployOnDemand", "podRentInterruptable"):
-            pod_id = self.add_pod(given["name"], cost=given.get("bidPerGpu") or GPUS[given["gpuTypeId"]]["securePrice"],
-                                  uptime=0, volume_gb=given.get("volumeInGb") or 0)
-            self.pods[pod_id]["env"] = [f"{e['key']}={e['value']}" for e in given.get("env", [])]
-            return {**self.pods[pod_id], "imageName": given.get("imageName"), "machineId": "m1",
-                    "machine": {"podHostId": f"{pod_id}-host"}}
-        if field == "podStop":
-            pod = self.pods[given["podId"]]
-            pod["desiredStatus"] = "EXITED"
-            return {"id": pod["id"], "desiredStatus": "EXITED"}
-        if field == "podTerminate":
-            self.pods.pop(given["podId"])
-            return None
-        raise KeyError(field)
+        if self.spot_capacity is not None and self.spot_capacity <= 0:
+            return 200, {"errors": [{"message": "There are no instances currently available", "path": [field]}],
+                         "data": None}
+        wanted = [given["dataCenterId"]] if given.get("dataCenterId") else []
+        data_center, why = self._placement(given.get("gpuTypeId"), given.get("cloudType", "SECURE"), wanted)
+        if data_center is None:
+            return 200, {"errors": [{"message": why, "path": [field]}], "data": None}
+        if self.spot_capacity is not None:
+            self.spot_capacity -= 1
+        body = {"name": given["name"], "image": given["imageName"], "gpu": {"id": given["gpuTypeId"], "count": 1},
+                "args": given.get("dockerArgs", ""), "env": {e["key"]: e["value"] for e in given.get("env") or []},
+                "cloud": given.get("cloudType", "SECURE"), "disk": given.get("containerDiskInGb", 20)}
+        pod = self._new_pod(body, spot=True, rate=given["bidPerGpu"], data_center=data_center)
+        return 200, {"data": {field: {"id": pod["id"], "costPerHr": pod["_rate"], "desiredStatus": "RUNNING",
+                                      "machineId": "m1"}}}
 
     def _handler(self):
         fake = self
@@ -101,48 +320,74 @@ class FakeRunPod:
             def log_message(self, *args):  # keep pytest output clean
                 pass
 
-            def do_POST(self):
+            def _serve(self):
                 try:
-                    self._post()
+                    self._answer()
                 except Exception as error:  # a broken request is a test failure, not a hung client
                     fake.server_errors.append(f"{type(error).__name__}: {error}")
-                    self._send(500, {"errors": [{"message": f"fake server: {error}"}]})
+                    self._send(500, {"title": "fake server", "status": 500, "detail": str(error)})
 
-            def _post(self):
+            do_GET = do_POST = do_DELETE = _serve
+
+            def _answer(self):
                 length = min(int(self.headers.get("Content-Length") or 0), 1_000_000)
-                body = json.loads(self.rfile.read(length) or b"{}")
-                document = parse(body["query"])
-                operation = next(d for d in document.definitions if isinstance(d, OperationDefinitionNode))
-                root = next(s for s in operation.selection_set.selections if isinstance(s, FieldNode))
-                variables = body.get("variables") or {}
-                args = {a.name.value: value_from_ast_untyped(a.value, variables) for a in root.arguments or ()}
-                record = {"path": self.path, "authorization": self.headers.get("Authorization"), "field": root.name.value,
-                          "operation": operation.operation.value, "args": args, "query": body["query"],
-                          "variables": body.get("variables"), "raw": body}
+                raw = self.rfile.read(length)
+                parts = urlsplit(self.path)
+                parts = parts._replace(path=unquote(parts.path))
+                record = {"method": self.command, "route": parts.path, "query": parse_qs(parts.query),
+                          "authorization": self.headers.get("Authorization"), "raw": raw.decode(errors="replace"),
+                          "body": json.loads(raw) if raw else None}
+                if parts.path == "/graphql":
+                    document = parse(record["body"]["query"])
+                    operation = next(d for d in document.definitions if isinstance(d, OperationDefinitionNode))
+                    root = next(s for s in operation.selection_set.selections if isinstance(s, FieldNode))
+                    variables = record["body"].get("variables") or {}
+                    record.update(field=root.name.value, operation=operation.operation.value,
+                                  variables=record["body"].get("variables"),
+                                  args={a.name.value: value_from_ast_untyped(a.value, variables)
+                                        for a in root.arguments or ()})
+                    key = f"graphql {record['field']}"
+                else:
+                    key = f"{self.command} {parts.path}"
                 with fake._lock:
                     fake.requests.append(record)
                     over = len(fake.requests) > fake.max_requests
-                    failure = next((f for f in fake.failures if f[0] == record["field"]), None)
+                    failure = next((f for f in fake.failures if f[0] == key), None)
                     if failure:
                         fake.failures.remove(failure)
                 if over:
-                    return self._send(503, {"errors": [{"message": "fake server: request budget spent"}]})
-                if self.path != "/graphql":
-                    return self._send(404, "not found")
+                    return self._send(503, {"title": "fake server", "status": 503, "detail": "request budget spent"})
                 if self.headers.get("Authorization") != f"Bearer {API_KEY}":
-                    return self._send(401, {"errors": [{"message": "Unauthorized"}]})
+                    return self._send(401, {"title": "Unauthorized", "status": 401, "detail": "invalid API key"})
                 if failure:
                     return self._send(failure[1], failure[2])
                 with fake._lock:
-                    data = fake._answer(record["field"], args)
-                return self._send(200, {"data": {record["field"]: data}})
+                    if parts.path == "/graphql":
+                        status, payload = fake._graphql(record["field"], record["args"])
+                    else:
+                        status, payload = fake._rest(self.command, parts.path, record["query"], record["body"])
+                self._send(status, payload, sse=parts.path.endswith("/logs"))
 
-            def _send(self, status: int, payload) -> None:
+            def _send(self, status: int, payload, sse: bool = False) -> None:
+                if status == 204:
+                    self.send_response(204)
+                    self.end_headers()
+                    return
                 raw = payload.encode() if isinstance(payload, str) else json.dumps(payload).encode()
+                kind = "text/event-stream" if sse else "text/html" if isinstance(payload, str) else \
+                    "application/problem+json" if status >= 400 else "application/json"
                 self.send_response(status)
-                self.send_header("Content-Type", "text/html" if isinstance(payload, str) else "application/json")
+                self.send_header("Content-Type", kind)
                 self.send_header("Content-Length", str(len(raw)))
                 self.end_headers()
                 self.wfile.write(raw)
 
         return Handler
+
+
+def _public(pod: dict) -> dict:
+    return {k: v for k, v in pod.items() if not k.startswith("_")}
+
+
+def _problem(status: int, title: str, detail: str) -> tuple[int, dict]:
+    return status, {"title": title, "status": status, "detail": detail}

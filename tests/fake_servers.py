@@ -11,6 +11,7 @@ import base64
 import io
 import json
 import os
+import re
 import subprocess
 import threading
 from collections.abc import Callable
@@ -121,20 +122,24 @@ def failing_first(times: int, route_part: str, respond: Callable[[Request], Repl
     return reply
 
 
-# --- RunPod's GraphQL API ---------------------------------------------------------------------
+# --- RunPod's REST API v2: the one call a pod makes ------------------------------------------
+
+STOP_ROUTE = re.compile(r"^/v2/pods/([^/]+)/action$")
+
 
 def runpod_api(request: Request) -> Reply:
-    query = request.json().get("query", "")
-    if "podStop" in query:
-        pod_id = query.split('podId: "')[1].split('"')[0]
-        return Reply.json({"data": {"podStop": {"id": pod_id, "desiredStatus": "EXITED"}}})
-    return Reply.json({"errors": [{"message": f"the fake API does not know {query!r}"}]})
+    """`POST /v2/pods/{id}/action {"action": "stop"}` as RunPod answers it: the pod, now EXITED."""
+    found = STOP_ROUTE.match(request.route)
+    if request.method == "POST" and found and request.json() == {"action": "stop"}:
+        return Reply.json({"id": found.group(1), "status": "EXITED", "actions": ["start", "terminate"], "cost": 0.0})
+    return Reply.json({"title": "Not Found", "status": 404, "detail": f"the fake API has no {request.method} "
+                       f"{request.route}"}, status=404)
 
 
 def stop_requests(server: FakeServer) -> list[str]:
-    """The pod ids of the podStop mutations the server received."""
-    return [r.json()["query"].split('podId: "')[1].split('"')[0] for r in server.requests
-            if r.route == "/graphql" and "podStop" in r.json().get("query", "")]
+    """The pod ids of the stop actions the server received."""
+    return [STOP_ROUTE.match(r.route).group(1) for r in server.requests
+            if r.method == "POST" and STOP_ROUTE.match(r.route) and r.json() == {"action": "stop"}]
 
 
 # --- W&B -------------------------------------------------------------------------------------

@@ -1,10 +1,11 @@
-"""Cost: the rate table, which rate wins, the budget verdict, and a ledger that adds up sessions."""
+"""Cost: the rate table, which rate wins (a pod's own rate from RunPod's API first), the budget verdict, and a ledger that adds up sessions."""
 
 from __future__ import annotations
 
 import pytest
 
-from training.cost import CostLedger, Rate, budget_verdict, hourly_rate, lookup_gpu
+from training.cost import CostLedger, Rate, budget_verdict, hourly_rate, lookup_gpu, pod_rate
+from training.errors import UserError
 
 
 @pytest.mark.parametrize("device, rate", [
@@ -73,3 +74,37 @@ def test_ledger_adds_up_every_session_including_lost_work(tmp_path):
     assert second.total_usd() == pytest.approx(10.0 + 5 * 2.0)
     second.mark_warned()
     assert CostLedger(str(tmp_path), Rate(0, "free"), clock=clock).warned
+
+
+# --- inside a pod: the pod's own rate from RunPod's API, launch's price, then the table ----------------
+
+def test_a_pod_is_priced_at_its_own_rate_from_runpods_api(monkeypatch):
+    from fake_runpod import API_KEY, FakeRunPod
+
+    monkeypatch.setenv("RETRY_WAIT_SECONDS", "0.01")
+    with FakeRunPod() as api:
+        pod = api.add_pod("exp-x", cost=1.38, gpu="NVIDIA A100 80GB PCIe")  # two GPUs' worth: cost covers them all
+        environ = {"RUNPOD_API_BASE_URL": api.url, "RUNPOD_API_KEY": API_KEY, "RUNPOD_POD_ID": pod,
+                   "POD_HOURLY_RATE": "0.69"}
+        monkeypatch.setenv("RUNPOD_API_BASE_URL", api.url)
+        rate = pod_rate(environ)
+        assert rate == Rate(1.38, f"pod {pod}'s own rate from RunPod's API")
+        assert api.routes() == [f"GET /v2/pods/{pod}"] and api.requests[0]["authorization"] == f"Bearer {API_KEY}"
+        # The pod's rate is not multiplied again by the GPU count, and beats the table (1.50 x 2).
+        assert hourly_rate("NVIDIA A100 80GB PCIe", 2, -1.0, None, pod=rate).usd_per_hour == 1.38
+        assert hourly_rate("NVIDIA A100 80GB PCIe", 2, -1.0, "2.0", pod=rate).usd_per_hour == 4.0  # explicit wins
+
+        api.fail(f"GET /v2/pods/{pod}", 404, message="The requested Pod does not exist.")
+        assert pod_rate(environ) == Rate(0.69, "POD_HOURLY_RATE=0.69 (the price launch got)")
+        api.fail(f"GET /v2/pods/{pod}", 403, message="key not scoped to this pod")
+        assert pod_rate({**environ, "POD_HOURLY_RATE": ""}) is None  # then the table decides
+
+
+def test_launchs_price_when_the_api_is_unreachable_and_nothing_outside_a_pod(monkeypatch):
+    monkeypatch.setenv("RETRY_WAIT_SECONDS", "0.01")
+    monkeypatch.setenv("RUNPOD_API_BASE_URL", "http://127.0.0.1:9")  # discard port: nothing answers
+    environ = {"RUNPOD_POD_ID": "pod1", "RUNPOD_API_KEY": "k", "POD_HOURLY_RATE": "0.35"}
+    assert pod_rate(environ).usd_per_hour == 0.35
+    assert pod_rate({}) is None
+    with pytest.raises(UserError, match="POD_HOURLY_RATE='cheap': must be the pod's USD per hour"):
+        pod_rate({"POD_HOURLY_RATE": "cheap"})

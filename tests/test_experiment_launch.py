@@ -1,9 +1,10 @@
-"""`launch` against a local fake of RunPod's GraphQL API, driven through the real runpod SDK: the exact
-requests for on-demand and spot pods, the checks before any request, API errors, secrets never shown,
+"""`launch` against a local fake of RunPod's REST API v2 (and GraphQL for spot, through the real runpod SDK):
+the exact requests for on-demand and spot pods, the data-center check, spot that cannot be had, the checks before any request, API errors, secrets never shown,
 and the start command really cloning the branch and running scripts/setup_pod.sh."""
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shlex
@@ -56,17 +57,17 @@ def launch(repo, api, *args, env=None, run=experiment):
 
 
 def expected_env(branch="lr-1e4", config="configs/experiments/lr_1e4.py", extra=()):
-    return [("GIT_REPO", "https://git.example.invalid/team/harness.git"), ("GIT_BRANCH", branch),
-            ("CONFIG_PATH", config), ("VOLUME_PATH", "/runpod_volume"), ("AUTO_STOP", "1"), *extra,
-            ("WANDB_API_KEY", "{{ RUNPOD_SECRET_wandb_key }}"), ("HF_TOKEN", "{{ RUNPOD_SECRET_hf_token }}"),
-            ("GIT_TOKEN", "{{ RUNPOD_SECRET_github_pat }}")]
+    return {"GIT_REPO": "https://git.example.invalid/team/harness.git", "GIT_BRANCH": branch,
+            "CONFIG_PATH": config, "VOLUME_PATH": "/runpod_volume", "AUTO_STOP": "1", **dict(extra),
+            "WANDB_API_KEY": "{{ RUNPOD_SECRET_wandb_key }}", "HF_TOKEN": "{{ RUNPOD_SECRET_hf_token }}",
+            "GIT_TOKEN": "{{ RUNPOD_SECRET_github_pat }}"}
 
 
 def run_id_of(output: str) -> str:
     return re.search(r"runs/(lr-1e4-[0-9a-f]{8})", output).group(1)
 
 
-def test_on_demand_launch_sends_the_sdk_request(repo, api):
+def test_on_demand_launch_sends_the_v2_request(repo, api):
     result = launch(repo, api, "lr-1e4", *SECRETS)
     assert result.returncode == 0, result.stderr
     run_id = run_id_of(result.stdout)
@@ -75,19 +76,38 @@ def test_on_demand_launch_sends_the_sdk_request(repo, api):
                      result.stdout, re.M)
     assert "price   $0.69/h" in result.stdout and "budget  $10.00 (budget_cap)" in result.stdout
 
-    assert [r["field"] for r in api.requests] == ["myself", "gpuTypes", "podFindAndDeployOnDemand", "pod"]
-    assert {(r["path"], r["authorization"]) for r in api.requests} == {("/graphql", f"Bearer {API_KEY}")}
-    create = api.calls("podFindAndDeployOnDemand")[0]
-    assert create["operation"] == "mutation" and create["variables"] is None
-    sent = create["args"]["input"]
-    env = [tuple(e.values()) for e in sent.pop("env")]
-    assert env == expected_env(extra=[("WANDB_RUN_ID", run_id), ("WANDB_ENTITY", "oilco")])
+    assert api.routes() == ["GET /v2/pods", "GET /v2/catalog/gpus/NVIDIA GeForce RTX 4090", "POST /v2/pods"]
+    assert {r["authorization"] for r in api.requests} == {f"Bearer {API_KEY}"}
+    catalog = api.requests[1]["query"]
+    assert catalog == {"include": ["AVAILABILITY"], "product": ["POD"], "cloud": ["SECURE"], "count": ["1"]}
+    sent = api.calls("POST", "/v2/pods")[0]["body"]
+    assert sent.pop("env") == expected_env(extra=[("WANDB_RUN_ID", run_id), ("WANDB_ENTITY", "oilco"),
+                                                  ("POD_HOURLY_RATE", "0.69")])
     assert sent == {
-        "name": "exp-lr-1e4", "imageName": "runpod/pytorch:1.0.3-cu1281-torch280-ubuntu2204", "cloudType": "ALL",
-        "startSsh": True, "gpuTypeId": "NVIDIA GeForce RTX 4090", "supportPublicIp": True, "gpuCount": 1,
-        "volumeInGb": 50, "minVcpuCount": 1, "minMemoryInGb": 1, "dataCenterId": None,
-        "dockerArgs": START_COMMAND, "containerDiskInGb": 40, "volumeMountPath": "/runpod_volume",
+        "name": "exp-lr-1e4", "image": "runpod/pytorch:1.0.3-cu1281-torch280-ubuntu2204",
+        "gpu": {"id": "NVIDIA GeForce RTX 4090", "count": 1}, "cloud": "SECURE", "disk": 40, "args": START_COMMAND,
+        "mounts": {"persistent": {"size": 50, "path": "/runpod_volume"}}, "startSsh": True,
     }
+
+
+def test_on_demand_launch_on_a_network_volume_goes_to_its_data_center(repo, api):
+    result = launch(repo, api, "lr-1e4", "--volume-id", "vol-eu1", "--gpu", "NVIDIA A100 80GB PCIe", *SECRETS)
+    assert result.returncode == 0, result.stderr
+    assert api.routes() == ["GET /v2/pods", "GET /v2/network-volumes/vol-eu1",
+                            "GET /v2/catalog/gpus/NVIDIA A100 80GB PCIe", "POST /v2/pods"]
+    sent = api.calls("POST", "/v2/pods")[0]["body"]
+    assert sent["mounts"] == {"network": [{"volumeId": "vol-eu1", "path": "/runpod_volume"}]}
+    assert sent["dataCenterIds"] == ["EU-RO-1"] and sent["env"]["POD_HOURLY_RATE"] == "1.64"
+    assert api.pods["pod1"]["dataCenterId"] == "EU-RO-1" and "price   $1.64/h" in result.stdout
+
+
+def test_a_gpu_not_offered_in_the_volumes_data_center_is_refused_with_where_it_is(repo, api, cli):
+    result = launch(repo, api, "lr-1e4", "--volume-id", "vol-eu1", "--gpu", "NVIDIA H100 80GB HBM3", *SECRETS, run=cli)
+    assert result.returncode == 2
+    assert result.stderr == ("error: --gpu 'NVIDIA H100 80GB HBM3': not offered in EU-RO-1, the data center of "
+                             "network volume vol-eu1 (SECURE cloud); data centers that have it: US-TX-3 (HIGH). "
+                             "Pick another --gpu, or a volume in one of those\n")
+    assert api.pods == {} and not api.calls("POST", "/v2/pods")
 
 
 def test_spot_launch_sends_pod_rent_interruptable_with_the_network_volume(repo, api):
@@ -95,28 +115,47 @@ def test_spot_launch_sends_pod_rent_interruptable_with_the_network_volume(repo, 
                     "--gpu", "NVIDIA A100 80GB PCIe", *SECRETS)
     assert result.returncode == 0, result.stderr
     assert "NVIDIA A100 80GB PCIe, spot, bid $0.35/GPU-hour" in result.stdout and "price   $0.35/h" in result.stdout
-    assert [r["field"] for r in api.requests] == ["myself", "myself", "podRentInterruptable"]
-    rent = api.calls("podRentInterruptable")[0]
-    assert rent["operation"] == "mutation"
+    assert api.routes() == ["GET /v2/pods", "GET /v2/network-volumes/vol-eu1",
+                            "GET /v2/catalog/gpus/NVIDIA A100 80GB PCIe", "POST /graphql"]
+    rent = api.requests[-1]
+    assert rent["field"] == "podRentInterruptable" and rent["operation"] == "mutation"
     sent = rent["args"]["input"]
-    env = [tuple(e.values()) for e in sent.pop("env")]
+    env = {e["key"]: e["value"] for e in sent.pop("env")}
     run_id = run_id_of(result.stdout)
-    assert env == expected_env(extra=[("WANDB_RUN_ID", run_id), ("WANDB_ENTITY", "oilco"), ("GPU_HOURLY_RATE", "0.35")])
+    assert env == expected_env(extra=[("WANDB_RUN_ID", run_id), ("WANDB_ENTITY", "oilco"), ("POD_HOURLY_RATE", "0.35")])
     assert sent == {
         "name": "exp-lr-1e4", "imageName": "runpod/pytorch:1.0.3-cu1281-torch280-ubuntu2204",
         "gpuTypeId": "NVIDIA A100 80GB PCIe", "cloudType": "SECURE", "gpuCount": 1, "bidPerGpu": 0.35,
         "containerDiskInGb": 40, "volumeInGb": 0, "volumeMountPath": "/runpod_volume", "dockerArgs": START_COMMAND,
-        "supportPublicIp": True, "startSsh": True, "networkVolumeId": "vol-eu1", "dataCenterId": "EU-RO-1",
+        "startSsh": True, "networkVolumeId": "vol-eu1", "dataCenterId": "EU-RO-1",
     }
+
+
+@pytest.mark.parametrize("removed", [True, False])
+def test_spot_that_cannot_be_had_is_said_and_falls_back_on_demand_only_when_asked(repo, api, cli, removed):
+    api.spot_removed, api.spot_capacity = removed, 0
+    why = "RunPod's API no longer rents them" if removed else "none to be had at this bid"
+    result = launch(repo, api, "lr-1e4", "--spot", "--bid", "0.2", *SECRETS, run=cli)
+    assert result.returncode == 2 and api.pods == {}
+    assert why in result.stderr and "nothing was rented. Add --fallback-on-demand" in result.stderr
+    assert "at the list price $0.69/h" in result.stderr
+
+    result = launch(repo, api, "lr-1e4", "--spot", "--bid", "0.2", "--fallback-on-demand", *SECRETS, run=cli)
+    assert result.returncode == 0, result.stderr
+    assert why in result.stdout and "--fallback-on-demand: launching on-demand at the list price $0.69/h" in result.stdout
+    assert "NVIDIA GeForce RTX 4090, on-demand (spot could not be had)" in result.stdout
+    sent = api.calls("POST", "/v2/pods")[0]["body"]
+    assert sent["env"]["POD_HOURLY_RATE"] == "0.69"  # the on-demand price, not the bid
+    assert [p["name"] for p in api.pods.values()] == ["exp-lr-1e4"]
 
 
 def test_dry_run_prints_the_request_and_sends_nothing(repo, api, cli):
     result = launch(repo, api, "lr-1e4", "--dry-run", *SECRETS, env={"RUNPOD_API_KEY": ""}, run=cli)
     assert result.returncode == 0, result.stderr
     assert api.requests == []
-    assert "dry run: nothing was sent" in result.stdout and "runpod.create_pod(" in result.stdout
-    assert "'WANDB_API_KEY': '{{ RUNPOD_SECRET_wandb_key }}'," in result.stdout
-    assert f"docker_args={START_COMMAND!r}," in result.stdout
+    assert "dry run: nothing was sent" in result.stdout and "POST $RUNPOD_API_BASE_URL/v2/pods" in result.stdout
+    body = json.loads(result.stdout[result.stdout.index("{"):result.stdout.index("\nW&B: ")])
+    assert body["env"]["WANDB_API_KEY"] == "{{ RUNPOD_SECRET_wandb_key }}" and body["args"] == START_COMMAND
 
     result = launch(repo, api, "lr-1e4", "--dry-run", "--spot", "--bid", "0.3", *SECRETS, env={"WANDB_ENTITY": ""},
                     run=cli)
@@ -140,6 +179,8 @@ def test_dry_run_prints_the_request_and_sends_nothing(repo, api, cli):
     (["lr-1e4", *SECRETS, "--hf-secret", "hf_abcdefghijklmnopqrstuvwxyz0123"], {}, "looks like a secret's value"),
     (["lr-1e4", *SECRETS, "--git-secret", "my secret"], {}, "a RunPod secret name is letters"),
     (["lr-1e4", *SECRETS, "--remote", "upstream"], {}, "no remote 'upstream'"),
+    (["lr-1e4", *SECRETS, "--fallback-on-demand"], {}, "--fallback-on-demand is for spot pods"),
+    (["lr-1e4", *SECRETS, "--volume-id", "vol-eu1", "--cloud", "COMMUNITY"], {}, "network volumes exist only in Secure"),
 ])
 def test_refusals_send_nothing(repo, api, cli, args, env, message):
     before = snapshot(repo)
@@ -173,33 +214,40 @@ def test_refuses_when_the_experiment_already_has_a_pod(repo, api, cli):
     pod = api.add_pod("exp-lr-1e4", status="EXITED")
     result = launch(repo, api, "lr-1e4", *SECRETS, run=cli)
     assert result.returncode == 2 and f"already has pod {pod} (EXITED)" in result.stderr
-    assert [r["field"] for r in api.requests] == ["myself"]
+    assert api.routes() == ["GET /v2/pods"]
 
 
-@pytest.mark.parametrize("field, args, answer, message", [
-    ("podFindAndDeployOnDemand", [], {"message": "There are no longer any instances available with the requested "
-                                      "specifications. Please refresh and try again."},
-     "RunPod API, create pod: There are no longer any instances available with the requested specifications. "
-     "Please refresh and try again. (try another --gpu, another --cloud, or later)"),
-    ("podRentInterruptable", ["--spot", "--bid", "0.2"], {"message": "No instances available at this bid price"},
-     "RunPod API, create spot pod: No instances available at this bid price (try another --gpu, another --cloud, "
-     "or later)"),
-    ("myself", [], {"status": 401, "body": {"errors": [{"message": "Unauthorized"}]}},
-     "RunPod API, list pods: unauthorized: check RUNPOD_API_KEY"),
+@pytest.mark.parametrize("route, args, status, message, expected", [
+    ("POST /v2/pods", [], 400, "There are no instances available with the requested specifications.",
+     "RunPod API, create pod: There are no instances available with the requested specifications. (no capacity for "
+     "this GPU there, or a rule of the request: try another --gpu or later)"),
+    ("POST /v2/pods", [], 402, "Insufficient balance", "RunPod API, create pod: insufficient balance: add funds in "
+                                                      "the RunPod console (Insufficient balance)"),
+    ("graphql podRentInterruptable", ["--spot", "--bid", "0.2"], 200, "Something else went wrong",
+     "RunPod API, create spot pod: Something else went wrong"),
+    ("GET /v2/pods", [], 401, "invalid API key", "RunPod API, list pods: unauthorized: check RUNPOD_API_KEY"),
 ])
-def test_api_errors_are_one_line_and_exit_2(repo, api, cli, field, args, answer, message):
-    api.fail(field, **answer)
+def test_api_errors_are_one_line_and_exit_2(repo, api, cli, route, args, status, message, expected):
+    api.fail(route, status, message=message)
     result = launch(repo, api, "lr-1e4", *args, *SECRETS, run=cli)
     assert result.returncode == 2, result.stdout
-    assert result.stderr.splitlines() == [f"error: {message}"], result.stderr
+    assert result.stderr.splitlines() == [f"error: {expected}"], result.stderr
     assert "launched" not in result.stdout and api.pods == {}
+
+
+def test_a_create_is_sent_once_and_reads_are_retried(repo, api, cli):
+    api.fail("GET /v2/pods", 503, message="upstream unavailable")
+    api.fail("POST /v2/pods", 503, message="upstream unavailable")
+    result = launch(repo, api, "lr-1e4", *SECRETS, env={"RETRY_WAIT_SECONDS": "0.01"}, run=cli)
+    assert result.returncode == 2 and "RunPod API, create pod: HTTP 503: upstream unavailable\n" in result.stderr
+    assert api.routes().count("GET /v2/pods") == 2 and api.routes().count("POST /v2/pods") == 1
 
 
 def test_wrong_key_and_unknown_gpu(repo, api, cli):
     result = launch(repo, api, "lr-1e4", *SECRETS, env={"RUNPOD_API_KEY": "wrong-key"}, run=cli)
     assert result.returncode == 2 and result.stderr == "error: RunPod API, list pods: unauthorized: check RUNPOD_API_KEY\n"
     result = launch(repo, api, "lr-1e4", "--gpu", "NVIDIA GeForce GTX 480", *SECRETS, run=cli)
-    assert result.returncode == 2 and "No GPU found with the specified ID" in result.stderr
+    assert result.returncode == 2 and "--gpu 'NVIDIA GeForce GTX 480': not a RunPod GPU type id" in result.stderr
     assert api.pods == {}
 
 
@@ -241,3 +289,30 @@ def test_start_command_stops_the_pod_when_the_clone_fails(tmp_path):
     result = subprocess.run(shlex.split(START_COMMAND), env={**env, "AUTO_STOP": "0"}, capture_output=True, text=True,
                             timeout=60)
     assert result.returncode == 1 and not calls.exists()
+
+
+@pytest.mark.parametrize("extra, gpu_use, why", [
+    ({"MAX_LIFETIME_S": "1"}, "97", "lifetime_1s_reached"),                    # a hung run on a busy GPU
+    ({"IDLE_STOP_S": "2", "IDLE_POLL_S": "1"}, "0", "gpu_idle_2s"),            # a crashed run left the GPU idle
+])
+def test_the_dead_man_switch_stops_the_pod_itself(tmp_path, extra, gpu_use, why):
+    bin_dir, calls = tmp_path / "bin", tmp_path / "runpodctl.txt"
+    bin_dir.mkdir()
+    (bin_dir / "runpodctl").write_text(f'#!/usr/bin/env bash\necho "$@" >> {calls}\n')
+    (bin_dir / "nvidia-smi").write_text(f"#!/usr/bin/env bash\necho {gpu_use}\n")
+    for tool in bin_dir.iterdir():
+        tool.chmod(0o755)
+    env = {"PATH": f"{bin_dir}:{os.environ['PATH']}", "HOME": str(tmp_path), "GIT_REPO": f"file://{tmp_path}/none.git",
+           "GIT_BRANCH": "lr-1e4", "EXPERIMENT_SRC": str(tmp_path / "src"), "RUNPOD_POD_ID": "pod42", "AUTO_STOP": "0",
+           **extra}
+    result = subprocess.run(shlex.split(START_COMMAND), env=env, capture_output=True, text=True, timeout=30)
+    assert result.returncode == 1  # the clone failed; the switch, started first, still fires
+    assert f"dead-man switch: {why}: stopping pod pod42" in result.stderr
+    assert calls.read_text() == "stop pod pod42\n"
+
+
+def test_launch_sets_the_dead_man_switch_on_the_pod(repo, api):
+    result = launch(repo, api, "lr-1e4", "--max-lifetime-hours", "1.5", "--idle-stop-minutes", "20", *SECRETS)
+    assert result.returncode == 0, result.stderr
+    env = api.calls("POST", "/v2/pods")[0]["body"]["env"]
+    assert env["MAX_LIFETIME_S"] == "5400" and env["IDLE_STOP_S"] == "1200"

@@ -1,4 +1,4 @@
-"""`status` and `stop` against the local fake RunPod API through the real SDK: which pods belong to which
+"""`status` and `stop` against the local fake of RunPod's REST API v2: which pods belong to which
 experiment, the exact stop/terminate requests, refusals that protect checkpoints, and a flaky network."""
 
 from __future__ import annotations
@@ -55,12 +55,12 @@ def test_status_lists_experiment_pods_with_their_runs(repo, api, run):
     api.add_pod("my-notebook")
     result = run(repo, "status")
     assert result.returncode == 0, result.stderr
-    assert rows(result.stdout) == [
+    assert rows(result.stdout) == [  # an EXITED pod bills no GPU: v2 gives it cost 0
         ["experiment", "pod", "state", "gpu", "uptime", "$/h", "step", "cost", "run"],
-        ["lr-1e4", first, "RUNNING", "RTX", "4090", "1h02m", "0.69", "120/500", "$0.42", "running"],
-        ["r32", second, "EXITED", "RTX", "4090", "-", "0.34", "-", "-", "not", "readable", "here"],
+        ["lr-1e4", first, "RUNNING", "NVIDIA", "GeForce", "RTX", "4090", "1h02m", "0.69", "120/500", "$0.42", "running"],
+        ["r32", second, "EXITED", "NVIDIA", "GeForce", "RTX", "4090", "-", "-", "-", "-", "not", "readable", "here"],
     ]
-    assert [r["field"] for r in api.requests] == ["myself"]
+    assert api.routes() == ["GET /v2/pods"]
 
     assert "W&B" not in result.stdout
     result = run(repo, "status", "r32")
@@ -82,31 +82,30 @@ def test_stop_then_stop_again(repo, api, run):
     result = run(repo, "stop", "lr-1e4")
     assert result.returncode == 0, result.stderr
     assert f"stopped pod {pod} (lr-1e4)" in result.stdout
-    stops = api.calls("podStop")
-    assert len(stops) == 1 and stops[0]["operation"] == "mutation" and stops[0]["args"] == {"input": {"podId": pod}}
-    assert api.pods[pod]["desiredStatus"] == "EXITED"
+    stops = api.calls("POST", f"/v2/pods/{pod}/action")
+    assert [s["body"] for s in stops] == [{"action": "stop"}] and api.pods[pod]["status"] == "EXITED"
 
     result = run(repo, "stop", "lr-1e4")
-    assert result.returncode == 0 and "already stopped" in result.stdout and len(api.calls("podStop")) == 1
+    assert result.returncode == 0 and "already stopped (EXITED)" in result.stdout
+    assert len(api.calls("POST", f"/v2/pods/{pod}/action")) == 1
 
 
 def test_terminate_protects_checkpoints_on_a_pod_volume(repo, api, run):
     pod = api.add_pod("exp-lr-1e4", volume_gb=50)
     result = run(repo, "stop", "lr-1e4", "--terminate")
     assert result.returncode == 2 and "terminating deletes" in result.stderr and "--delete-data" in result.stderr
-    assert api.calls("podTerminate") == [] and pod in api.pods
+    assert api.calls("DELETE", "/v2/pods") == [] and pod in api.pods
 
     result = run(repo, "stop", "lr-1e4", "--terminate", "--delete-data")
     assert result.returncode == 0, result.stderr
     assert f"terminated pod {pod} (lr-1e4)" in result.stdout
-    terminate = api.calls("podTerminate")
-    assert len(terminate) == 1 and terminate[0]["args"] == {"input": {"podId": pod}} and api.pods == {}
+    assert [r["route"] for r in api.calls("DELETE", "/v2/pods")] == [f"/v2/pods/{pod}"] and api.pods == {}
 
 
 def test_terminate_a_pod_on_a_network_volume(repo, api, run):
     pod = api.add_pod("exp-lr-1e4", volume_gb=0)
     result = run(repo, "stop", "lr-1e4", "--terminate")
-    assert result.returncode == 0 and api.pods == {} and len(api.calls("podTerminate")) == 1, result.stderr
+    assert result.returncode == 0 and api.pods == {} and len(api.calls("DELETE", "/v2/pods")) == 1, result.stderr
     result = run(repo, "stop", "lr-1e4")
     assert result.returncode == 2 and "no pod named exp-lr-1e4" in result.stderr
     assert pod not in result.stdout
@@ -114,19 +113,20 @@ def test_terminate_a_pod_on_a_network_volume(repo, api, run):
 
 def test_a_flaky_answer_is_retried(repo, api, run):
     api.add_pod("exp-lr-1e4")
-    api.fail("myself", status=502, body="<html>502 Bad Gateway</html>")
-    result = run(repo, "status")
+    api.fail("GET /v2/pods", status=502, body="<html>502 Bad Gateway</html>")
+    result = run(repo, "status", env={"RETRY_WAIT_SECONDS": "0.01"})
     assert result.returncode == 0, result.stderr
-    assert [r["field"] for r in api.requests] == ["myself", "myself"] and "lr-1e4" in result.stdout
+    assert api.routes() == ["GET /v2/pods", "GET /v2/pods"] and "lr-1e4" in result.stdout
 
 
 def test_unreachable_api_and_missing_key(repo, api, run):
     with socket.socket() as probe:  # a loopback port with nothing listening
         probe.bind(("127.0.0.1", 0))
         closed = probe.getsockname()[1]
-    result = run(repo, "stop", "lr-1e4", env={"RUNPOD_API_BASE_URL": f"http://127.0.0.1:{closed}"})
+    result = run(repo, "stop", "lr-1e4", env={"RUNPOD_API_BASE_URL": f"http://127.0.0.1:{closed}",
+                                              "RETRY_WAIT_SECONDS": "0.01"})
     assert result.returncode == 2
-    assert result.stderr == "error: RunPod API, list pods: unreachable (ConnectionError)\n"
+    assert result.stderr == "error: RunPod API, list pods: unreachable (ConnectionError, 3 tries): try again later\n"
     result = run(repo, "status", env={"RUNPOD_API_KEY": ""})
     assert result.returncode == 2 and "RUNPOD_API_KEY is not set" in result.stderr
 

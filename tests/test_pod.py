@@ -1,4 +1,4 @@
-"""`python -m training.pod stop`: the real runpod SDK against a local fake of RunPod's GraphQL API."""
+"""`python -m training.pod stop`: REST API v2's stop action against a local fake of RunPod's API."""
 
 from __future__ import annotations
 
@@ -21,39 +21,40 @@ def pod_env(monkeypatch):
     return point_at
 
 
-def test_stop_sends_one_mutation_with_the_key_in_a_header(pod_env, capsys):
+def test_stop_sends_one_stop_action_with_the_key_in_a_header(pod_env, capsys):
     with FakeServer(runpod_api) as server:
         pod_env(server)
         assert main(["stop"]) == 0
     assert stop_requests(server) == ["pod-42"]
     request = server.requests[0]
     assert request.headers["Authorization"] == f"Bearer {KEY}" and KEY not in request.path
-    assert "asked RunPod to stop pod pod-42 (desired status: EXITED)" in capsys.readouterr().out
+    assert request.method == "POST" and request.route == "/v2/pods/pod-42/action"
+    assert "asked RunPod to stop pod pod-42 (status: EXITED)" in capsys.readouterr().out
 
 
 def test_gateway_errors_are_retried(pod_env):
-    # A 502 page from a proxy is not JSON: the SDK's JSON error counts as transient.
-    with FakeServer(failing_first(2, "/graphql", runpod_api, status=502)) as server:
+    with FakeServer(failing_first(2, "/action", runpod_api, status=502)) as server:
         pod_env(server)
         assert main(["stop"]) == 0
-    assert server.count("/graphql") == 3 and stop_requests(server) == ["pod-42"] * 3
+    assert server.count("/action") == 3 and stop_requests(server) == ["pod-42"] * 3
 
 
 def test_a_rejected_key_fails_at_once_without_showing_it(pod_env, capsys):
-    with FakeServer(lambda request: Reply.json({"errors": [{"message": "unauthorized"}]}, status=401)) as server:
+    with FakeServer(lambda request: Reply.json({"title": "Unauthorized", "status": 401, "detail": "bad key"},
+                                               status=401)) as server:
         pod_env(server)
         assert main(["stop"]) == 1
-    assert server.count("/graphql") == 1
+    assert server.count("/action") == 1
     err = capsys.readouterr().err
-    assert "RunPod refused to stop pod pod-42: AuthenticationError" in err and KEY not in err
+    assert "RunPod API, stop pod pod-42: unauthorized: check RUNPOD_API_KEY" in err and KEY not in err
 
 
 def test_an_api_that_stays_down_gives_up_after_3_tries(pod_env, capsys):
-    with FakeServer(failing_first(100, "/graphql", runpod_api)) as server:
+    with FakeServer(failing_first(100, "/action", runpod_api)) as server:
         pod_env(server)
         assert main(["stop"]) == 1
-    assert server.count("/graphql") == 3
-    assert "transient error, gave up after 3 tries" in capsys.readouterr().err
+    assert server.count("/action") == 3
+    assert "RunPod API, stop pod pod-42: HTTP 503: no detail given (gave up after 3 tries)" in capsys.readouterr().err
 
 
 def test_outside_a_pod(monkeypatch, capsys):

@@ -143,7 +143,7 @@ def test_auto_stop_after_a_failing_run(origin, tmp_path):
 
 
 def test_unknown_branch_fails_at_once_and_still_stops_the_pod(origin, tmp_path):
-    # No clone, so no harness Python: the stop goes out through curl, the same mutation as the SDK's.
+    # No clone, so no harness Python: the stop goes out through curl, the same v2 action as training.pod's.
     volume = tmp_path / "volume"
     volume.mkdir()
     with FakeServer(runpod_api) as runpod:
@@ -291,6 +291,21 @@ def test_missing_volume_exits_2_before_writing_anything(origin, tmp_path):
     assert result.returncode == 2
     assert "VOLUME_PATH=" in result.stderr and "does not exist" in result.stderr
     assert not (tmp_path / "not-mounted").exists()
+
+
+def test_without_volume_path_the_volume_is_found_where_runpod_mounts_it(origin, tmp_path):
+    # A pod made by hand has its network volume at RunPod's default /workspace, not /runpod_volume.
+    search = f"{tmp_path / 'runpod_volume'} {tmp_path / 'workspace'}"
+    (tmp_path / "workspace").mkdir()
+    env = pod_env(tmp_path, origin, VOLUME_PATH=None, VOLUME_SEARCH=search, CONFIG_PATH=None)
+    result = run_pod(env, cwd=tmp_path, timeout=30)
+    assert result.returncode == 2 and "CONFIG_PATH not set" in result.stdout  # stops after the volume is found
+    assert f"log: {tmp_path / 'workspace'}/logs/training-" in result.stdout and len(logs(tmp_path / "workspace")) == 1
+
+    (tmp_path / "workspace").rename(tmp_path / "elsewhere")
+    result = run_pod(env, cwd=tmp_path, timeout=30)
+    assert result.returncode == 2 and f"no volume at any of: {search}: attach the network volume" in result.stderr
+    assert not (tmp_path / "runpod_volume").exists() and not (tmp_path / "workspace").exists()
 
 
 def test_unreachable_remote_gives_up_after_3_tries(origin, tmp_path):

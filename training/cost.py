@@ -18,6 +18,7 @@ from training.timestamps import utc_now
 log = logging.getLogger("training")
 
 LEDGER_FILE = "cost_ledger.json"
+POD_RATE_ENV = "POD_HOURLY_RATE"  # launch's price for the whole pod, USD per hour
 WARN_FRACTION = 0.9
 # RunPod spot prices in USD per GPU-hour (Secure/Community Cloud, late 2026). Matched against
 # torch.cuda.get_device_name(); the longest matching key wins. GPU_HOURLY_RATE or the config's
@@ -50,9 +51,39 @@ def lookup_gpu(gpu_name: str) -> float | None:
     return RATE_TABLE[max(matches, key=len)] if matches else None
 
 
-def hourly_rate(gpu_name: str | None, gpu_count: int, config_rate: float, env_rate: str | None) -> Rate:
-    """USD per hour for the run: config's gpu_hourly_rate, else GPU_HOURLY_RATE, else the table;
-    times the GPU count. A CPU run costs nothing unless a rate is given (then it counts as one)."""
+def pod_rate(environ=os.environ) -> Rate | None:
+    """What this RunPod pod bills, USD per hour for all its GPUs: its own rate (`cost`) read from
+    RunPod's API with RUNPOD_POD_ID and RUNPOD_API_KEY, else POD_HOURLY_RATE (the price `launch` got
+    when it rented the pod); None outside a pod or when neither is known (the table decides then)."""
+    from training.errors import UserError
+    from training.experiment import runpod_client
+
+    pod_id, key = environ.get("RUNPOD_POD_ID", "").strip(), environ.get("RUNPOD_API_KEY", "").strip()
+    if pod_id and key:
+        try:
+            rate = runpod_client.pod_rate(runpod_client.Api(key).pod(pod_id))
+            if rate is not None:
+                return Rate(rate, f"pod {pod_id}'s own rate from RunPod's API")
+            log.warning("cost: RunPod's API gave pod %s no rate (not running yet?)", pod_id)
+        except UserError as error:
+            log.warning("cost: could not read pod %s's rate from RunPod's API (%s)", pod_id, error)
+    raw = environ.get(POD_RATE_ENV, "").strip()
+    if not raw:
+        return None
+    try:
+        value = float(raw)
+    except ValueError:
+        value = -1.0
+    if not value >= 0:
+        raise UserError(f"{POD_RATE_ENV}={raw!r}: must be the pod's USD per hour >= 0 (launch sets it)")
+    return Rate(value, f"{POD_RATE_ENV}={value} (the price launch got)")
+
+
+def hourly_rate(gpu_name: str | None, gpu_count: int, config_rate: float, env_rate: str | None,
+                pod: Rate | None = None) -> Rate:
+    """USD per hour for the run: config's gpu_hourly_rate, else GPU_HOURLY_RATE, else the pod's own
+    rate (`pod_rate`, already for all its GPUs), else the table; times the GPU count. A CPU run costs
+    nothing unless a rate is given (then it counts as one)."""
     count = max(gpu_count, 1)
     if config_rate >= 0:
         return Rate(config_rate * count, f"gpu_hourly_rate={config_rate} x {count}")
@@ -64,6 +95,8 @@ def hourly_rate(gpu_name: str | None, gpu_count: int, config_rate: float, env_ra
         if value < 0:
             raise ValueError(f"GPU_HOURLY_RATE={env_rate!r}: must be a number of USD per GPU-hour >= 0")
         return Rate(value * count, f"GPU_HOURLY_RATE={value} x {count}")
+    if pod is not None:
+        return pod
     if not gpu_name:
         return Rate(0.0, "no GPU: free unless gpu_hourly_rate or GPU_HOURLY_RATE is set")
     per_gpu = lookup_gpu(gpu_name)

@@ -12,30 +12,14 @@ import argparse
 import os
 import sys
 
-from training.retry import NetworkCallFailed, call
-
-
-class UnreadableAnswer(ConnectionError):
-    """RunPod's API answered with something other than JSON: a gateway or server error page.
-
-    The SDK reads every answer as JSON without looking at the status, so a 502 from a proxy
-    surfaces as a JSON error; as a ConnectionError it counts as transient and is retried."""
+from training.errors import UserError
 
 
 def stop_pod(pod_id: str, api_key: str) -> dict:
-    """Ask RunPod to stop `pod_id`; returns the API's answer ({"id", "desiredStatus"})."""
-    import requests
-    import runpod
+    """Ask RunPod to stop `pod_id` (REST API v2 `action: stop`); returns the pod as RunPod answered it."""
+    from training.experiment.runpod_client import Api
 
-    runpod.api_key = api_key  # the SDK does not read RUNPOD_API_KEY by itself
-
-    def stop() -> dict:
-        try:
-            return runpod.stop_pod(pod_id)
-        except requests.exceptions.JSONDecodeError as error:
-            raise UnreadableAnswer(f"RunPod's API answered with a non-JSON body ({error})") from None
-
-    return call(f"stop pod {pod_id}", stop)
+    return Api(api_key).stop(pod_id)
 
 
 def redact(text: str, *secrets: str) -> str:
@@ -58,14 +42,10 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     try:
         answer = stop_pod(pod_id, api_key)
-    except NetworkCallFailed as error:
+    except UserError as error:  # refused (a bad key, a pod that is gone) or unreachable after the retries
         print(f"error: {redact(str(error), api_key)}; stop the pod from the RunPod console", file=sys.stderr)
         return 1
-    except Exception as error:  # the SDK's AuthenticationError / QueryError: a refusal, not a bug here
-        print(f"error: RunPod refused to stop pod {pod_id}: {type(error).__name__}: {redact(str(error), api_key)}; "
-              "check RUNPOD_API_KEY, or stop the pod from the RunPod console", file=sys.stderr)
-        return 1
-    print(f"asked RunPod to stop pod {pod_id} (desired status: {(answer or {}).get('desiredStatus', '?')})")
+    print(f"asked RunPod to stop pod {pod_id} (status: {(answer or {}).get('status', '?')})")
     return 0
 
 

@@ -102,7 +102,7 @@ def run(config: TrainingConfig, backend: str, resume: str | None, signals: StopS
     from transformers.utils import logging as hf_logging
 
     from training import checkpoints
-    from training.cost import BudgetCallback, CostLedger, CostMeter, budget_verdict, gpu_info, hourly_rate
+    from training.cost import BudgetCallback, CostLedger, CostMeter, budget_verdict, gpu_info, hourly_rate, pod_rate
     from training.data.collator import VisionChatCollator
     from training.data.sources import load_splits, whole_steps
     from training.modeling import cuda_available, load_model, model_source, weight_format
@@ -131,7 +131,9 @@ def run(config: TrainingConfig, backend: str, resume: str | None, signals: StopS
 
     gpu = gpu_info()
     try:
-        rate = hourly_rate(gpu[0], gpu[1], config.gpu_hourly_rate, os.environ.get("GPU_HOURLY_RATE"))
+        # One read of RunPod's API for the whole run: rank 0 asks, every rank uses its answer.
+        pod = distributed.decided_on_main(pod_rate)
+        rate = hourly_rate(gpu[0], gpu[1], config.gpu_hourly_rate, os.environ.get("GPU_HOURLY_RATE"), pod=pod)
     except ValueError as error:
         raise UserError(str(error)) from None
     ledger = CostLedger(config.output_dir, rate)

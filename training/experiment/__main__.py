@@ -1,4 +1,4 @@
-"""python -m training.experiment new|sweep|launch|status|stop|compare: experiments as git branches.
+"""python -m training.experiment new|sweep|launch|status|stop|compare|queue|fleet: experiments as git branches.
 
 Exit codes: 0 done; 2 bad input, a refused command (nothing was changed) or a RunPod API error,
 one `error:` line per problem on stderr.
@@ -40,20 +40,26 @@ def parser() -> argparse.ArgumentParser:
     sweep.add_argument("--grid", nargs="+", required=True, metavar="FIELD=V1,V2",
                        help="values to combine, e.g. --grid learning_rate=1e-4,2e-4 r=16,32")
     sweep.add_argument("--dry-run", action="store_true", help="list the experiments, create nothing")
+    sweep.add_argument("--queue", action="store_true",
+                       help="also queue the branches for `fleet run` (push them first; defaults of `queue add`)")
     origin(sweep)
 
     launch = commands.add_parser("launch", help="rent a RunPod pod that trains an experiment branch", epilog=EPILOG)
     launch.add_argument("name", metavar="NAME")
     launch.add_argument("--gpu", default=launching.DEFAULT_GPU, metavar="TYPE",
                         help=f"RunPod GPU type id (default: {launching.DEFAULT_GPU})")
-    launch.add_argument("--spot", action="store_true", help="an interruptible (spot) pod; needs --bid")
+    launch.add_argument("--spot", action="store_true",
+                        help="an interruptible (spot) pod; needs --bid. RunPod's REST API v2 has no spot pods: this "
+                             "uses GraphQL podRentInterruptable while RunPod still offers it")
     launch.add_argument("--bid", type=float, metavar="USD", help="spot: the most paid per GPU-hour")
     launch.add_argument("--volume-id", metavar="ID",
-                        help=f"network volume mounted at {launching.VOLUME_MOUNT} (default: a "
+                        help=f"network volume, mounted at {launching.VOLUME_MOUNT}; the pod goes to its data center (default: a "
                              f"{launching.POD_VOLUME_GB} GB pod volume, deleted with the pod)")
     launch.add_argument("--image", default=launching.DEFAULT_IMAGE, help="container image (default: %(default)s)")
-    launch.add_argument("--cloud", choices=("ALL", "SECURE", "COMMUNITY"),
-                        help="RunPod cloud (default: SECURE with --volume-id, else ALL)")
+    launch.add_argument("--fallback-on-demand", action="store_true",
+                        help="with --spot: when no spot pod can be had, launch an on-demand pod instead")
+    launch.add_argument("--cloud", choices=("SECURE", "COMMUNITY"),
+                        help="RunPod cloud (default: SECURE; network volumes exist only there)")
     launch.add_argument("--remote", help="git remote the pod clones (default: the branch's upstream, else origin)")
     launch.add_argument("--config", metavar="PATH", help="config file in the branch (default: its experiment file)")
     launch.add_argument("--wandb-entity", help="W&B entity, for the run URL (default: $WANDB_ENTITY)")
@@ -62,6 +68,7 @@ def parser() -> argparse.ArgumentParser:
     launch.add_argument("--git-secret", metavar="NAME", help="RunPod secret holding GIT_TOKEN (private repos)")
     launch.add_argument("--no-auto-stop", dest="auto_stop", action="store_false",
                         help="keep the pod running after training (default: it stops itself, AUTO_STOP=1)")
+    deadman(launch)
     launch.add_argument("--dry-run", action="store_true", help="print the exact request and send nothing")
 
     status = commands.add_parser("status", help="pods of experiments, with their runs' progress", epilog=EPILOG)
@@ -78,7 +85,66 @@ def parser() -> argparse.ArgumentParser:
     compare.add_argument("--markdown", action="store_true", help="a Markdown table")
     compare.add_argument("--plot", metavar="FILE.png", help="draw eval_loss and cost against step into FILE.png")
     compare.add_argument("--outputs", metavar="DIR", help="runs' root (default: <VOLUME_PATH or ./outputs>/checkpoints)")
+    add_fleet_commands(commands)
     return main
+
+
+def add_fleet_commands(commands) -> None:
+    """`queue add|list|remove` and `fleet run|status`: sweeps that run themselves (training.experiment.fleet)."""
+    db = {"metavar": "PATH", "help": "the fleet's SQLite file (default: $FLEET_DB, else outputs/fleet.sqlite)"}
+    queue = commands.add_parser("queue", help="the fleet's queue of experiments", epilog=EPILOG)
+    actions = queue.add_subparsers(dest="action", required=True, metavar="ACTION")
+    add = actions.add_parser("add", help="queue experiment branches (pushed) for `fleet run`", epilog=EPILOG)
+    add.add_argument("names", nargs="+", metavar="NAME")
+    add.add_argument("--priority", type=int, default=0, help="higher runs first (default 0)")
+    add.add_argument("--gpu", default=launching.DEFAULT_GPU, metavar="TYPE[,TYPE...]",
+                     help=f"GPU types in order of preference, tried in turn on no capacity (default {launching.DEFAULT_GPU})")
+    kind = add.add_mutually_exclusive_group()
+    kind.add_argument("--spot", dest="spot", action="store_true", default=True, help="spot pods (the default)")
+    kind.add_argument("--on-demand", dest="spot", action="store_false", help="on-demand pods from the start")
+    listing = actions.add_parser("list", help="the queue with each experiment's state", epilog=EPILOG)
+    remove = actions.add_parser("remove", help="take an experiment off the queue", epilog=EPILOG)
+    remove.add_argument("name", metavar="NAME")
+    for command in (add, listing, remove):
+        command.add_argument("--db", **db)
+
+    fleet = commands.add_parser("fleet", help="run the queue on RunPod pods, or show how it goes", epilog=EPILOG)
+    actions = fleet.add_subparsers(dest="action", required=True, metavar="ACTION")
+    run = actions.add_parser("run", help="the controller: launch, watch, relaunch, stop at the budget", epilog=EPILOG)
+    run.add_argument("--max-pods", type=int, required=True, metavar="N", help="at most N pods at once")
+    run.add_argument("--budget", type=float, default=0.0, metavar="USD",
+                     help="the whole sweep's dollars: warn at 90%%, stop every pod at 100%% (default 0: none)")
+    run.add_argument("--escalate-after", type=int, default=2, metavar="K",
+                     help="relaunch on-demand after K preemptions (default 2)")
+    run.add_argument("--max-attempts", type=int, default=3, metavar="M",
+                     help="failed attempts before an experiment is parked as dead (default 3)")
+    run.add_argument("--bid", type=float, metavar="USD", help="spot bid per GPU-hour; without it every pod is on-demand")
+    run.add_argument("--volume-id", required=True, metavar="ID",
+                     help="the network volume every pod mounts: checkpoints survive preemption and relaunch")
+    run.add_argument("--poll", type=float, default=60.0, metavar="S", help="seconds between passes (default 60)")
+    run.add_argument("--retry-wait", type=float, default=300.0, metavar="S",
+                     help="wait after no capacity, and first backoff after a failure, doubled each time (default 300)")
+    run.add_argument("--once", action="store_true", help="one pass, then exit")
+    run.add_argument("--wandb-secret", metavar="NAME", help="RunPod secret holding WANDB_API_KEY")
+    run.add_argument("--hf-secret", metavar="NAME", help="RunPod secret holding HF_TOKEN")
+    run.add_argument("--git-secret", metavar="NAME", help="RunPod secret holding GIT_TOKEN (private repos)")
+    run.add_argument("--max-lifetime-hours", type=float, default=12.0, metavar="H",
+                     help="dead-man switch: each pod stops itself H hours after it started (default 12)")
+    run.add_argument("--idle-stop-minutes", type=float, default=30.0, metavar="MIN",
+                     help="dead-man switch: each pod stops itself after MIN minutes of an idle GPU (default 30)")
+    status = actions.add_parser("status", help="one table of the fleet: state, attempts, dollars, results",
+                                epilog=EPILOG)
+    status.add_argument("--outputs", metavar="DIR", help="runs' root, for step and results (default: "
+                                                         "<VOLUME_PATH or ./outputs>/checkpoints)")
+    for command in (run, status):
+        command.add_argument("--db", **db)
+
+
+def deadman(command) -> None:
+    command.add_argument("--max-lifetime-hours", type=float, default=0.0, metavar="H",
+                         help="dead-man switch: the pod stops itself H hours after it started (default 0: never)")
+    command.add_argument("--idle-stop-minutes", type=float, default=0.0, metavar="MIN",
+                         help="dead-man switch: the pod stops itself after MIN minutes of an idle GPU (default 0: never)")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -119,7 +185,13 @@ def cmd_sweep(args, argv) -> int:
         for plan in plans:
             print(f"  {plan.name:<40} {' '.join(plan.overrides)}")
         return EXIT_OK
-    _print_created(create.create(git, prepared))
+    made = create.create(git, prepared)
+    _print_created(made)
+    if args.queue:
+        from training.experiment.fleet_queue import Queue, db_path
+
+        queued = Queue(db_path()).add([item.name for item in made], 0, [launching.DEFAULT_GPU], True)
+        print(f"queued {len(queued)} experiments in {db_path()}: push them, then `fleet run`")
     return EXIT_OK
 
 
@@ -130,7 +202,8 @@ def cmd_launch(args, argv) -> int:
         name=args.name, gpu=args.gpu, spot=args.spot, bid=args.bid, volume_id=args.volume_id, image=args.image,
         cloud=args.cloud, remote=args.remote, config=args.config, wandb_entity=args.wandb_entity,
         wandb_secret=args.wandb_secret, hf_secret=args.hf_secret, git_secret=args.git_secret,
-        auto_stop=args.auto_stop, dry_run=args.dry_run)
+        auto_stop=args.auto_stop, fallback_on_demand=args.fallback_on_demand, max_lifetime_h=args.max_lifetime_hours,
+        idle_stop_min=args.idle_stop_minutes, dry_run=args.dry_run)
     return launching.launch(Git.here(), options, sys.stdout)
 
 
@@ -196,7 +269,58 @@ def _print_created(made) -> None:
     print(f"next: git push origin {names}  then  python -m training.experiment launch {made[0].name}")
 
 
-COMMANDS = {"new": cmd_new, "sweep": cmd_sweep, "launch": cmd_launch, "status": cmd_status, "stop": cmd_stop,
+def cmd_queue(args, argv) -> int:
+    from training.experiment.fleet_queue import Queue, db_path
+
+    queue = Queue(db_path(args.db))
+    if args.action == "add":
+        _check_names(args.names)
+        gpus = [g.strip() for g in args.gpu.split(",") if g.strip()]
+        if not gpus:
+            raise UserError("--gpu: name at least one GPU type")
+        queue.add(args.names, args.priority, gpus, args.spot)
+        print(f"queued {', '.join(args.names)} (priority {args.priority}, {'spot' if args.spot else 'on-demand'}, "
+              f"{', '.join(gpus)})")
+    elif args.action == "remove":
+        queue.remove(args.name)
+        print(f"removed {args.name} from the queue")
+    else:
+        rows = queue.rows()
+        if not rows:
+            print(f"the queue in {db_path(args.db)} is empty")
+        for row in rows:
+            print(f"{row['name']:<32} {row['state']:<14} priority {row['priority']:<3} "
+                  f"{'spot' if row['spot'] and not row['on_demand'] else 'on-demand':<9} {row['gpus']}")
+    return EXIT_OK
+
+
+def cmd_fleet(args, argv) -> int:
+    from training.experiment import fleet, runpod_client
+    from training.experiment.fleet_queue import Queue, db_path
+    from training.experiment.runs import read_runs
+
+    queue = Queue(db_path(args.db))
+    if args.action == "status":
+        runs = {run.name: run for run in read_runs(outputs_root(args.outputs))}
+        budget = float(queue.get("budget_usd", "0") or 0)
+        for line in fleet.status_table(queue.rows(), runs, budget):
+            print(line)
+        return EXIT_OK
+    from training.experiment.gitops import Git
+
+    if args.max_pods < 1:
+        raise UserError(f"--max-pods {args.max_pods}: must be >= 1")
+    queue.put("budget_usd", str(args.budget))
+    options = fleet.FleetOptions(
+        max_pods=args.max_pods, budget_usd=args.budget, escalate_after=args.escalate_after,
+        max_attempts=args.max_attempts, bid=args.bid, retry_wait_s=args.retry_wait, poll_s=args.poll,
+        volume_id=args.volume_id, launch=dict(wandb_secret=args.wandb_secret, hf_secret=args.hf_secret,
+                                              git_secret=args.git_secret, max_lifetime_h=args.max_lifetime_hours,
+                                              idle_stop_min=args.idle_stop_minutes))
+    return fleet.Fleet(queue, runpod_client.connect(), Git.here(), options, sys.stdout).run(once=args.once)
+
+
+COMMANDS = {"queue": cmd_queue, "fleet": cmd_fleet, "new": cmd_new, "sweep": cmd_sweep, "launch": cmd_launch, "status": cmd_status, "stop": cmd_stop,
             "compare": cmd_compare}
 
 if __name__ == "__main__":

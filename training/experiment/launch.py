@@ -1,13 +1,18 @@
 """`launch`: check an experiment branch, then rent a pod that clones it and runs scripts/setup_pod.sh.
 
 Checks before any request: the branch exists, its config validates as the branch has it, the branch
-is pushed (local head == the remote's head), the secrets are given by name, no pod of the
-experiment exists. The pod gets the setup_pod.sh environment (DESIGN.md), secrets only as RunPod
-secret references `{{ RUNPOD_SECRET_<name> }}`, and a start command that clones the branch.
+is pushed (local head == the remote's head), the secrets are given by name. Then, before anything is
+rented: no pod of the experiment exists, the GPU type is in RunPod's catalog with pods to rent (in
+the network volume's data center, when there is one). The pod gets the setup_pod.sh environment
+(DESIGN.md), secrets only as RunPod secret references `{{ RUNPOD_SECRET_<name> }}`, its volume
+mounted at VOLUME_MOUNT (RunPod's default would be /workspace) and a start command that clones the
+branch. On-demand pods are created through REST API v2; spot pods, which v2 does not offer, through
+GraphQL while RunPod still has it, else (--fallback-on-demand) on-demand.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import secrets
@@ -20,18 +25,37 @@ from training.experiment.names import config_path, name_problems, pod_name
 
 DEFAULT_GPU = "NVIDIA GeForce RTX 4090"  # 24 GB: Qwen3-VL 2B in 4-bit with room for batch 2
 DEFAULT_IMAGE = "runpod/pytorch:1.0.3-cu1281-torch280-ubuntu2204"
+# Set explicitly on every pod: RunPod would mount a volume at /workspace. setup_pod.sh's VOLUME_PATH.
 VOLUME_MOUNT = "/runpod_volume"
+# USD per hour for the whole pod as launch priced it (the catalog's list price, or the spot bid):
+# training.cost's fallback when the pod cannot read its own rate from RunPod's API.
+POD_RATE_ENV = "POD_HOURLY_RATE"
 CONTAINER_DISK_GB = 40  # the clone, pip's cache and the environment setup_pod.sh installs
 # Without --volume-id the run writes to a pod volume: it survives stop and spot preemption, and is
 # deleted with the pod on terminate.
 POD_VOLUME_GB = 50
 # Runs on the pod: clone the branch (a fresh copy each start, so a restarted spot pod runs it again)
-# and hand over to setup_pod.sh. One line with no double quote or backslash: the SDK writes it into
-# its mutation unescaped. The token goes to git as a header in its environment, never into a URL,
+# and hand over to setup_pod.sh. One line with no double quote or backslash: the spot path writes it
+# into a GraphQL mutation. The token goes to git as a header in its environment, never into a URL,
 # a file or the output. A failed clone (wrong URL, private repo without --git-secret) stops the pod
 # with runpodctl (in RunPod's images) when AUTO_STOP=1, rather than restarting and billing forever.
+# The dead-man switch, first of all (a hung clone counts too): with MAX_LIFETIME_S the pod stops
+# itself that long after it started; with IDLE_STOP_S, after the busiest GPU has stayed under 5%
+# for that long (nvidia-smi read every IDLE_POLL_S, 60). Both stop through runpodctl, which RunPod's
+# images ship, and outlive the exec below as children of this shell.
+DEADMAN = [
+    "S=${IDLE_POLL_S:-60}",
+    "stop_pod() { echo dead-man switch: $1: stopping pod ${RUNPOD_POD_ID:-unknown} >&2; "
+    "runpodctl stop pod ${RUNPOD_POD_ID:-unknown} || true; }",
+    "if [ ${MAX_LIFETIME_S:-0} -gt 0 ]; then (sleep $MAX_LIFETIME_S; stop_pod lifetime_${MAX_LIFETIME_S}s_reached) & fi",
+    "if [ ${IDLE_STOP_S:-0} -gt 0 ]; then (idle=0; while sleep $S; do "
+    "u=$(nvidia-smi --query-gpu=utilization.gpu --format=csv,noheader,nounits 2>/dev/null | sort -n | tail -1); "
+    "if [ ${u:-0} -lt 5 ]; then idle=$((idle+S)); else idle=0; fi; "
+    "if [ $idle -ge $IDLE_STOP_S ]; then stop_pod gpu_idle_${idle}s; break; fi; done) & fi",
+]
 START_SCRIPT = "; ".join([
     "set -eu",
+    *DEADMAN,
     "D=${EXPERIMENT_SRC:-/root/experiment}",
     "rm -rf $D",
     "if [ ${GIT_TOKEN:+set}x = setx ]; then export GIT_CONFIG_COUNT=1 GIT_CONFIG_KEY_0=http.extraHeader",
@@ -68,6 +92,9 @@ class LaunchOptions:
     hf_secret: str | None = None
     git_secret: str | None = None
     auto_stop: bool = True
+    fallback_on_demand: bool = False
+    max_lifetime_h: float = 0.0  # 0 = no limit
+    idle_stop_min: float = 0.0  # 0 = never
     dry_run: bool = False
 
 
@@ -124,6 +151,11 @@ def _option_problems(o: LaunchOptions, config: dict) -> list[str]:
                           ("--git-secret", o.git_secret)):
         if value is not None:
             problems += _secret_name_problems(option, value)
+    if o.fallback_on_demand and not o.spot:
+        problems.append("--fallback-on-demand is for spot pods: add --spot, or drop it")
+    if o.volume_id and o.cloud == "COMMUNITY":
+        problems.append("--volume-id with --cloud COMMUNITY: network volumes exist only in Secure Cloud "
+                        "(drop --cloud, or --volume-id for a pod volume)")
     for option, value in (("--gpu", o.gpu), ("--image", o.image), ("--volume-id", o.volume_id),
                           ("--wandb-entity", o.wandb_entity)):
         if value is not None and (not value.strip() or _UNSAFE.search(value)):
@@ -143,7 +175,7 @@ def _secret_name_problems(option: str, value: str) -> list[str]:
     return []
 
 
-def pod_env(o: LaunchOptions, checked: Checked, run_id: str) -> dict[str, str]:
+def pod_env(o: LaunchOptions, checked: Checked, run_id: str, price: float | None = None) -> dict[str, str]:
     env = {
         "GIT_REPO": checked.repo_url,
         "GIT_BRANCH": o.name,
@@ -154,9 +186,14 @@ def pod_env(o: LaunchOptions, checked: Checked, run_id: str) -> dict[str, str]:
     }
     if o.wandb_entity:
         env["WANDB_ENTITY"] = o.wandb_entity
-    if o.spot:
-        # Cost tracking and the budget cap count what a spot pod can cost at most: the bid.
-        env["GPU_HOURLY_RATE"] = f"{o.bid:g}"
+    if price is not None:
+        # The pod's cost tracking asks RunPod for the pod's own rate first; this is its fallback.
+        env[POD_RATE_ENV] = f"{price:g}"
+    # The dead-man switch of START_SCRIPT: the pod stops itself however the run (or its controller) fares.
+    if o.max_lifetime_h:
+        env["MAX_LIFETIME_S"] = str(int(o.max_lifetime_h * 3600))
+    if o.idle_stop_min:
+        env["IDLE_STOP_S"] = str(int(o.idle_stop_min * 60))
     for var, secret in (("WANDB_API_KEY", o.wandb_secret), ("HF_TOKEN", o.hf_secret), ("GIT_TOKEN", o.git_secret)):
         if secret:
             env[var] = secret_reference(secret)
@@ -169,43 +206,52 @@ def secret_reference(name: str) -> str:
 
 
 def cloud_type(o: LaunchOptions) -> str:
-    # Network volumes live in Secure Cloud data centers.
-    return o.cloud or ("SECURE" if o.volume_id else "ALL")
+    # REST v2 knows SECURE and COMMUNITY (its default SECURE); network volumes live in Secure Cloud.
+    return o.cloud or "SECURE"
 
 
-def sdk_arguments(o: LaunchOptions, env: dict[str, str], data_center: str | None) -> dict:
-    """Keyword arguments of runpod.create_pod for an on-demand pod."""
-    kwargs = {
-        "name": pod_name(o.name),
-        "image_name": o.image,
-        "gpu_type_id": o.gpu,
-        "cloud_type": cloud_type(o),
-        "gpu_count": 1,
-        "container_disk_in_gb": CONTAINER_DISK_GB,
-        "volume_in_gb": 0 if o.volume_id else POD_VOLUME_GB,
-        "volume_mount_path": VOLUME_MOUNT,
-        "docker_args": START_COMMAND,
-        "env": env,
-        "support_public_ip": True,
-        "start_ssh": True,
-    }
+def pod_request(o: LaunchOptions, env: dict[str, str], data_center: str | None) -> dict:
+    """The body of POST /v2/pods for an on-demand pod (CreatePodRequest, validated strictly by RunPod)."""
     if o.volume_id:
-        kwargs["network_volume_id"] = o.volume_id
-        kwargs["data_center_id"] = data_center
-    return kwargs
+        mounts = {"network": [{"volumeId": o.volume_id, "path": VOLUME_MOUNT}]}
+    else:
+        mounts = {"persistent": {"size": POD_VOLUME_GB, "path": VOLUME_MOUNT}}
+    body = {
+        "name": pod_name(o.name),
+        "image": o.image,
+        "gpu": {"id": o.gpu, "count": 1},
+        "cloud": cloud_type(o),
+        "disk": CONTAINER_DISK_GB,
+        "args": START_COMMAND,
+        "env": env,
+        "mounts": mounts,
+        "startSsh": True,
+    }
+    if data_center:
+        body["dataCenterIds"] = [data_center]
+    return body
 
 
 def spot_input(o: LaunchOptions, env: dict[str, str], data_center: str | None) -> dict:
-    """The PodRentInterruptableInput of a spot pod: the on-demand pod's fields, camelCase, plus the bid."""
-    fields = {_camel(k): v for k, v in sdk_arguments(o, env, data_center).items()}
-    fields["env"] = [{"key": k, "value": v} for k, v in env.items()]
-    fields["bidPerGpu"] = o.bid
+    """The PodRentInterruptableInput of a spot pod: the on-demand pod's settings in GraphQL's names."""
+    fields = {
+        "name": pod_name(o.name),
+        "imageName": o.image,
+        "gpuTypeId": o.gpu,
+        "cloudType": cloud_type(o),
+        "gpuCount": 1,
+        "bidPerGpu": o.bid,
+        "containerDiskInGb": CONTAINER_DISK_GB,
+        "volumeInGb": 0 if o.volume_id else POD_VOLUME_GB,
+        "volumeMountPath": VOLUME_MOUNT,
+        "dockerArgs": START_COMMAND,
+        "env": [{"key": k, "value": v} for k, v in env.items()],
+        "startSsh": True,
+    }
+    if o.volume_id:
+        fields["networkVolumeId"] = o.volume_id
+        fields["dataCenterId"] = data_center
     return fields
-
-
-def _camel(name: str) -> str:
-    head, *rest = name.split("_")
-    return head + "".join(word.title() for word in rest)
 
 
 def wandb_line(config: dict, entity: str | None, run_id: str) -> str:
@@ -218,6 +264,50 @@ def wandb_line(config: dict, entity: str | None, run_id: str) -> str:
             "(set WANDB_ENTITY or pass --wandb-entity)")
 
 
+@dataclass
+class Placement:
+    data_center: str | None  # the network volume's, else None (RunPod picks)
+    list_price: float | None  # the catalog's on-demand USD per hour
+
+
+def place(api: runpod_client.Api, o: LaunchOptions) -> Placement:
+    """Where the pod can go, checked before anything is rented: the GPU type exists and has pods to
+    rent, in the network volume's data center when there is one (else the data centers that have it)."""
+    cloud = cloud_type(o)
+    data_center = None
+    if o.volume_id:
+        data_center = api.network_volume(o.volume_id).get("dataCenter")
+    gpu = api.gpu_type(o.gpu, cloud)
+    offered = runpod_client.data_centers_with(gpu)
+    where = ", ".join(f"{dc} ({level})" for dc, level in offered) or "none right now"
+    if data_center and data_center not in {dc for dc, _ in offered}:
+        raise UserError(f"--gpu {o.gpu!r}: not offered in {data_center}, the data center of network volume "
+                        f"{o.volume_id} ({cloud} cloud); data centers that have it: {where}. Pick another --gpu, "
+                        "or a volume in one of those")
+    if not offered:
+        raise UserError(f"--gpu {o.gpu!r}: no pods to rent in {cloud} cloud right now (RunPod's catalog); "
+                        "try another --gpu or later")
+    return Placement(data_center, runpod_client.list_price(gpu, cloud))
+
+
+def rent(api: runpod_client.Api, o: LaunchOptions, checked: Checked, run_id: str, out):
+    """Place and create the pod: (pod as RunPod answered, what kind it is, where it went). Spot first
+    when asked; SpotUnavailable when none can be had and no --fallback-on-demand."""
+    placement = place(api, o)
+    if o.spot:
+        try:
+            pod = api.create_spot(spot_input(o, pod_env(o, checked, run_id, o.bid), placement.data_center))
+            return pod, f"spot, bid ${o.bid:g}/GPU-hour", placement
+        except runpod_client.SpotUnavailable as unavailable:
+            if not o.fallback_on_demand:
+                raise runpod_client.SpotUnavailable(
+                    f"{unavailable}: nothing was rented. Add --fallback-on-demand to launch on-demand "
+                    f"instead{_at(placement.list_price)}") from None
+            print(f"{unavailable}; --fallback-on-demand: launching on-demand{_at(placement.list_price)}", file=out)
+    pod = api.create_pod(pod_request(o, pod_env(o, checked, run_id, placement.list_price), placement.data_center))
+    return pod, "on-demand (spot could not be had)" if o.spot else "on-demand", placement
+
+
 def launch(git: Git, o: LaunchOptions, out) -> int:
     o.wandb_entity = o.wandb_entity or os.environ.get("WANDB_ENTITY") or None
     checked = check(git, o)
@@ -226,44 +316,44 @@ def launch(git: Git, o: LaunchOptions, out) -> int:
     run_id = f"{o.name}-{secrets.token_hex(4)}"
     env = pod_env(o, checked, run_id)
     unsafe = [k for k, v in env.items() if _UNSAFE.search(v)]
-    if unsafe and not o.spot:
-        raise UserError(f"cannot send {', '.join(unsafe)}: a quote or backslash breaks the SDK's request")
-    kind = f"spot, bid ${o.bid:g}/GPU-hour" if o.spot else "on-demand"
+    if unsafe and o.spot:
+        raise UserError(f"cannot send {', '.join(unsafe)}: a quote or backslash breaks the spot request")
     if o.dry_run:
+        kind = f"spot, bid ${o.bid:g}/GPU-hour" if o.spot else "on-demand"
         data_center = "<data center of the volume, looked up when sent>" if o.volume_id else None
         print(f"dry run: nothing was sent. Experiment {o.name} @ {checked.commit[:7]}, {o.gpu}, {kind}:", file=out)
         print(_show_request(o, env, data_center), file=out)
         print(f"W&B: {wandb_line(checked.config, o.wandb_entity, run_id)}", file=out)
         return 0
 
-    runpod = runpod_client.connect()
-    existing = runpod_client.experiment_pods(runpod, o.name)
+    api = runpod_client.connect()
+    existing = runpod_client.experiment_pods(api, o.name)
     if existing:
         pod = existing[0]
-        raise UserError(f"experiment {o.name} already has pod {pod.get('id')} ({pod.get('desiredStatus')}): "
-                        f"resume it in the RunPod console, or `stop {o.name} --terminate` it before a new launch")
-    data_center = runpod_client.volume_data_center(runpod, o.volume_id) if o.volume_id else None
-    if o.spot:
-        pod = runpod_client.create_spot(spot_input(o, env, data_center))
-        price = pod.get("costPerHr")
-    else:
-        pod = runpod_client.create_on_demand(runpod, sdk_arguments(o, env, data_center))
-        price = None
+        raise UserError(f"experiment {o.name} already has pod {pod.get('id')} ({pod.get('status')}): "
+                        f"start it again in the RunPod console, or `stop {o.name} --terminate` it before a new launch")
+    pod, kind, placement = rent(api, o, checked, run_id, out)
     pod_id = pod.get("id")
     # The pod is rented from here on: its id is printed before anything else can fail.
     print(f"pod {pod_id} launched for {o.name} @ {checked.commit[:7]}: {o.gpu}, {kind}", file=out, flush=True)
+    price = runpod_client.pod_rate(pod)
     if price is None:
         try:
-            price = (runpod_client.call("read pod", runpod.get_pod, pod_id) or {}).get("costPerHr")
+            price = runpod_client.pod_rate(api.pod(pod_id))
         except UserError as problem:
-            print(f"price: unknown ({problem})", file=out)
+            print(f"price: not read ({problem})", file=out)
     budget = checked.config.get("budget_cap")
-    print(f"  price   {_usd(price)}/h", file=out)
+    shown = _usd(price) if price is not None else f"{_usd(placement.list_price)} (list price; not billed yet)"
+    print(f"  price   {shown}/h", file=out)
     print(f"  budget  {'no cap (budget_cap=0)' if not budget else _usd(budget) + ' (budget_cap)'}", file=out)
     print(f"  W&B     {wandb_line(checked.config, o.wandb_entity, run_id)}", file=out)
     print(f"  follow  python -m training.experiment status {o.name}", file=out)
     print(f"  stop    python -m training.experiment stop {o.name}", file=out)
     return 0
+
+
+def _at(price: float | None) -> str:
+    return f" at the list price {_usd(price)}/h" if price is not None else ""
 
 
 def _usd(value) -> str:
@@ -274,13 +364,4 @@ def _show_request(o: LaunchOptions, env: dict[str, str], data_center: str | None
     if o.spot:
         return (f"POST $RUNPOD_API_BASE_URL/graphql (runpod.api.graphql.run_graphql_query):\n"
                 f"{runpod_client.spot_mutation(spot_input(o, env, data_center))}")
-    lines = ["runpod.create_pod("]
-    for key, value in sdk_arguments(o, env, data_center).items():
-        if isinstance(value, dict):
-            lines.append(f"    {key}={{")
-            lines += [f"        {k!r}: {v!r}," for k, v in value.items()]
-            lines.append("    },")
-        else:
-            lines.append(f"    {key}={value!r},")
-    lines.append(")")
-    return "\n".join(lines)
+    return f"POST $RUNPOD_API_BASE_URL/v2/pods\n{json.dumps(pod_request(o, env, data_center), indent=2)}"

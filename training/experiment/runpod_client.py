@@ -1,20 +1,32 @@
-"""The RunPod API boundary: the runpod SDK, its GraphQL helper for spot pods, and one error policy.
+"""The RunPod API boundary, on the ground that stays: REST API v2 for pods, network volumes and the
+GPU catalog; the runpod SDK's GraphQL helper only for spot pods, which v2 does not offer.
 
-The SDK reads no environment variable for the key: `connect()` sets `runpod.api_key` from
-RUNPOD_API_KEY. Its URL is `$RUNPOD_API_BASE_URL/graphql` (default https://api.runpod.io), which
-tests point at a local server. Every failure becomes one UserError line (exit code 2); queries and
-stop/terminate are retried on network errors, creating a pod never is (a retry could rent two).
+RunPod retires REST API v1 (rest.runpod.io/v1) and is removing GraphQL `podRentInterruptable`
+(runpodctl PR #267); REST API v2 (`$RUNPOD_API_BASE_URL/v2`, default https://api.runpod.io) has
+pod create/list/get, `POST /v2/pods/{id}/action` (stop, start, terminate), network volumes and a GPU
+catalog with stock per data center, and answers errors as RFC 9457 problems (`title`, `status`,
+`detail`, `errors`). A v2 pod carries its billed rate as `cost` (USD per hour for all its GPUs; 0
+once EXITED) and its state as `status` (PROVISIONING, STARTING, RUNNING, EXITED, ERROR, TERMINATED).
+
+Reads, stops and terminations go through training.retry (3 tries on timeouts, 429 and 5xx);
+creating a pod is sent once (a retry could rent two). Every failure is one UserError line (exit 2);
+the key travels only in the Authorization header.
 """
 
 from __future__ import annotations
 
 import json
 import os
-
-from tenacity import retry, retry_if_exception, stop_after_attempt, wait_exponential
+from urllib.parse import quote
 
 from training.errors import UserError
 from training.experiment.names import POD_PREFIX
+
+BASE_URL_ENV = "RUNPOD_API_BASE_URL"  # the runpod SDK's own variable: one setting for both APIs
+DEFAULT_BASE_URL = "https://api.runpod.io"
+TIMEOUT_S = 30
+LOG_QUIET_S = 3  # a log stream that sends nothing for this long has sent its backfill
+ALIVE = ("PROVISIONING", "STARTING", "RUNNING")  # states that bill for the GPU
 
 # The SDK has no spot call. Its GraphQL helper sends a query without variables, so the input is
 # written inline; json.dumps gives valid GraphQL string literals (same escapes), keys stay bare.
@@ -28,18 +40,214 @@ SPOT_MUTATION = """mutation {{
 }}"""
 ENUM_FIELDS = {"cloudType"}
 _CAPACITY_WORDS = ("no longer any instances", "no instances", "not enough", "out of capacity", "unavailable")
+# What GraphQL servers answer for a mutation that no longer exists.
+_REMOVED_WORDS = ("cannot query field", "unknown field", "is not defined", "no longer supported", "deprecated")
 
 
-def connect():
-    """The runpod module with its key set; a clear error when RUNPOD_API_KEY is missing."""
+class ApiError(UserError):
+    """RunPod answered, and refused: `status` is the HTTP status (400 on a create may be no capacity)."""
+
+    def __init__(self, what: str, status: int | None, detail: str):
+        self.status = status
+        super().__init__(f"RunPod API, {what}: {detail}")
+
+
+class SpotUnavailable(UserError):
+    """No spot pod could be had: no capacity at the bid, or RunPod's API no longer rents spot pods."""
+
+
+def api_key() -> str:
     key = os.environ.get("RUNPOD_API_KEY", "").strip()
     if not key:
         raise UserError("RUNPOD_API_KEY is not set: export it (RunPod console > Settings > API Keys); "
                         "--dry-run needs none")
-    import runpod
+    return key
 
-    runpod.api_key = key
-    return runpod
+
+def base_url() -> str:
+    return (os.environ.get(BASE_URL_ENV) or DEFAULT_BASE_URL).rstrip("/")
+
+
+class Api:
+    """REST API v2 calls with one error policy; `create_spot` is the one GraphQL call left."""
+
+    def __init__(self, key: str, base: str | None = None):
+        import requests
+
+        self.key, self.base = key, (base or base_url())
+        self.session = requests.Session()
+        self.session.headers.update({"Authorization": f"Bearer {key}", "Accept": "application/json"})
+
+    def request(self, method: str, path: str, what: str, *, body: dict | None = None, params: dict | None = None,
+                retried: bool = True):
+        """The decoded JSON answer (None for 204); ApiError for a refusal, UserError when unreachable."""
+        import requests
+
+        from training.retry import NetworkCallFailed, call
+
+        def send():
+            response = self.session.request(method, f"{self.base}/v2{path}", json=body, params=params,
+                                            timeout=TIMEOUT_S)
+            if response.status_code >= 400:
+                response.raise_for_status()  # an HTTPError carrying the status, which training.retry reads
+            return response
+
+        try:
+            response = call(f"RunPod API, {what}", send) if retried else send()
+        except NetworkCallFailed as failure:
+            response = getattr(failure.error, "response", None)
+            if response is None:
+                raise UserError(f"RunPod API, {what}: unreachable ({failure.error.__class__.__name__}, "
+                                f"{failure.tries} tries): try again later") from None
+            raise _refusal(what, response, failure.tries if failure.transient else None) from None
+        except requests.HTTPError as error:  # not retried: a create
+            raise _refusal(what, error.response) from None
+        except (requests.ConnectionError, requests.Timeout) as error:
+            raise UserError(f"RunPod API, {what}: unreachable ({type(error).__name__}); the request may have "
+                            "reached RunPod: check `status` before launching again") from None
+        if response.status_code == 204 or not response.content:
+            return None
+        try:
+            return response.json()
+        except ValueError:
+            raise UserError(f"RunPod API, {what}: the answer was not JSON (RunPod may be down; try again later)") from None
+
+    # --- pods ------------------------------------------------------------------------------------
+    def pods(self) -> list[dict]:
+        answer = self.request("GET", "/pods", "list pods") or {}
+        return _field(answer, "pods", "list pods")
+
+    def pod(self, pod_id: str) -> dict:
+        return self.request("GET", f"/pods/{pod_id}", f"read pod {pod_id}")
+
+    def create_pod(self, body: dict) -> dict:
+        pod = self.request("POST", "/pods", "create pod", body=body, retried=False)
+        if not isinstance(pod, dict) or not pod.get("id"):
+            raise UserError("RunPod API, create pod: no pod in the answer (check `status` before launching again)")
+        return pod
+
+    def stop(self, pod_id: str) -> dict:
+        return self.request("POST", f"/pods/{pod_id}/action", f"stop pod {pod_id}", body={"action": "stop"}) or {}
+
+    def log_tail(self, pod_id: str, lines: int = 50) -> list[str]:
+        """The last `lines` lines of the pod's container log (`GET /v2/pods/{id}/logs`, Server-Sent
+        Events): the backfill is read until the stream goes quiet for LOG_QUIET_S, then dropped."""
+        import requests
+
+        from training.retry import NetworkCallFailed, call
+
+        def read() -> list[str]:
+            got: list[str] = []
+            try:
+                with self.session.get(f"{self.base}/v2/pods/{pod_id}/logs", params={"source": "container",
+                                      "tail": lines}, stream=True, timeout=(TIMEOUT_S, LOG_QUIET_S)) as response:
+                    if response.status_code >= 400:
+                        response.raise_for_status()
+                    for raw in response.iter_lines(decode_unicode=True):
+                        if raw and raw.startswith("data:"):
+                            try:
+                                got.append(str(json.loads(raw[5:]).get("line", "")))
+                            except ValueError:
+                                continue
+            except (requests.exceptions.ReadTimeout, requests.exceptions.ChunkedEncodingError):
+                if not got:
+                    raise
+            return got[-lines:]
+
+        try:
+            return call(f"RunPod API, read the log of pod {pod_id}", read)
+        except NetworkCallFailed as failure:
+            raise UserError(f"RunPod API, read the log of pod {pod_id}: {failure}") from None
+
+    def terminate(self, pod_id: str) -> None:
+        self.request("DELETE", f"/pods/{pod_id}", f"terminate pod {pod_id}")
+
+    # --- storage and catalog ---------------------------------------------------------------------
+    def network_volume(self, volume_id: str) -> dict:
+        try:
+            return self.request("GET", f"/network-volumes/{volume_id}", "read network volume")
+        except ApiError as error:
+            if error.status == 404:
+                raise UserError(f"--volume-id {volume_id}: no such network volume in this account "
+                                "(RunPod console > Storage lists yours)") from None
+            raise
+
+    def gpu_type(self, gpu_id: str, cloud: str, count: int = 1) -> dict:
+        """The catalog entry of `gpu_id`: list prices and, per data center, pod stock in `cloud`."""
+        params = {"include": "AVAILABILITY", "product": "POD", "cloud": cloud, "count": count}
+        try:
+            return self.request("GET", f"/catalog/gpus/{quote(gpu_id, safe='')}", f"read GPU type {gpu_id!r}", params=params)
+        except ApiError as error:
+            if error.status == 404:
+                raise UserError(f"--gpu {gpu_id!r}: not a RunPod GPU type id (GET /v2/catalog/gpus lists them, "
+                                "e.g. 'NVIDIA GeForce RTX 4090')") from None
+            raise
+
+    # --- spot: GraphQL while it lasts -------------------------------------------------------------
+    def create_spot(self, spot_input: dict) -> dict:
+        """A spot pod through GraphQL `podRentInterruptable`; SpotUnavailable when none can be had."""
+        import requests
+        import runpod
+        from runpod import error as runpod_error
+        from runpod.api.graphql import run_graphql_query
+
+        runpod.api_key = self.key  # the SDK does not read RUNPOD_API_KEY by itself
+        try:
+            answer = run_graphql_query(spot_mutation(spot_input))
+        except runpod_error.AuthenticationError:
+            raise UserError("RunPod API, create spot pod: unauthorized: check RUNPOD_API_KEY") from None
+        except runpod_error.QueryError as problem:
+            message = _one_line(str(problem))
+            lowered = message.lower()
+            if any(word in lowered for word in _REMOVED_WORDS):
+                raise SpotUnavailable(f"spot pods: RunPod's API no longer rents them ({message})") from None
+            if any(word in lowered for word in _CAPACITY_WORDS):
+                raise SpotUnavailable(f"spot pods: none to be had at this bid ({message})") from None
+            raise UserError(f"RunPod API, create spot pod: {message}") from None
+        except (requests.ConnectionError, requests.Timeout) as problem:
+            raise UserError(f"RunPod API, create spot pod: unreachable ({type(problem).__name__}); the request "
+                            "may have reached RunPod: check `status` before launching again") from None
+        except requests.exceptions.JSONDecodeError:
+            raise UserError("RunPod API, create spot pod: the answer was not JSON (RunPod may be down)") from None
+        pod = (answer.get("data") or {}).get("podRentInterruptable")
+        if not pod or not pod.get("id"):
+            raise UserError("RunPod API, create spot pod: no pod in the answer (check `status` before launching again)")
+        return pod
+
+
+def connect() -> Api:
+    """The API client with RUNPOD_API_KEY; a clear error when it is missing."""
+    return Api(api_key())
+
+
+def experiment_pods(api: Api, name: str | None = None) -> list[dict]:
+    """Our pods (named exp-NAME), or those of experiment `name`."""
+    wanted = f"{POD_PREFIX}{name}" if name else None
+    return [p for p in api.pods() if (p.get("name") or "").startswith(POD_PREFIX)
+            and (wanted is None or p["name"] == wanted)]
+
+
+def data_centers_with(gpu: dict) -> list[tuple[str, str]]:
+    """(data center id, stock level) where the catalog entry `gpu` has pods to rent, best stocked first."""
+    order = {"HIGH": 0, "MEDIUM": 1, "LOW": 2}
+    offered = [(dc.get("id"), dc.get("availability")) for dc in gpu.get("dataCenters") or []
+               if dc.get("availability") in order]
+    return sorted(offered, key=lambda item: (order[item[1]], item[0]))
+
+
+def list_price(gpu: dict, cloud: str, count: int = 1) -> float | None:
+    """The catalog's on-demand price in USD per hour for `count` GPUs in `cloud`, if given."""
+    price = (gpu.get("price") or {}).get(cloud.lower())
+    return price * count if isinstance(price, (int, float)) and price > 0 else None
+
+
+def pod_rate(pod: dict) -> float | None:
+    """The rate a pod bills, USD per hour: v2's `cost`, GraphQL's `costPerHr`; None when not billing."""
+    for key in ("cost", "costPerHr"):
+        value = pod.get(key)
+        if isinstance(value, (int, float)) and value > 0:
+            return float(value)
+    return None
 
 
 def graphql_input(value, key: str | None = None) -> str:
@@ -61,76 +269,34 @@ def spot_mutation(spot_input: dict) -> str:
     return SPOT_MUTATION.format(input="{\n    " + fields + "\n  }")
 
 
-def _retryable(error: BaseException) -> bool:
-    import requests
-
-    if isinstance(error, (requests.ConnectionError, requests.Timeout)):
-        return True
-    # A 5xx page from a proxy is not JSON: the SDK fails decoding it.
-    return isinstance(error, requests.exceptions.JSONDecodeError)
-
-
-_retry = retry(retry=retry_if_exception(_retryable), stop=stop_after_attempt(3),
-               wait=wait_exponential(multiplier=1, max=4), reraise=True)
-
-
-def call(what: str, function, *args, retried: bool = True, **kwargs):
-    """function(*args, **kwargs), with every failure as one readable line."""
-    import requests
-    from runpod import error as runpod_error
-
+def _refusal(what: str, response, tries: int | None = None) -> UserError:
+    status = response.status_code
     try:
-        return (_retry(function) if retried else function)(*args, **kwargs)
-    except runpod_error.AuthenticationError:
-        raise UserError(f"RunPod API, {what}: unauthorized: check RUNPOD_API_KEY") from None
-    except runpod_error.QueryError as problem:
-        message = _one_line(str(problem))
-        if any(word in message.lower() for word in _CAPACITY_WORDS):
-            message += " (try another --gpu, another --cloud, or later)"
-        raise UserError(f"RunPod API, {what}: {message}") from None
-    except (requests.ConnectionError, requests.Timeout) as problem:
-        hint = "" if retried else "; the request may have reached RunPod: check `status` before launching again"
-        raise UserError(f"RunPod API, {what}: unreachable ({type(problem).__name__}){hint}") from None
-    except requests.exceptions.JSONDecodeError:
-        raise UserError(f"RunPod API, {what}: the answer was not JSON (RunPod may be down; try again later)") from None
-    except ValueError as problem:  # the SDK's own checks, e.g. "No GPU found with the specified ID"
-        raise UserError(f"RunPod API, {what}: {_one_line(str(problem))}") from None
-    except (KeyError, TypeError) as problem:
-        raise UserError(f"RunPod API, {what}: unexpected answer (missing {problem})") from None
+        problem = response.json()
+    except ValueError:
+        problem = {}
+    if not isinstance(problem, dict):
+        problem = {}
+    detail = _one_line(str(problem.get("detail") or problem.get("title") or problem.get("message") or ""))
+    errors = [_one_line(str(e)) for e in problem.get("errors") or []][:5]
+    if status == 401:
+        return ApiError(what, status, "unauthorized: check RUNPOD_API_KEY")
+    if status == 402:
+        return ApiError(what, status, f"insufficient balance: add funds in the RunPod console ({detail})")
+    if status == 422:  # the request broke the API's contract: a bug here, never retried
+        return ApiError(what, status, f"request refused as invalid: {'; '.join(errors) or detail}")
+    if status == 400 and what == "create pod":
+        # RunPod uses 400 both for no capacity and for a broken cross-field rule.
+        return ApiError(what, status, f"{detail or 'refused'} (no capacity for this GPU there, or a rule of the "
+                                      "request: try another --gpu or later)")
+    retried = f" (gave up after {tries} tries)" if tries else ""
+    return ApiError(what, status, f"HTTP {status}: {detail or 'no detail given'}{retried}")
 
 
-def experiment_pods(runpod, name: str | None = None) -> list[dict]:
-    """Our pods (named exp-NAME), or those of experiment `name`."""
-    pods = call("list pods", runpod.get_pods) or []
-    wanted = f"{POD_PREFIX}{name}" if name else None
-    return [p for p in pods if (p.get("name") or "").startswith(POD_PREFIX) and (wanted is None or p["name"] == wanted)]
-
-
-def volume_data_center(runpod, volume_id: str) -> str:
-    user = call("read network volumes", runpod.get_user)
-    volumes = user.get("networkVolumes") or []
-    for volume in volumes:
-        if volume.get("id") == volume_id:
-            return volume["dataCenterId"]
-    known = ", ".join(f"{v.get('id')} ({v.get('name')}, {v.get('dataCenterId')})" for v in volumes) or "none"
-    raise UserError(f"--volume-id {volume_id}: no such network volume in this account (yours: {known})")
-
-
-def create_on_demand(runpod, kwargs: dict) -> dict:
-    pod = call("create pod", runpod.create_pod, retried=False, **kwargs)
-    if not pod or not pod.get("id"):
-        raise UserError("RunPod API, create pod: no pod in the answer (check `status` before launching again)")
-    return pod
-
-
-def create_spot(spot_input: dict) -> dict:
-    from runpod.api.graphql import run_graphql_query
-
-    answer = call("create spot pod", run_graphql_query, spot_mutation(spot_input), retried=False)
-    pod = (answer.get("data") or {}).get("podRentInterruptable")
-    if not pod or not pod.get("id"):
-        raise UserError("RunPod API, create spot pod: no pod in the answer (check `status` before launching again)")
-    return pod
+def _field(answer: dict, key: str, what: str):
+    if not isinstance(answer, dict) or not isinstance(answer.get(key), list):
+        raise UserError(f"RunPod API, {what}: unexpected answer (no {key!r} list)")
+    return answer[key]
 
 
 def _one_line(text: str) -> str:

@@ -14,8 +14,8 @@ COLUMNS = ("experiment", "pod", "state", "gpu", "uptime", "$/h", "step", "cost",
 
 
 def status(name: str | None, outputs: str, has_branch, out) -> int:
-    runpod = runpod_client.connect()
-    pods = runpod_client.experiment_pods(runpod, name)
+    api = runpod_client.connect()
+    pods = runpod_client.experiment_pods(api, name)
     run = read_run(os.path.join(outputs, name)) if name else None
     if name and not pods and run is None and not has_branch(name):
         raise UserError(f"unknown experiment {name!r}: no pod {pod_name(name)}, no branch and no run files "
@@ -29,13 +29,13 @@ def status(name: str | None, outputs: str, has_branch, out) -> int:
     for pod in sorted(pods, key=lambda p: p.get("name") or ""):
         experiment = experiment_of_pod(pod.get("name"))
         pod_run = read_run(os.path.join(outputs, experiment))
-        price = pod.get("costPerHr")
+        price = runpod_client.pod_rate(pod)
         table.append([
             experiment,
             str(pod.get("id") or "-"),
-            str(pod.get("desiredStatus") or "-"),
-            str((pod.get("machine") or {}).get("gpuDisplayName") or "-"),
-            _uptime(pod.get("uptimeSeconds")),
+            str(pod.get("status") or "-"),
+            str((pod.get("gpu") or {}).get("id") or "-"),
+            _uptime((pod.get("runtime") or {}).get("uptime")),
             f"{price:.2f}" if isinstance(price, (int, float)) else "-",
             _steps(pod_run),
             f"${pod_run.cost:.2f}" if pod_run is not None and pod_run.cost is not None else "-",
@@ -50,27 +50,34 @@ def status(name: str | None, outputs: str, has_branch, out) -> int:
 
 
 def stop(name: str, terminate: bool, delete_data: bool, out) -> int:
-    runpod = runpod_client.connect()
-    pods = runpod_client.experiment_pods(runpod, name)
+    api = runpod_client.connect()
+    pods = runpod_client.experiment_pods(api, name)
     if not pods:
         raise UserError(f"experiment {name}: no pod named {pod_name(name)} in this account")
     if terminate and not delete_data:
-        keeping = [p for p in pods if (p.get("volumeInGb") or 0) > 0]
+        keeping = [p for p in pods if _pod_volume_gb(p)]
         if keeping:
-            raise UserError(f"pod {keeping[0].get('id')} keeps its checkpoints on its own {keeping[0]['volumeInGb']} GB "
-                            "volume, which terminating deletes: copy them off (or stop it instead), then add "
+            raise UserError(f"pod {keeping[0].get('id')} keeps its checkpoints on its own {_pod_volume_gb(keeping[0])} "
+                            "GB volume, which terminating deletes: copy them off (or stop it instead), then add "
                             "--delete-data")
     for pod in pods:
         pod_id = pod.get("id")
         if terminate:
-            runpod_client.call("terminate pod", runpod.terminate_pod, pod_id)
+            api.terminate(pod_id)
             print(f"terminated pod {pod_id} ({name}): billing has ended", file=out)
-        elif pod.get("desiredStatus") == "EXITED":
-            print(f"pod {pod_id} ({name}) is already stopped; `stop {name} --terminate` removes it", file=out)
+        elif pod.get("status") not in runpod_client.ALIVE:
+            print(f"pod {pod_id} ({name}) is already stopped ({pod.get('status')}); `stop {name} --terminate` "
+                  "removes it", file=out)
         else:
-            runpod_client.call("stop pod", runpod.stop_pod, pod_id)
+            api.stop(pod_id)
             print(f"stopped pod {pod_id} ({name}): GPU billing stops, its volume is kept", file=out)
     return 0
+
+
+def _pod_volume_gb(pod: dict) -> int:
+    """The size of the pod's own volume (deleted with the pod); 0 for a network volume or none."""
+    persistent = (pod.get("mounts") or {}).get("persistent") or {}
+    return persistent.get("size") or 0
 
 
 def _uptime(seconds) -> str:
