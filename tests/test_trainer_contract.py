@@ -76,8 +76,8 @@ def private_names_used(path: Path) -> set[str]:
                     if bases & {"Trainer", "transformers.Trainer"} and hasattr(Trainer, item.name):
                         continue  # an override: checked below, from the Trainer's side
                     own.add(item.name)
-        elif isinstance(node, ast.Assign):
-            for target in node.targets:
+        elif isinstance(node, (ast.Assign, ast.AnnAssign)):
+            for target in node.targets if isinstance(node, ast.Assign) else [node.target]:
                 if isinstance(target, ast.Attribute) and ast.unparse(target.value) == "self":
                     own.add(target.attr)
     used = set()
@@ -103,5 +103,6 @@ def test_no_private_api_outside_the_list():
 def test_the_scan_finds_a_private_call(tmp_path):
     module = tmp_path / "m.py"
     module.write_text("class T(Trainer):\n    def _save_checkpoint(self, model, trial):\n        pass\n"
-                      "def f(trainer):\n    return trainer._inner_training_loop\n")
+                      "class Ours:\n    def __init__(self):\n        self._mine: int = 1\n"
+                      "def f(trainer):\n    return trainer._inner_training_loop, Ours()._mine\n")
     assert private_names_used(module) == {"_save_checkpoint", "_inner_training_loop"}
