@@ -11,12 +11,12 @@ import importlib
 import importlib.util
 import os
 import re
-import subprocess
 import sys
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 
 from configs.base import FIELD_TYPES, ConfigError, TrainingConfig
+from training.git_cli import git_branch
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 EXPERIMENTS_DIR = REPO_ROOT / "configs" / "experiments"
@@ -138,29 +138,6 @@ def _import_file(path: Path):
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
-
-
-def git_output(args: list[str], cwd: str | os.PathLike = REPO_ROOT) -> str | None:
-    """`git ARGS` in `cwd`, stripped stdout, or None when git fails or is missing."""
-    # No optional locks: `git status` would otherwise refresh (write) the index.
-    env = {**os.environ, "GIT_OPTIONAL_LOCKS": "0"}
-    try:
-        out = subprocess.run(["git", *args], cwd=cwd, capture_output=True, text=True, timeout=10, env=env)
-    except (OSError, subprocess.TimeoutExpired):
-        return None
-    return out.stdout.strip() if out.returncode == 0 else None
-
-
-def git_branch(cwd: str | os.PathLike = REPO_ROOT) -> str | None:
-    branch = git_output(["rev-parse", "--abbrev-ref", "HEAD"], cwd)
-    return branch if branch and branch != "HEAD" else None
-
-
-def git_state(cwd: str | os.PathLike = REPO_ROOT) -> dict[str, object]:
-    """Branch, commit and whether tracked files differ from it (None where git can't tell)."""
-    status = git_output(["status", "--porcelain", "--untracked-files=no"], cwd)
-    return {"git_branch": git_branch(cwd), "git_commit": git_output(["rev-parse", "HEAD"], cwd),
-            "git_dirty": None if status is None else bool(status)}
 
 
 def resolve(config: TrainingConfig, environ: Mapping[str, str] = os.environ) -> TrainingConfig:

@@ -18,11 +18,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from configs.base import SYNTHETIC_DATASET, TrainingConfig
-from configs.loader import git_output
 from training import estimates
 from training.backends import TRANSFORMERS, UNSLOTH
 from training.data.sources import dataset_kind
 from training.errors import UserError
+from training.git_cli import git_output
 from training.hub import HubAccessError, check_hub_repo, is_local_path
 from training.retry import NetworkCallFailed, call
 from training.standin import is_standin

@@ -20,7 +20,7 @@ if __package__ in (None, ""):  # run as a script: make `configs` and `training` 
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from configs.base import ConfigError, TrainingConfig  # noqa: E402
-from configs.loader import git_state, load_config, resolve  # noqa: E402
+from configs.loader import load_config, resolve  # noqa: E402
 from training import distributed  # noqa: E402
 from training.console import report_problems, setup_logging  # noqa: E402
 from training.errors import (  # noqa: E402
@@ -31,6 +31,7 @@ from training.errors import (  # noqa: E402
     EXIT_USER_ERROR,
     UserError,
 )
+from training.git_cli import git_state  # noqa: E402
 from training.signals import Preempted, StopSignals  # noqa: E402
 
 log = logging.getLogger("training")

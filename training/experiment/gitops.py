@@ -17,8 +17,7 @@ from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
 from training.errors import UserError
-
-GIT_TIMEOUT_S = 60  # ls-remote goes over the network; nothing else comes close
+from training.git_cli import last_line, run_git
 
 
 class Git:
@@ -27,14 +26,14 @@ class Git:
 
     @classmethod
     def here(cls, cwd: str | os.PathLike | None = None) -> Git:
-        out = _git(["rev-parse", "--show-toplevel"], cwd=cwd or os.getcwd(), check=False)
+        out = run_git(["rev-parse", "--show-toplevel"], cwd=cwd or os.getcwd(), check=False)
         if out.returncode != 0:
             raise UserError("not inside a git repository: run this from your clone of the harness")
         return cls(out.stdout.strip())
 
     def run(self, *args: str, input: str | bytes | None = None, env: dict | None = None,
             check: bool = True, binary: bool = False) -> subprocess.CompletedProcess:
-        return _git(list(args), cwd=self.root, input=input, env=env, check=check, binary=binary)
+        return run_git(list(args), cwd=self.root, input=input, env=env, check=check, binary=binary)
 
     def out(self, *args: str, **kwargs) -> str:
         return self.run(*args, **kwargs).stdout.strip()
@@ -96,34 +95,13 @@ class Git:
     def remote_head(self, remote: str, branch: str) -> str | None:
         out = self.run("ls-remote", "--heads", remote, f"refs/heads/{branch}", check=False)
         if out.returncode != 0:
-            reason = _one_line(out.stderr) or f"exit code {out.returncode}"
+            reason = last_line(out.stderr) or f"exit code {out.returncode}"
             raise UserError(f"cannot read remote {remote!r}: {reason}")
         for line in out.stdout.splitlines():
             sha, _, ref = line.partition("\t")
             if ref == f"refs/heads/{branch}":
                 return sha
         return None
-
-
-def _git(args: list[str], cwd, input=None, env=None, check=True, binary=False) -> subprocess.CompletedProcess:
-    data = input.encode() if isinstance(input, str) else input
-    try:
-        out = subprocess.run(["git", *args], cwd=cwd, input=data, env=env, capture_output=True, timeout=GIT_TIMEOUT_S)
-    except FileNotFoundError:
-        raise UserError("git is not installed") from None
-    except subprocess.TimeoutExpired:
-        raise UserError(f"git {args[0]} took over {GIT_TIMEOUT_S} s: check the network and the remote") from None
-    if not binary:
-        out.stdout = out.stdout.decode(errors="replace")
-    out.stderr = out.stderr.decode(errors="replace")
-    if check and out.returncode != 0:
-        raise UserError(f"git {args[0]} failed: {_one_line(out.stderr) or f'exit code {out.returncode}'}")
-    return out
-
-
-def _one_line(text: str) -> str:
-    lines = [line.strip() for line in (text or "").splitlines() if line.strip()]
-    return lines[-1] if lines else ""
 
 
 _SCP_LIKE = re.compile(r"^(?:[\w.-]+@)?([\w.-]+):(?!//)(.+)$")
