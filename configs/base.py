@@ -9,16 +9,15 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import re
 from dataclasses import dataclass
+
+from configs.layout import RUN_NAME_PATTERN
 
 STANDIN_MODEL = "standin:qwen3-vl-mini"
 SYNTHETIC_DATASET = "synthetic:well-log-headers"
 BACKENDS = ("auto", "unsloth", "transformers")
 OPTIMIZERS = ("auto", "adamw_torch", "adamw_8bit", "paged_adamw_8bit", "sgd")
 SCHEDULERS = ("linear", "cosine", "constant", "constant_with_warmup")
-# Experiment names become branch names, directory names and W&B run names.
-NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._/-]{0,99}$")
 
 
 class ConfigError(ValueError):
@@ -183,7 +182,7 @@ def _value_problems(c: TrainingConfig) -> list[str]:
     for name in ("model_name", "dataset_name", "image_column", "text_column", "train_split",
                  "eval_split", "lora_target_modules", "instruction", "wandb_project"):
         need(getattr(c, name).strip() != "", name, "must not be empty")
-    need(c.experiment_name == "" or bool(NAME_PATTERN.match(c.experiment_name)), "experiment_name",
+    need(c.experiment_name == "" or bool(RUN_NAME_PATTERN.match(c.experiment_name)), "experiment_name",
          "must be '' (the git branch) or letters, digits, '.', '_', '-', '/' (at most 100)")
     need(c.eval_split != c.train_split, "eval_split", "must differ from train_split")
     return problems

@@ -15,11 +15,12 @@ import sys
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 
+from configs import layout
 from configs.base import FIELD_TYPES, ConfigError, TrainingConfig
 from training.git_cli import git_branch
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
-EXPERIMENTS_DIR = REPO_ROOT / "configs" / "experiments"
+EXPERIMENTS_DIR = REPO_ROOT / layout.EXPERIMENTS_DIR
 _TRUE = {"true", "1", "yes", "on"}
 _FALSE = {"false", "0", "no", "off"}
 
@@ -150,7 +151,7 @@ def resolve(config: TrainingConfig, environ: Mapping[str, str] = os.environ) -> 
     volume = environ.get("VOLUME_PATH") or ""
     output_dir = os.path.expanduser(config.output_dir)
     if not output_dir:
-        output_dir = os.path.join(volume or "outputs", "checkpoints", name.replace("/", "-"))
+        output_dir = layout.run_directory(name, volume)
     elif volume and not os.path.isabs(output_dir):
         output_dir = os.path.join(volume, output_dir)
     output_dir = os.path.abspath(output_dir)

@@ -14,9 +14,10 @@ import subprocess
 import sys
 import tempfile
 
+from configs.layout import EXPERIMENTS_DIR
 from training.errors import UserError
 from training.experiment.gitops import Git
-from training.experiment.names import DEFAULT_PARENT, EXPERIMENTS_DIR, config_path
+from training.experiment.names import DEFAULT_PARENT, config_path
 
 # Runs inside an extracted copy of a branch's configs/: import each file, report problems and values.
 _VALIDATE = """

@@ -13,16 +13,15 @@ import keyword
 import os
 import re
 
-EXPERIMENTS_DIR = "configs/experiments"
+from configs import layout
+from configs.layout import EXPERIMENT_NAME_PATTERN, EXPERIMENTS_DIR
+
 DEFAULT_PARENT = f"{EXPERIMENTS_DIR}/qwen3_qlora_r16.py"
 POD_PREFIX = "exp-"
-# Letters, digits, '.', '_', '-': valid as a git branch, a directory, a RunPod pod name and a W&B run
-# name. No '/', so NAME is also the run's directory name unchanged.
-NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,79}$")
 
 
 def name_problems(name: str) -> list[str]:
-    if not NAME_PATTERN.match(name):
+    if not EXPERIMENT_NAME_PATTERN.match(name):
         return [f"experiment name {name!r}: use letters, digits, '.', '_' and '-' (at most 80, "
                 "starting with a letter or digit), e.g. lr-1e-4"]
     if name.endswith((".", ".lock")) or ".." in name:
@@ -53,6 +52,4 @@ def experiment_of_pod(pod: str) -> str | None:
 
 def outputs_root(explicit: str | None = None) -> str:
     """Where runs write one directory per experiment: --outputs, else <VOLUME_PATH or ./outputs>/checkpoints."""
-    if explicit:
-        return explicit
-    return os.path.join(os.environ.get("VOLUME_PATH") or "outputs", "checkpoints")
+    return explicit or layout.outputs_root(os.environ.get("VOLUME_PATH"))
