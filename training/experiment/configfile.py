@@ -1,6 +1,6 @@
 """Experiment config files: choosing the parent, writing the file, validating it as the branch has it.
 
-A generated file (STYLE.md #1) imports its parent's `config` and replaces only the overridden
+A generated file imports its parent's `config` and replaces only the overridden
 fields; `experiment_name` is never written (train.py takes it from the git branch at run time).
 Validation runs the branch's own configs/ package in a subprocess: the parent module may exist only
 on that branch, and the pod will run exactly that code.

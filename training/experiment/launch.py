@@ -4,7 +4,7 @@ Checks before any request: the branch exists, its config validates as the branch
 is pushed (local head == the remote's head), the secrets are given by name. Then, before anything is
 rented: no pod of the experiment exists, the GPU type is in RunPod's catalog with pods to rent (in
 the network volume's data center, when there is one). The pod gets the setup_pod.sh environment
-(DESIGN.md), secrets only as RunPod secret references `{{ RUNPOD_SECRET_<name> }}`, its volume
+(scripts/README.md), secrets only as RunPod secret references `{{ RUNPOD_SECRET_<name> }}`, its volume
 mounted at VOLUME_MOUNT (RunPod's default would be /workspace) and a start command that clones the
 branch. On-demand pods are created through REST API v2; spot pods, which v2 does not offer, through
 GraphQL while RunPod still has it, else (--fallback-on-demand) on-demand.
