@@ -5,6 +5,7 @@ Every function here raises ConfigError with one readable line per problem; none 
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import difflib
 import importlib
@@ -102,12 +103,9 @@ def _import_config(path: Path) -> TrainingConfig:
         raise ConfigError([f"--config {shown}: no such file (experiments in configs/experiments/: {names})"])
     if path.suffix != ".py":
         raise ConfigError([f"--config {shown}: must be a Python file defining `config`"])
-    if str(REPO_ROOT) not in sys.path:
-        sys.path.insert(0, str(REPO_ROOT))
-    writes_bytecode = sys.dont_write_bytecode
-    sys.dont_write_bytecode = True  # loading a config leaves nothing behind on disk
     try:
-        module = _import_file(path.resolve())
+        with _importable_repository():
+            module = _import_file(path.resolve())
     except ConfigError as error:
         raise ConfigError([f"{shown}: {p}" for p in error.problems]) from None
     except SyntaxError as error:
@@ -119,13 +117,27 @@ def _import_config(path: Path) -> TrainingConfig:
         raise ConfigError([f"{shown}: {type(error).__name__}: {error}"]) from None
     except Exception as error:  # the config file itself is broken: say where, not a traceback
         raise ConfigError([f"{shown}: {type(error).__name__}: {error}"]) from None
-    finally:
-        sys.dont_write_bytecode = writes_bytecode
     config = getattr(module, "config", None)
     if not isinstance(config, TrainingConfig):
         raise ConfigError([f"{shown}: must define a module-level `config = TrainingConfig(...)`"
                            f" (found {type(config).__name__})"])
     return config
+
+
+@contextlib.contextmanager
+def _importable_repository():
+    """While an experiment file loads: `configs.experiments.*` importable, and no bytecode written
+    (loading a config leaves nothing behind on disk). Both restored after, whatever happened."""
+    added = str(REPO_ROOT) not in sys.path
+    if added:
+        sys.path.insert(0, str(REPO_ROOT))
+    writes_bytecode, sys.dont_write_bytecode = sys.dont_write_bytecode, True
+    try:
+        yield
+    finally:
+        sys.dont_write_bytecode = writes_bytecode
+        if added and str(REPO_ROOT) in sys.path:
+            sys.path.remove(str(REPO_ROOT))
 
 
 def _import_file(path: Path):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import sys
 
 import pytest
 
@@ -154,3 +155,13 @@ def test_on_a_pod_an_output_dir_inside_the_clone_is_refused():
     with pytest.raises(ConfigError, match=r"output_dir='.*runs/x': inside the code checkout"):
         resolve(config, environ={"VOLUME_PATH": str(REPO_ROOT.parent)})
     assert resolve(config, environ={}).output_dir == str(REPO_ROOT / "runs" / "x")
+
+
+def test_loading_a_config_leaves_the_interpreter_as_it_was(monkeypatch):
+    from configs.loader import REPO_ROOT
+
+    monkeypatch.setattr(sys, "path", [p for p in sys.path if p != str(REPO_ROOT)])
+    monkeypatch.setattr(sys, "dont_write_bytecode", False)
+    before = list(sys.path)
+    assert load_config("configs/experiments/qwen3_qlora_r16.py").r == 16
+    assert sys.path == before and sys.dont_write_bytecode is False
