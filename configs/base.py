@@ -126,7 +126,8 @@ class TrainingConfig:
     budget_cap: float = 10.0
     # At budget_cap: "stop" (save a checkpoint, exit 3) or "warn" (log it and train on).
     budget_action: str = "stop"
-    # USD per GPU-hour; -1 = look the detected GPU up in the rate table (GPU_HOURLY_RATE overrides).
+    # USD per GPU-hour; -1 = GPU_HOURLY_RATE, else the detected GPU's price in training/cost.py's table
+    # (spot or on-demand by POD_PRICING). A GPU with no rate at all fails preflight when budget_cap > 0.
     gpu_hourly_rate: float = -1.0
 
     def __post_init__(self) -> None:

@@ -81,7 +81,7 @@ def test_on_demand_launch_sends_the_sdk_request(repo, api):
     assert create["operation"] == "mutation" and create["variables"] is None
     sent = create["args"]["input"]
     env = [tuple(e.values()) for e in sent.pop("env")]
-    assert env == expected_env(extra=[("WANDB_RUN_ID", run_id), ("WANDB_ENTITY", "oilco")])
+    assert env == expected_env(extra=[("WANDB_RUN_ID", run_id), ("POD_PRICING", "on-demand"), ("WANDB_ENTITY", "oilco")])
     assert sent == {
         "name": "exp-lr-1e4", "imageName": "runpod/pytorch:1.0.3-cu1281-torch280-ubuntu2204", "cloudType": "ALL",
         "startSsh": True, "gpuTypeId": "NVIDIA GeForce RTX 4090", "supportPublicIp": True, "gpuCount": 1,
@@ -101,7 +101,8 @@ def test_spot_launch_sends_pod_rent_interruptable_with_the_network_volume(repo, 
     sent = rent["args"]["input"]
     env = [tuple(e.values()) for e in sent.pop("env")]
     run_id = run_id_of(result.stdout)
-    assert env == expected_env(extra=[("WANDB_RUN_ID", run_id), ("WANDB_ENTITY", "oilco"), ("GPU_HOURLY_RATE", "0.35")])
+    assert env == expected_env(extra=[("WANDB_RUN_ID", run_id), ("POD_PRICING", "spot"), ("WANDB_ENTITY", "oilco"),
+                                      ("GPU_HOURLY_RATE", "0.35")])
     assert sent == {
         "name": "exp-lr-1e4", "imageName": "runpod/pytorch:1.0.3-cu1281-torch280-ubuntu2204",
         "gpuTypeId": "NVIDIA A100 80GB PCIe", "cloudType": "SECURE", "gpuCount": 1, "bidPerGpu": 0.35,

@@ -193,7 +193,7 @@ def test_local_model_needs_weights(tmp_path):
 
 # --- the CLI -----------------------------------------------------------------------------------
 
-ROWS = ("config", "output dir", "dataset", "model", "backend", "gpu", "wandb", "git")
+ROWS = ("config", "output dir", "dataset", "model", "backend", "gpu", "cost", "wandb", "git")
 
 
 def table(output: str) -> dict[str, str]:

@@ -209,13 +209,27 @@ def hub_check(kind: str, field: str, name: str) -> Check:
 # --- backend and GPU -------------------------------------------------------------------------
 
 def check_backend(config: TrainingConfig) -> tuple[Check, str | None]:
-    from training.modeling import bitsandbytes_installed, cuda_available, select_backend, unsloth_installed
+    from training.modeling import (
+        UNSLOTH,
+        bitsandbytes_installed,
+        cuda_available,
+        prepare_backend,
+        select_backend,
+        unsloth_installed,
+    )
 
     has_cuda, has_unsloth = cuda_available(), unsloth_installed()
     try:
         backend = select_backend(config, has_cuda, has_unsloth)
     except UserError as error:
         return Check("backend", False, error.problems[0]), None
+    if backend == UNSLOTH:
+        # Now, before the checks below bring in transformers; an install that cannot import fails here.
+        try:
+            prepare_backend(backend)
+        except Exception as error:
+            return Check("backend", False, f"unsloth does not import ({type(error).__name__}: {error}); "
+                                           f"{GPU_EXTRA_FIX}"), backend
     return backend_verdict(config, backend, has_cuda, has_unsloth, bitsandbytes_installed()), backend
 
 
@@ -304,6 +318,25 @@ def gpu_verdict(config: TrainingConfig, backend: str | None, gpu: Gpu | None) ->
 
 def check_gpu(config: TrainingConfig, backend: str | None) -> Check:
     return gpu_verdict(config, backend, detect_gpu())
+
+
+# --- cost ------------------------------------------------------------------------------------
+
+def check_cost(config: TrainingConfig, environ: Mapping[str, str]) -> Check:
+    """The hourly rate the run will be billed at and what the experiment has spent: both must be
+    known for budget_cap to mean anything."""
+    import time
+
+    from training.cost import STARTED_VAR, pod_started_at, read_ledger, run_rate, session_usd
+
+    try:
+        rate = run_rate(config, environ)
+        pod_started_at(environ.get(STARTED_VAR), time.time())
+        spent = session_usd(read_ledger(config.output_dir)["sessions"])
+    except ValueError as error:
+        return Check("cost", False, str(error))
+    cap = f"budget_cap {config.budget_cap:.2f} USD" if config.budget_cap > 0 else "no budget_cap"
+    return Check("cost", True, f"{rate.usd_per_hour:.2f} USD/h ({rate.source}); spent {spent:.2f} USD; {cap}")
 
 
 # --- W&B -------------------------------------------------------------------------------------
@@ -401,6 +434,7 @@ def run_checks(config: TrainingConfig, config_path: str | None = None,
         guarded("model", lambda: check_model(config)),
         backend_check,
         guarded("gpu", lambda: check_gpu(config, backend)),
+        guarded("cost", lambda: check_cost(config, environ)),
         guarded("wandb", lambda: check_wandb(config, environ)),
         guarded("git", lambda: check_git(config_path)),
     ]

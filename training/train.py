@@ -14,6 +14,7 @@ import dataclasses
 import logging
 import os
 import sys
+import time
 from pathlib import Path
 
 if __package__ in (None, ""):  # run as a script: make `configs` and `training` importable
@@ -121,7 +122,16 @@ def run(config: TrainingConfig, backend: str, resume: str | None, signals: StopS
     from transformers.utils import logging as hf_logging
 
     from training import checkpoints
-    from training.cost import BudgetCallback, CostLedger, CostMeter, budget_verdict, gpu_info, hourly_rate
+    from training.cost import (
+        STARTED_VAR,
+        BudgetCallback,
+        CostLedger,
+        CostMeter,
+        budget_verdict,
+        gpu_info,
+        pod_started_at,
+        run_rate,
+    )
     from training.data.collator import VisionChatCollator
     from training.data.sources import load_splits, whole_steps
     from training.inference import write_config
@@ -146,11 +156,12 @@ def run(config: TrainingConfig, backend: str, resume: str | None, signals: StopS
     checkpoint, state, learning_rate_changed = distributed.decided_on_main(lambda: resume_point(config, resume))
 
     gpu = gpu_info()
-    try:
-        rate = hourly_rate(gpu[0], gpu[1], config.gpu_hourly_rate, os.environ.get("GPU_HOURLY_RATE"))
+    try:  # preflight checked both; a cost that cannot be trusted still stops here, before training
+        rate = run_rate(config)
+        ledger = CostLedger(config.output_dir, rate,
+                            pod_started=pod_started_at(os.environ.get(STARTED_VAR), time.time()))
     except ValueError as error:
         raise UserError(str(error)) from None
-    ledger = CostLedger(config.output_dir, rate)
     spent = ledger.previous_usd()
     log.info("cost: %.2f USD/h (%s); spent so far %.2f USD; budget_cap %s", rate.usd_per_hour, rate.source,
              spent, f"{config.budget_cap:.2f} USD ({config.budget_action})" if config.budget_cap else "none")
