@@ -266,6 +266,50 @@ class Gpu:
     total: float
 
 
+@dataclass(frozen=True)
+class Cuda:
+    """What decides whether torch can use an NVIDIA GPU."""
+    driver: str | None  # the NVIDIA driver's version (nvidia-smi); None = no NVIDIA driver
+    torch_cuda: str | None  # torch.version.cuda: the CUDA torch was built for; None = a CPU build
+    error: str | None = None  # torch's own words when CUDA is unusable
+
+
+REINSTALL_TORCH = ("reinstall torch for this driver: bash scripts/install.sh gpu picks the build (on a pod, delete "
+                   "$VOLUME_PATH/venv so that setup_pod.sh installs it again)")
+
+
+def detect_cuda() -> Cuda:
+    import torch
+
+    from training.cuda_build import driver_version
+
+    error = None
+    if not torch.cuda.is_available():
+        try:
+            torch.cuda.init()  # is_available() keeps the reason to itself; init() raises with it
+        except Exception as failure:
+            error = str(failure).strip().splitlines()[0] if str(failure).strip() else type(failure).__name__
+    return Cuda(driver_version(), torch.version.cuda, error)
+
+
+def unusable_cuda(cuda: Cuda) -> str | None:
+    """Why torch cannot use this host's GPU, when it has an NVIDIA driver; None without one."""
+    import torch
+
+    from training.cuda_build import driver_supports, minimum_driver
+
+    if cuda.driver is None:
+        return None
+    if cuda.torch_cuda is None:
+        return f"NVIDIA driver {cuda.driver} found, but torch {torch.__version__} is a CPU build; {REINSTALL_TORCH}"
+    if not driver_supports(cuda.driver, cuda.torch_cuda):
+        return (f"NVIDIA driver {cuda.driver} found, but torch is built for CUDA {cuda.torch_cuda} "
+                f"(torch.version.cuda), which needs driver >= {minimum_driver(cuda.torch_cuda)}; {REINSTALL_TORCH}")
+    return (f"NVIDIA driver {cuda.driver} runs CUDA {cuda.torch_cuda}, yet torch cannot use the GPU "
+            f"({cuda.error or 'torch.cuda.is_available() is False'}); check that the container was given the "
+            "GPU (nvidia-smi, CUDA_VISIBLE_DEVICES)")
+
+
 def detect_gpu() -> Gpu | None:
     import torch
 
@@ -295,19 +339,23 @@ def no_gpu_fix(model_name: str) -> str:
            "--set load_in_4bit=false"
 
 
-def gpu_verdict(config: TrainingConfig, backend: str | None, gpu: Gpu | None) -> Check:
+def gpu_verdict(config: TrainingConfig, backend: str | None, gpu: Gpu | None, cuda: Cuda | None = None) -> Check:
     if gpu is None:
+        why = unusable_cuda(cuda) if cuda else None
         if needs_gpu(config, backend):
+            fix = why or f"run it on a GPU pod, or {no_gpu_fix(config.model_name)}"
             return Check("gpu", False, f"model_name={config.model_name!r} with load_in_4bit={config.load_in_4bit} "
-                                       f"needs a CUDA GPU and none was found; run it on a GPU pod, or "
-                                       f"{no_gpu_fix(config.model_name)}")
+                                       f"needs a CUDA GPU and none was found; {fix}")
+        if why:
+            return Check("gpu", True, f"training on the CPU: {why}", warning=True)
         return Check("gpu", True, "none needed: training on the CPU")
     shape = estimates.model_shape(config.model_name)
     if shape is None:
         return Check("gpu", True, f"{gpu.name}, {estimates.gib(gpu.free)} free (no memory estimate for "
                                   f"{config.model_name!r})", warning=True)
     needed = estimates.gpu_memory_bytes(config, shape, backend or "transformers")
-    detail = f"{gpu.name}: the run needs about {estimates.gib(needed)}, {estimates.gib(gpu.free)} free " \
+    build = f" (driver {cuda.driver or '?'}, torch CUDA {cuda.torch_cuda})" if cuda else ""
+    detail = f"{gpu.name}{build}: the run needs about {estimates.gib(needed)}, {estimates.gib(gpu.free)} free " \
              f"of {estimates.gib(gpu.total)}"
     if needed > gpu.free:
         return Check("gpu", False, f"{detail}; lower per_device_train_batch_size (raise "
@@ -317,7 +365,7 @@ def gpu_verdict(config: TrainingConfig, backend: str | None, gpu: Gpu | None) ->
 
 
 def check_gpu(config: TrainingConfig, backend: str | None) -> Check:
-    return gpu_verdict(config, backend, detect_gpu())
+    return gpu_verdict(config, backend, detect_gpu(), detect_cuda())
 
 
 # --- cost ------------------------------------------------------------------------------------
