@@ -122,9 +122,9 @@ def run(config: TrainingConfig, backend: str, resume: str | None, signals: StopS
     from transformers.utils import logging as hf_logging
 
     from training import checkpoints
+    from training.budget import BudgetCallback
     from training.cost import (
         STARTED_VAR,
-        BudgetCallback,
         CostLedger,
         CostMeter,
         budget_verdict,
