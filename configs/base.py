@@ -89,7 +89,8 @@ class TrainingConfig:
     # Processes preparing batches beside training (decoding, resizing, tokenizing); -1 = 4 on a GPU
     # machine, 0 (in the training process) on CPU, where they would compete for the same cores.
     dataloader_workers: int = -1
-    # Tokens generated per sample when evaluating CER/WER.
+    # Tokens generated per sample when evaluating CER/WER; preflight warns when sampled transcriptions
+    # are longer (they would be cut, and the cut counted as errors).
     max_new_tokens: int = 256
     # Eval samples transcribed at each evaluation for CER/WER (greedy decoding, the slow part of
     # an evaluation); -1 = every eval sample, 0 = no CER/WER, eval_loss only.

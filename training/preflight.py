@@ -368,6 +368,58 @@ def check_gpu(config: TrainingConfig, backend: str | None) -> Check:
     return gpu_verdict(config, backend, detect_gpu(), detect_cuda())
 
 
+# --- target lengths --------------------------------------------------------------------------
+
+TARGETS_MEASURED = 100  # transcriptions of each split (eval, train) whose length in tokens is measured
+
+
+def target_tokenizer(config: TrainingConfig):
+    """The model's own tokenizer (tokenizer.json, read by `tokenizers` alone: no transformers)."""
+    from tokenizers import Tokenizer
+
+    from training.hub import hf_token
+    from training.modeling import model_source
+
+    source = model_source(config)  # the stand-in's folder (built on first use), a local folder or a hub id
+    if os.path.isdir(os.path.expanduser(source)):
+        path = os.path.join(os.path.expanduser(source), "tokenizer.json")
+    else:
+        from huggingface_hub import hf_hub_download
+
+        path = call(f"tokenizer of {source}", lambda: hf_hub_download(source, "tokenizer.json", token=hf_token()))
+    return Tokenizer.from_file(path)
+
+
+def targets_verdict(lengths: list[int], max_new_tokens: int) -> Check:
+    if not lengths:
+        return Check("targets", True, "no transcriptions to measure", warning=True)
+    longest, cut = max(lengths), sum(length > max_new_tokens for length in lengths)
+    if cut:
+        return Check("targets", True, f"{cut} of {len(lengths)} sampled transcriptions are longer than "
+                                      f"max_new_tokens={max_new_tokens} (the longest: {longest} tokens): generation "
+                                      f"would cut them and CER/WER count the cut as errors; set max_new_tokens to "
+                                      f"at least {longest}", warning=True)
+    return Check("targets", True, f"the longest of {len(lengths)} sampled transcriptions is {longest} tokens, "
+                                  f"within max_new_tokens={max_new_tokens}")
+
+
+def check_targets(config: TrainingConfig) -> Check:
+    """Whether greedy decoding, capped at max_new_tokens, can produce whole transcriptions: their
+    lengths as the model's tokenizer counts them (with the end-of-turn that stops generation)."""
+    from training.data.collator import END_OF_TURN
+    from training.data.sources import load_splits
+
+    try:
+        splits = load_splits(config)
+        texts = splits.eval.texts(TARGETS_MEASURED) + splits.train.texts(TARGETS_MEASURED)
+        tokenizer = target_tokenizer(config)
+    except (UserError, NetworkCallFailed, OSError, ValueError) as error:
+        reason = "; ".join(error.problems) if isinstance(error, UserError) else f"{type(error).__name__}: {error}"
+        return Check("targets", True, f"not measured ({reason.split('. ')[0][:160]})", warning=True)
+    lengths = [len(tokenizer.encode(text + END_OF_TURN, add_special_tokens=False).ids) for text in texts]
+    return targets_verdict(lengths, config.max_new_tokens)
+
+
 # --- cost ------------------------------------------------------------------------------------
 
 def check_cost(config: TrainingConfig, environ: Mapping[str, str]) -> Check:
@@ -483,6 +535,7 @@ def run_checks(config: TrainingConfig, config_path: str | None = None,
         backend_check,
         guarded("gpu", lambda: check_gpu(config, backend)),
         guarded("cost", lambda: check_cost(config, environ)),
+        guarded("targets", lambda: check_targets(config)),
         guarded("wandb", lambda: check_wandb(config, environ)),
         guarded("git", lambda: check_git(config_path)),
     ]
