@@ -88,7 +88,8 @@ class TrainingConfig:
     # Processes preparing batches beside training (decoding, resizing, tokenizing); -1 = 4 on a GPU
     # machine, 0 (in the training process) on CPU, where they would compete for the same cores.
     dataloader_workers: int = -1
-    # Tokens generated per sample when evaluating CER/WER.
+    # Tokens generated per sample when evaluating CER/WER; preflight warns when sampled transcriptions
+    # are longer (they would be cut, and the cut counted as errors).
     max_new_tokens: int = 256
     # Eval samples transcribed at each evaluation for CER/WER (greedy decoding, the slow part of
     # an evaluation); -1 = every eval sample, 0 = no CER/WER, eval_loss only.
@@ -126,7 +127,8 @@ class TrainingConfig:
     budget_cap: float = 10.0
     # At budget_cap: "stop" (save a checkpoint, exit 3) or "warn" (log it and train on).
     budget_action: str = "stop"
-    # USD per GPU-hour; -1 = look the detected GPU up in the rate table (GPU_HOURLY_RATE overrides).
+    # USD per GPU-hour; -1 = GPU_HOURLY_RATE, else the detected GPU's price in training/cost.py's table
+    # (spot or on-demand by POD_PRICING). A GPU with no rate at all fails preflight when budget_cap > 0.
     gpu_hourly_rate: float = -1.0
 
     def __post_init__(self) -> None:

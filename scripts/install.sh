@@ -3,7 +3,10 @@
 #
 #   bash scripts/install.sh              # dev: ./.venv with tests, lint, shellcheck, unsloth sources
 #   VENV=/runpod_volume/venv bash scripts/install.sh gpu    # a pod: + unsloth, bitsandbytes
+#   bash scripts/install.sh torch-choice # only say which torch build this host's driver gets
 #
+# torch comes from PyPI (its CUDA 13.0 build, driver >= 580) unless the host's NVIDIA driver is
+# older: then from PyTorch's index, the CUDA 12 build (training/cuda_build.py decides).
 # Safe to re-run: an existing environment is reused and only what changed is installed.
 set -euo pipefail
 
@@ -15,9 +18,16 @@ TORCH_PINS=(torch==2.14.1 torchvision==0.29.1)
 UNSLOTH_PINS=(unsloth==2026.10.9 unsloth_zoo==2026.10.9)
 
 case "$MODE" in
-  dev|gpu|run) ;;
-  *) echo "usage: bash scripts/install.sh [dev|gpu|run]" >&2; exit 2 ;;
+  dev|gpu|run|torch-choice) ;;
+  *) echo "usage: bash scripts/install.sh [dev|gpu|run|torch-choice]" >&2; exit 2 ;;
 esac
+
+# "LABEL INDEX-URL" of the torch build for this host's driver, empty for PyPI's; exit 2 if none fits.
+TORCH_BUILD="$("$PYTHON" "$ROOT/training/cuda_build.py")" || exit 2
+if [ "$MODE" = torch-choice ]; then
+  echo "${TORCH_BUILD:-PyPI}"
+  exit 0
+fi
 
 [ -x "$VENV/bin/python" ] || "$PYTHON" -m venv "$VENV"
 pip_install() { "$VENV/bin/python" -m pip install --disable-pip-version-check "$@"; }
@@ -25,7 +35,14 @@ pip_install() { "$VENV/bin/python" -m pip install --disable-pip-version-check "$
 echo "[install] $MODE environment in $VENV"
 pip_install -q --upgrade pip
 # torch alone first, so pip settles the pinned build before anything else can ask for another.
-pip_install "${TORCH_PINS[@]}"
+# A build from PyTorch's index is pinned with its label (torch==2.14.1+cu128): that replaces a
+# PyPI build already in the venv, and satisfies the plain ==2.14.1 pins that follow.
+read -r torch_label torch_index <<<"$TORCH_BUILD" || true
+if [ -n "${torch_label:-}" ]; then
+  pip_install "${TORCH_PINS[@]/%/+$torch_label}" --index-url "$torch_index"
+else
+  pip_install "${TORCH_PINS[@]}"
+fi
 case "$MODE" in
   dev)
     pip_install -e "${ROOT}[dev]"

@@ -52,6 +52,8 @@ main() {
   CHILD_PID=""        # the process signals are forwarded to
   SIGNALLED=0         # a trapped signal interrupted `wait`
   STOP_SIGNAL=""      # this script was asked to stop (preemption, Ctrl-C)
+  # A pod bills from its start: the cost ledger counts from here, not from the first step (training.cost).
+  export POD_STARTED_AT="${POD_STARTED_AT:-$(date +%s)}"
   trap on_exit EXIT
   trap 'on_signal TERM' TERM
   trap 'on_signal INT' INT

@@ -84,3 +84,21 @@ def train(output_dir: Path, *overrides: str, config: str = QUICK_VAL, extra: tup
     for override in overrides:
         args += ["--set", override]
     return run_cli(args + list(extra), env=env, timeout=timeout)
+
+
+# torch's device queries answering for one GPU: the GPU paths of the CLI on a machine without one.
+# Only torch's hardware boundary is replaced; everything of ours runs as it would on a pod.
+FAKE_CUDA = """import torch
+torch.cuda.is_available = lambda: True
+torch.cuda.device_count = lambda: 1
+torch.cuda.get_device_name = lambda device=None: {name!r}
+torch.cuda.mem_get_info = lambda device=None: (79 * 2**30, 80 * 2**30)
+"""
+
+
+def fake_gpu(directory: Path, name: str = "NVIDIA H100 80GB HBM3") -> dict:
+    """The environment for a CLI subprocess that sees one GPU called `name` (through a
+    sitecustomize in `directory`, which goes first on PYTHONPATH)."""
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / "sitecustomize.py").write_text(FAKE_CUDA.format(name=name))
+    return {"PYTHONPATH": str(directory)}

@@ -81,7 +81,7 @@ def test_on_demand_launch_sends_the_v2_request(repo, api):
     catalog = api.requests[1]["query"]
     assert catalog == {"include": ["AVAILABILITY"], "product": ["POD"], "cloud": ["SECURE"], "count": ["1"]}
     sent = api.calls("POST", "/v2/pods")[0]["body"]
-    assert sent.pop("env") == expected_env(extra=[("WANDB_RUN_ID", run_id), ("WANDB_ENTITY", "oilco"),
+    assert sent.pop("env") == expected_env(extra=[("WANDB_RUN_ID", run_id), ("WANDB_ENTITY", "oilco"), ("POD_PRICING", "on-demand"),
                                                   ("POD_HOURLY_RATE", "0.69")])
     assert sent == {
         "name": "exp-lr-1e4", "image": "runpod/pytorch:1.0.3-cu1281-torch280-ubuntu2204",
@@ -122,7 +122,8 @@ def test_spot_launch_sends_pod_rent_interruptable_with_the_network_volume(repo, 
     sent = rent["args"]["input"]
     env = {e["key"]: e["value"] for e in sent.pop("env")}
     run_id = run_id_of(result.stdout)
-    assert env == expected_env(extra=[("WANDB_RUN_ID", run_id), ("WANDB_ENTITY", "oilco"), ("POD_HOURLY_RATE", "0.35")])
+    assert env == expected_env(extra=[("WANDB_RUN_ID", run_id), ("WANDB_ENTITY", "oilco"), ("POD_HOURLY_RATE", "0.35"),
+                                      ("POD_PRICING", "spot")])
     assert sent == {
         "name": "exp-lr-1e4", "imageName": "runpod/pytorch:1.0.3-cu1281-torch280-ubuntu2204",
         "gpuTypeId": "NVIDIA A100 80GB PCIe", "cloudType": "SECURE", "gpuCount": 1, "bidPerGpu": 0.35,

@@ -26,6 +26,7 @@ from training.preflight import (
     git_verdict,
     gpu_verdict,
     local_dataset_problem,
+    targets_verdict,
     wandb_plan,
 )
 
@@ -193,7 +194,7 @@ def test_local_model_needs_weights(tmp_path):
 
 # --- the CLI -----------------------------------------------------------------------------------
 
-ROWS = ("config", "output dir", "dataset", "model", "backend", "gpu", "wandb", "git")
+ROWS = ("config", "output dir", "dataset", "model", "backend", "gpu", "cost", "targets", "wandb", "git")
 
 
 def table(output: str) -> dict[str, str]:
@@ -301,3 +302,25 @@ def test_git_check_reads_without_writing(tmp_path):
 
     check = check_git(str(repo / "x.py"))
     assert check.warning and sorted(os.listdir(repo / ".git")) == before
+
+
+# --- target lengths ------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("lengths, limit, warning, words", [
+    ([40, 71, 65], 80, False, "the longest of 3 sampled transcriptions is 71 tokens, within max_new_tokens=80"),
+    ([40, 71, 65], 71, False, "within max_new_tokens=71"),  # the end-of-turn is counted in the length
+    ([40, 71, 65], 64, True, "2 of 3 sampled transcriptions are longer than max_new_tokens=64"),
+    ([40, 71, 65], 64, True, "set max_new_tokens to at least 71"),
+    ([], 64, True, "no transcriptions"),
+])
+def test_targets_verdict(lengths, limit, warning, words):
+    check = targets_verdict(lengths, limit)
+    assert check.ok and check.warning is warning and words in check.detail
+
+
+def test_preflight_warns_when_max_new_tokens_would_cut_transcriptions(tmp_path):
+    # The stand-in's tokenizer counts the synthetic transcriptions at 60-75 tokens.
+    result = train(tmp_path / "run", "max_new_tokens=64", extra=("--preflight-only",))
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert table(result.stdout)["targets"] == "warn"
+    assert "sampled transcriptions are longer than max_new_tokens=64" in result.stdout

@@ -7,7 +7,7 @@ import json
 import pytest
 
 from configs.base import SYNTHETIC_DATASET, TrainingConfig
-from training.data.sources import dataset_kind, load_split, load_splits
+from training.data.sources import SyntheticSplit, dataset_kind, load_split, load_splits, take
 from training.data.synthetic import render_header, sample_record
 from training.errors import UserError
 
@@ -106,3 +106,16 @@ def test_unreadable_local_dataset(tmp_path):
     (tmp_path / "empty").mkdir()
     with pytest.raises(UserError, match="cannot read it as a dataset"):
         load_splits(config_for(tmp_path / "empty"))
+
+
+
+def test_texts_are_read_without_decoding_images(tmp_path):
+    synthetic_split = SyntheticSplit("validation", 5)
+    assert synthetic_split.texts(3) == [synthetic_split[i]["text"] for i in range(3)]
+    assert len(synthetic_split.texts(50)) == 5
+    write_imagefolder(tmp_path, "train", 3)
+    for image in (tmp_path / "train").glob("*.png"):
+        image.write_bytes(b"not a png")  # any decoding would fail
+    split = load_split(TrainingConfig(dataset_name=str(tmp_path)), "train")
+    assert split.texts(2) == [sample_record(1, "train", i).transcription() for i in range(2)]
+    assert take(split, 1).texts(5) == split.texts(1)

@@ -15,7 +15,7 @@ import pytest
 
 from configs.base import TrainingConfig
 from configs.loader import load_config
-from conftest import run_cli
+from conftest import fake_gpu, run_cli
 from training.errors import UserError
 from training.modeling import (
     TRANSFORMERS,
@@ -127,14 +127,8 @@ def test_forcing_unsloth_without_cuda_is_a_user_error():
         select_backend(TrainingConfig(backend="unsloth"), has_cuda=False, has_unsloth=True)
 
 
-# The GPU path without a GPU: torch's device queries answer for one H100, and `unsloth` is a
-# recorder that notes which of transformers, peft and trl were imported before it, then exits.
-FAKE_CUDA = """import torch
-torch.cuda.is_available = lambda: True
-torch.cuda.device_count = lambda: 1
-torch.cuda.get_device_name = lambda device=None: "NVIDIA H100 80GB HBM3"
-torch.cuda.mem_get_info = lambda device=None: (79 * 2**30, 80 * 2**30)
-"""
+# The GPU path without a GPU: torch's device queries answer for one H100 (conftest.fake_gpu), and
+# `unsloth` is a recorder that notes which of transformers, peft and trl were imported before it, then exits.
 RECORDER = """import json, os, sys
 with open(os.environ["UNSLOTH_IMPORT_RECORD"], "w") as out:
     json.dump(sorted(m for m in sys.modules if m.split(".")[0] in ("transformers", "peft", "trl")), out)
@@ -147,12 +141,12 @@ UNSLOTH_CONFIG = ("import dataclasses\n\nfrom configs.experiments.quick_val impo
 @pytest.fixture
 def gpu_path(tmp_path):
     fakes = tmp_path / "fakes"
-    (fakes / "unsloth").mkdir(parents=True)
-    (fakes / "sitecustomize.py").write_text(FAKE_CUDA)
+    env = fake_gpu(fakes)
+    (fakes / "unsloth").mkdir()
     (fakes / "unsloth" / "__init__.py").write_text(RECORDER)
     (tmp_path / "unsloth_config.py").write_text(UNSLOTH_CONFIG)
     record = tmp_path / "imported-before-unsloth.json"
-    return {"PYTHONPATH": str(fakes), "UNSLOTH_IMPORT_RECORD": str(record)}, record
+    return {**env, "UNSLOTH_IMPORT_RECORD": str(record)}, record
 
 
 @pytest.mark.parametrize("command", ["train", "evaluate"])

@@ -1,16 +1,18 @@
 """What a run costs: the hourly rate of the GPUs it holds, a ledger of every session's device time
 (so preemptions and resumes add up, and work lost to a kill is still paid for), and the budget cap.
+
+No transformers here (preflight reads rates and the ledger before anything heavy is imported): the
+callback that applies the cap during training is training.budget's.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 import time
 from dataclasses import dataclass
-
-from transformers import TrainerCallback
 
 from training.run_status import write_json_atomic
 from training.timestamps import utc_now
@@ -18,24 +20,38 @@ from training.timestamps import utc_now
 log = logging.getLogger("training")
 
 LEDGER_FILE = "cost_ledger.json"
-POD_RATE_ENV = "POD_HOURLY_RATE"  # launch's price for the whole pod, USD per hour
 WARN_FRACTION = 0.9
-# RunPod spot prices in USD per GPU-hour (Secure/Community Cloud, late 2026). Matched against
-# torch.cuda.get_device_name(); the longest matching key wins. GPU_HOURLY_RATE or the config's
-# gpu_hourly_rate replace the table for pods priced otherwise.
+SPOT, ON_DEMAND = "spot", "on-demand"
+# Set by `launch` on the pods it rents: how RunPod bills this pod. Unset = on-demand, the higher
+# rate, so that a budget is never counted short.
+PRICING_VAR = "POD_PRICING"
+POD_RATE_ENV = "POD_HOURLY_RATE"  # launch's price for the whole pod, USD per hour: the fallback of its own
+# Set by setup_pod.sh: the Unix time this pod (re)started. A pod bills from its start, so the
+# clone, the install and the model download before training are paid for too.
+STARTED_VAR = "POD_STARTED_AT"
+# RunPod prices in USD per GPU-hour, (spot, on-demand), late 2026, rounded up: the last resort
+# when no rate is given. Keyed by the exact name torch.cuda.get_device_name() reports (which is
+# also RunPod's GPU type id); matched whole, so "NVIDIA L40" is never priced as "NVIDIA L4".
 RATE_TABLE = {
-    "RTX 3090": 0.25,
-    "RTX 4090": 0.40,
-    "RTX A5000": 0.17,
-    "RTX A6000": 0.35,
-    "L4": 0.30,
-    "L40S": 0.70,
-    "A40": 0.35,
-    "A100 40GB": 1.10,
-    "A100-SXM4-40GB": 1.10,
-    "A100": 1.50,  # the 80 GB parts: "A100 80GB PCIe", "A100-SXM4-80GB"
-    "H100": 2.50,
-    "H200": 3.60,
+    "NVIDIA GeForce RTX 3090": (0.25, 0.46),
+    "NVIDIA GeForce RTX 4090": (0.40, 0.69),
+    "NVIDIA GeForce RTX 5090": (0.69, 0.94),
+    "NVIDIA RTX A4000": (0.17, 0.25),
+    "NVIDIA RTX A5000": (0.17, 0.27),
+    "NVIDIA RTX A6000": (0.35, 0.49),
+    "NVIDIA RTX 6000 Ada Generation": (0.55, 0.77),
+    "NVIDIA L4": (0.30, 0.44),
+    "NVIDIA L40": (0.69, 0.99),
+    "NVIDIA L40S": (0.70, 0.86),
+    "NVIDIA A40": (0.35, 0.44),
+    "NVIDIA A100-PCIE-40GB": (1.10, 1.39),
+    "NVIDIA A100-SXM4-40GB": (1.10, 1.39),
+    "NVIDIA A100 80GB PCIe": (1.50, 1.64),
+    "NVIDIA A100-SXM4-80GB": (1.50, 1.74),
+    "NVIDIA H100 PCIe": (2.50, 2.79),
+    "NVIDIA H100 80GB HBM3": (2.50, 2.99),
+    "NVIDIA H100 NVL": (2.50, 3.07),
+    "NVIDIA H200": (3.60, 3.99),
 }
 
 
@@ -45,10 +61,25 @@ class Rate:
     source: str  # how it was decided, for the log
 
 
-def lookup_gpu(gpu_name: str) -> float | None:
-    name = gpu_name.upper().replace("NVIDIA", "").replace("GEFORCE", "")
-    matches = [key for key in RATE_TABLE if key.upper() in name]
-    return RATE_TABLE[max(matches, key=len)] if matches else None
+def _normalised(gpu_name: str) -> str:
+    return " ".join(gpu_name.split()).casefold()
+
+
+_BY_NAME = {_normalised(name): prices for name, prices in RATE_TABLE.items()}
+
+
+def lookup_gpu(gpu_name: str, pricing: str = ON_DEMAND) -> float | None:
+    """The table's USD per GPU-hour for exactly this GPU model (spaces and case aside), or None."""
+    prices = _BY_NAME.get(_normalised(gpu_name))
+    return None if prices is None else prices[0 if pricing == SPOT else 1]
+
+
+def pod_pricing(value: str | None) -> str:
+    """POD_PRICING: "spot" or "on-demand" (the default)."""
+    value = (value or ON_DEMAND).strip().lower()
+    if value not in (SPOT, ON_DEMAND):
+        raise ValueError(f"{PRICING_VAR}={value!r}: must be {SPOT!r} or {ON_DEMAND!r} (launch sets it)")
+    return value
 
 
 def pod_rate(environ=os.environ) -> Rate | None:
@@ -80,10 +111,11 @@ def pod_rate(environ=os.environ) -> Rate | None:
 
 
 def hourly_rate(gpu_name: str | None, gpu_count: int, config_rate: float, env_rate: str | None,
-                pod: Rate | None = None) -> Rate:
+                pricing: str = ON_DEMAND, budget_cap: float = 0.0, pod: Rate | None = None) -> Rate:
     """USD per hour for the run: config's gpu_hourly_rate, else GPU_HOURLY_RATE, else the pod's own
-    rate (`pod_rate`, already for all its GPUs), else the table; times the GPU count. A CPU run costs
-    nothing unless a rate is given (then it counts as one)."""
+    rate (`pod_rate`, already for all its GPUs), else the table at the pod's pricing; times the GPU
+    count. A CPU run costs nothing unless a rate is given (then it counts as one). A GPU with no
+    rate fails under a budget cap: a cap that counts $0/h keeps nothing."""
     count = max(gpu_count, 1)
     if config_rate >= 0:
         return Rate(config_rate * count, f"gpu_hourly_rate={config_rate} x {count}")
@@ -92,18 +124,23 @@ def hourly_rate(gpu_name: str | None, gpu_count: int, config_rate: float, env_ra
             value = float(env_rate)
         except ValueError:
             value = -1.0
-        if value < 0:
+        if not math.isfinite(value) or value < 0:
             raise ValueError(f"GPU_HOURLY_RATE={env_rate!r}: must be a number of USD per GPU-hour >= 0")
         return Rate(value * count, f"GPU_HOURLY_RATE={value} x {count}")
     if pod is not None:
         return pod
     if not gpu_name:
         return Rate(0.0, "no GPU: free unless gpu_hourly_rate or GPU_HOURLY_RATE is set")
-    per_gpu = lookup_gpu(gpu_name)
+    per_gpu = lookup_gpu(gpu_name, pricing)
     if per_gpu is None:
-        log.warning("GPU %r is not in the rate table: cost counts as 0; set GPU_HOURLY_RATE", gpu_name)
+        if budget_cap > 0:
+            raise ValueError(f"GPU {gpu_name!r} is not in the rate table and no rate was given, so budget_cap="
+                             f"{budget_cap:g} cannot be enforced: set GPU_HOURLY_RATE (USD per GPU-hour) or "
+                             "gpu_hourly_rate, or budget_cap=0 to run without a cap")
+        log.warning("GPU %r is not in the rate table: cost counts as 0 (budget_cap=0: no cap); set GPU_HOURLY_RATE",
+                    gpu_name)
         return Rate(0.0, f"{gpu_name}: not in the rate table")
-    return Rate(per_gpu * gpu_count, f"{gpu_name} at {per_gpu} x {gpu_count} (rate table)")
+    return Rate(per_gpu * gpu_count, f"{gpu_name} at {per_gpu} x {gpu_count} ({pricing} rate table)")
 
 
 def gpu_info() -> tuple[str | None, int]:
@@ -115,6 +152,14 @@ def gpu_info() -> tuple[str | None, int]:
     if not torch.cuda.is_available():
         return None, world if world > 1 else 0
     return torch.cuda.get_device_name(0), world if world > 1 else torch.cuda.device_count()
+
+
+def run_rate(config, environ=os.environ, pod: Rate | None = None) -> Rate:
+    """The rate this run is billed at: its config, its environment, the pod's own rate (`pod_rate`,
+    read by the caller: it asks RunPod's API) and the GPUs it holds."""
+    name, count = gpu_info()
+    return hourly_rate(name, count, config.gpu_hourly_rate, environ.get("GPU_HOURLY_RATE"),
+                       pod_pricing(environ.get(PRICING_VAR)), config.budget_cap, pod=pod)
 
 
 def budget_verdict(cost_usd: float, cap_usd: float, warned: bool) -> str:
@@ -132,28 +177,69 @@ def session_usd(sessions) -> float:
     return sum(s["seconds"] * s["usd_per_hour"] / 3600 for s in sessions)
 
 
+def read_ledger(output_dir: str) -> dict:
+    """The ledger of output_dir: {"sessions": [...], "budget_warned": bool}; empty when there is
+    none yet. One that exists but cannot be read is an error, never a fresh start: it holds what
+    the experiment has spent, and without it the budget cap would start again from 0."""
+    path = os.path.join(output_dir, LEDGER_FILE)
+    try:
+        with open(path, encoding="utf-8") as source:
+            data = json.load(source)
+    except FileNotFoundError:
+        return {"sessions": [], "budget_warned": False}
+    except (OSError, ValueError) as error:
+        raise ValueError(_unreadable(path, f"{type(error).__name__}: {error}")) from None
+    sessions = data.get("sessions") if isinstance(data, dict) else None
+    if not isinstance(sessions, list):
+        raise ValueError(_unreadable(path, "no list of sessions in it"))
+    for number, session in enumerate(sessions, start=1):
+        numbers = [session.get(key) if isinstance(session, dict) else None for key in ("seconds", "usd_per_hour")]
+        if not all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) and v >= 0
+                   for v in numbers):
+            raise ValueError(_unreadable(path, f"session {number} has no valid seconds and usd_per_hour"))
+    return data
+
+
+def _unreadable(path: str, why: str) -> str:
+    return (f"{path} cannot be read ({why}): it records what this experiment has spent, so budget_cap "
+            "cannot be enforced without it; restore it, or delete it to accept that the spending it recorded "
+            "is forgotten")
+
+
+def pod_started_at(value: str | None, now: float) -> float | None:
+    """POD_STARTED_AT as a Unix time, None when unset; a value that is no past time is an error."""
+    if not value:
+        return None
+    try:
+        started = float(value)
+    except ValueError:
+        started = math.nan
+    if not math.isfinite(started) or started > now + 60:
+        raise ValueError(f"{STARTED_VAR}={value!r}: must be the Unix time the pod started (setup_pod.sh sets it)")
+    return started
+
+
 class CostLedger:
     """`cost_ledger.json` in output_dir: one entry per process that trained, with its device time
-    and rate, rewritten as the run goes. The total is what the experiment has cost so far."""
+    and rate, rewritten as the run goes. The total is what the experiment has cost so far.
 
-    def __init__(self, output_dir: str, rate: Rate, clock=time.monotonic):
+    With `pod_started` (POD_STARTED_AT) the first session of that pod start counts from the pod's
+    start, which is when billing began; a second trainer in the same pod start counts from its own."""
+
+    def __init__(self, output_dir: str, rate: Rate, clock=time.monotonic, pod_started: float | None = None,
+                 wall=time.time):
         self.path = os.path.join(output_dir, LEDGER_FILE)
         self.clock = clock
-        self.data = self._read()
+        self.data = read_ledger(output_dir)
         self.session = {"started_at": utc_now(), "seconds": 0.0,
                         "usd_per_hour": rate.usd_per_hour}
+        before = 0.0
+        if pod_started is not None:
+            counted = any(s.get("pod_started_at") == pod_started for s in self.data["sessions"])
+            before = 0.0 if counted else max(wall() - pod_started, 0.0)
+            self.session.update(pod_started_at=pod_started, before_training_seconds=round(before, 3))
         self.data["sessions"].append(self.session)
-        self.began = clock()
-
-    def _read(self) -> dict:
-        try:
-            with open(self.path, encoding="utf-8") as source:
-                data = json.load(source)
-            if isinstance(data.get("sessions"), list):
-                return data
-        except (OSError, ValueError):
-            pass
-        return {"sessions": [], "budget_warned": False}
+        self.began = clock() - before
 
     @property
     def warned(self) -> bool:
@@ -203,39 +289,3 @@ class CostMeter:
             remaining = max(max_steps - step, 0) * per_step * self.rate.usd_per_hour / 3600
             out["projected_cost_usd"] = round(cost + remaining, 6)
         return out
-
-
-class BudgetCallback(TrainerCallback):
-    """Keeps the ledger current, warns once at 90% of budget_cap, and at 100% decides to stop
-    (`stopped`; training.preemption saves and stops every rank) or only warns (budget_action="warn")."""
-
-    def __init__(self, meter: CostMeter, action: str, alert=None, clock=time.monotonic):
-        self.meter, self.action, self.alert, self.clock = meter, action, alert, clock
-        self.stopped = False  # the cap stopped training
-        self._cap_reported = False
-
-    def on_step_end(self, args, state, control, **kwargs):
-        self.meter.step_done(self.clock())
-        if not state.is_world_process_zero:
-            return
-        ledger = self.meter.ledger
-        cost, cap = ledger.total_usd(), self.meter.cap_usd
-        verdict = budget_verdict(cost, cap, ledger.warned)
-        if verdict != "ok" and not ledger.warned:
-            message = f"cost {cost:.2f} USD has passed 90% of budget_cap {cap:.2f} USD at step {state.global_step}"
-            log.warning("budget: %s", message)
-            if self.alert:
-                self.alert("Budget 90% used", message)
-            ledger.mark_warned()
-        if verdict == "stop" and self.action == "stop" and not self.stopped:
-            log.warning("budget: cost %.2f USD reached budget_cap %.2f USD: saving a checkpoint and stopping", cost, cap)
-            self.stopped = True
-        elif verdict == "stop" and not self._cap_reported:
-            log.warning("budget: cost %.2f USD reached budget_cap %.2f USD; training on (budget_action=warn)", cost, cap)
-            self._cap_reported = True
-        if state.global_step % max(args.logging_steps, 1) == 0:
-            ledger.save()
-
-    def on_train_end(self, args, state, control, **kwargs):
-        if state.is_world_process_zero:
-            self.meter.ledger.save()

@@ -123,7 +123,7 @@ def prepare_backend(backend: str) -> None:
     it patches them on import, and what was imported first misses its patches. train.py and
     evaluate.py call this as soon as the backend is known. The transformers backend never imports
     it (it would patch the CPU path too)."""
-    if backend != UNSLOTH:
+    if backend != UNSLOTH or "unsloth" in sys.modules:
         return
     early = [name for name in PATCHED_BY_UNSLOTH if name in sys.modules]
     if early:

@@ -210,13 +210,27 @@ def hub_check(kind: str, field: str, name: str) -> Check:
 # --- backend and GPU -------------------------------------------------------------------------
 
 def check_backend(config: TrainingConfig) -> tuple[Check, str | None]:
-    from training.modeling import bitsandbytes_installed, cuda_available, select_backend, unsloth_installed
+    from training.modeling import (
+        UNSLOTH,
+        bitsandbytes_installed,
+        cuda_available,
+        prepare_backend,
+        select_backend,
+        unsloth_installed,
+    )
 
     has_cuda, has_unsloth = cuda_available(), unsloth_installed()
     try:
         backend = select_backend(config, has_cuda, has_unsloth)
     except UserError as error:
         return Check("backend", False, error.problems[0]), None
+    if backend == UNSLOTH:
+        # Now, before the checks below bring in transformers; an install that cannot import fails here.
+        try:
+            prepare_backend(backend)
+        except Exception as error:
+            return Check("backend", False, f"unsloth does not import ({type(error).__name__}: {error}); "
+                                           f"{GPU_EXTRA_FIX}"), backend
     return backend_verdict(config, backend, has_cuda, has_unsloth, bitsandbytes_installed()), backend
 
 
@@ -253,6 +267,50 @@ class Gpu:
     total: float
 
 
+@dataclass(frozen=True)
+class Cuda:
+    """What decides whether torch can use an NVIDIA GPU."""
+    driver: str | None  # the NVIDIA driver's version (nvidia-smi); None = no NVIDIA driver
+    torch_cuda: str | None  # torch.version.cuda: the CUDA torch was built for; None = a CPU build
+    error: str | None = None  # torch's own words when CUDA is unusable
+
+
+REINSTALL_TORCH = ("reinstall torch for this driver: bash scripts/install.sh gpu picks the build (on a pod, delete "
+                   "$VOLUME_PATH/venv so that setup_pod.sh installs it again)")
+
+
+def detect_cuda() -> Cuda:
+    import torch
+
+    from training.cuda_build import driver_version
+
+    error = None
+    if not torch.cuda.is_available():
+        try:
+            torch.cuda.init()  # is_available() keeps the reason to itself; init() raises with it
+        except Exception as failure:
+            error = str(failure).strip().splitlines()[0] if str(failure).strip() else type(failure).__name__
+    return Cuda(driver_version(), torch.version.cuda, error)
+
+
+def unusable_cuda(cuda: Cuda) -> str | None:
+    """Why torch cannot use this host's GPU, when it has an NVIDIA driver; None without one."""
+    import torch
+
+    from training.cuda_build import driver_supports, minimum_driver
+
+    if cuda.driver is None:
+        return None
+    if cuda.torch_cuda is None:
+        return f"NVIDIA driver {cuda.driver} found, but torch {torch.__version__} is a CPU build; {REINSTALL_TORCH}"
+    if not driver_supports(cuda.driver, cuda.torch_cuda):
+        return (f"NVIDIA driver {cuda.driver} found, but torch is built for CUDA {cuda.torch_cuda} "
+                f"(torch.version.cuda), which needs driver >= {minimum_driver(cuda.torch_cuda)}; {REINSTALL_TORCH}")
+    return (f"NVIDIA driver {cuda.driver} runs CUDA {cuda.torch_cuda}, yet torch cannot use the GPU "
+            f"({cuda.error or 'torch.cuda.is_available() is False'}); check that the container was given the "
+            "GPU (nvidia-smi, CUDA_VISIBLE_DEVICES)")
+
+
 def detect_gpu() -> Gpu | None:
     import torch
 
@@ -282,19 +340,23 @@ def no_gpu_fix(model_name: str) -> str:
            "--set load_in_4bit=false"
 
 
-def gpu_verdict(config: TrainingConfig, backend: str | None, gpu: Gpu | None) -> Check:
+def gpu_verdict(config: TrainingConfig, backend: str | None, gpu: Gpu | None, cuda: Cuda | None = None) -> Check:
     if gpu is None:
+        why = unusable_cuda(cuda) if cuda else None
         if needs_gpu(config, backend):
+            fix = why or f"run it on a GPU pod, or {no_gpu_fix(config.model_name)}"
             return Check("gpu", False, f"model_name={config.model_name!r} with load_in_4bit={config.load_in_4bit} "
-                                       f"needs a CUDA GPU and none was found; run it on a GPU pod, or "
-                                       f"{no_gpu_fix(config.model_name)}")
+                                       f"needs a CUDA GPU and none was found; {fix}")
+        if why:
+            return Check("gpu", True, f"training on the CPU: {why}", warning=True)
         return Check("gpu", True, "none needed: training on the CPU")
     shape = estimates.model_shape(config.model_name)
     if shape is None:
         return Check("gpu", True, f"{gpu.name}, {estimates.gib(gpu.free)} free (no memory estimate for "
                                   f"{config.model_name!r})", warning=True)
     needed = estimates.gpu_memory_bytes(config, shape, backend or TRANSFORMERS)
-    detail = f"{gpu.name}: the run needs about {estimates.gib(needed)}, {estimates.gib(gpu.free)} free " \
+    build = f" (driver {cuda.driver or '?'}, torch CUDA {cuda.torch_cuda})" if cuda else ""
+    detail = f"{gpu.name}{build}: the run needs about {estimates.gib(needed)}, {estimates.gib(gpu.free)} free " \
              f"of {estimates.gib(gpu.total)}"
     if needed > gpu.free:
         return Check("gpu", False, f"{detail}; lower per_device_train_batch_size (raise "
@@ -304,7 +366,78 @@ def gpu_verdict(config: TrainingConfig, backend: str | None, gpu: Gpu | None) ->
 
 
 def check_gpu(config: TrainingConfig, backend: str | None) -> Check:
-    return gpu_verdict(config, backend, detect_gpu())
+    return gpu_verdict(config, backend, detect_gpu(), detect_cuda())
+
+
+# --- target lengths --------------------------------------------------------------------------
+
+TARGETS_MEASURED = 100  # transcriptions of each split (eval, train) whose length in tokens is measured
+
+
+def target_tokenizer(config: TrainingConfig):
+    """The model's own tokenizer (tokenizer.json, read by `tokenizers` alone: no transformers)."""
+    from tokenizers import Tokenizer
+
+    from training.hub import hf_token
+    from training.modeling import model_source
+
+    source = model_source(config)  # the stand-in's folder (built on first use), a local folder or a hub id
+    if os.path.isdir(os.path.expanduser(source)):
+        path = os.path.join(os.path.expanduser(source), "tokenizer.json")
+    else:
+        from huggingface_hub import hf_hub_download
+
+        path = call(f"tokenizer of {source}", lambda: hf_hub_download(source, "tokenizer.json", token=hf_token()))
+    return Tokenizer.from_file(path)
+
+
+def targets_verdict(lengths: list[int], max_new_tokens: int) -> Check:
+    if not lengths:
+        return Check("targets", True, "no transcriptions to measure", warning=True)
+    longest, cut = max(lengths), sum(length > max_new_tokens for length in lengths)
+    if cut:
+        return Check("targets", True, f"{cut} of {len(lengths)} sampled transcriptions are longer than "
+                                      f"max_new_tokens={max_new_tokens} (the longest: {longest} tokens): generation "
+                                      f"would cut them and CER/WER count the cut as errors; set max_new_tokens to "
+                                      f"at least {longest}", warning=True)
+    return Check("targets", True, f"the longest of {len(lengths)} sampled transcriptions is {longest} tokens, "
+                                  f"within max_new_tokens={max_new_tokens}")
+
+
+def check_targets(config: TrainingConfig) -> Check:
+    """Whether greedy decoding, capped at max_new_tokens, can produce whole transcriptions: their
+    lengths as the model's tokenizer counts them (with the end-of-turn that stops generation)."""
+    from training.data.collator import END_OF_TURN
+    from training.data.sources import load_splits
+
+    try:
+        splits = load_splits(config)
+        texts = splits.eval.texts(TARGETS_MEASURED) + splits.train.texts(TARGETS_MEASURED)
+        tokenizer = target_tokenizer(config)
+    except (UserError, NetworkCallFailed, OSError, ValueError) as error:
+        reason = "; ".join(error.problems) if isinstance(error, UserError) else f"{type(error).__name__}: {error}"
+        return Check("targets", True, f"not measured ({reason.split('. ')[0][:160]})", warning=True)
+    lengths = [len(tokenizer.encode(text + END_OF_TURN, add_special_tokens=False).ids) for text in texts]
+    return targets_verdict(lengths, config.max_new_tokens)
+
+
+# --- cost ------------------------------------------------------------------------------------
+
+def check_cost(config: TrainingConfig, environ: Mapping[str, str]) -> Check:
+    """The hourly rate the run will be billed at and what the experiment has spent: both must be
+    known for budget_cap to mean anything."""
+    import time
+
+    from training.cost import STARTED_VAR, pod_rate, pod_started_at, read_ledger, run_rate, session_usd
+
+    try:
+        rate = run_rate(config, environ, pod=pod_rate(environ))
+        pod_started_at(environ.get(STARTED_VAR), time.time())
+        spent = session_usd(read_ledger(config.output_dir)["sessions"])
+    except (ValueError, UserError) as error:
+        return Check("cost", False, str(error))
+    cap = f"budget_cap {config.budget_cap:.2f} USD" if config.budget_cap > 0 else "no budget_cap"
+    return Check("cost", True, f"{rate.usd_per_hour:.2f} USD/h ({rate.source}); spent {spent:.2f} USD; {cap}")
 
 
 # --- W&B -------------------------------------------------------------------------------------
@@ -402,6 +535,8 @@ def run_checks(config: TrainingConfig, config_path: str | None = None,
         guarded("model", lambda: check_model(config)),
         backend_check,
         guarded("gpu", lambda: check_gpu(config, backend)),
+        guarded("cost", lambda: check_cost(config, environ)),
+        guarded("targets", lambda: check_targets(config)),
         guarded("wandb", lambda: check_wandb(config, environ)),
         guarded("git", lambda: check_git(config_path)),
     ]

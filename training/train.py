@@ -14,6 +14,7 @@ import dataclasses
 import logging
 import os
 import sys
+import time
 from pathlib import Path
 
 if __package__ in (None, ""):  # run as a script: make `configs` and `training` importable
@@ -103,7 +104,17 @@ def run(config: TrainingConfig, backend: str, resume: str | None, signals: StopS
     from transformers.utils import logging as hf_logging
 
     from training import checkpoints
-    from training.cost import BudgetCallback, CostLedger, CostMeter, budget_verdict, gpu_info, hourly_rate, pod_rate
+    from training.budget import BudgetCallback
+    from training.cost import (
+        STARTED_VAR,
+        CostLedger,
+        CostMeter,
+        budget_verdict,
+        gpu_info,
+        pod_rate,
+        pod_started_at,
+        run_rate,
+    )
     from training.data.collator import VisionChatCollator
     from training.data.sources import load_splits, whole_steps
     from training.modeling import cuda_available, load_model, model_source, weight_format
@@ -131,13 +142,13 @@ def run(config: TrainingConfig, backend: str, resume: str | None, signals: StopS
     checkpoint, state, learning_rate_changed = distributed.decided_on_main(lambda: resume_point(config, resume))
 
     gpu = gpu_info()
-    try:
+    try:  # preflight checked both; a cost that cannot be trusted still stops here, before training
         # One read of RunPod's API for the whole run: rank 0 asks, every rank uses its answer.
-        pod = distributed.decided_on_main(pod_rate)
-        rate = hourly_rate(gpu[0], gpu[1], config.gpu_hourly_rate, os.environ.get("GPU_HOURLY_RATE"), pod=pod)
+        rate = run_rate(config, pod=distributed.decided_on_main(pod_rate))
+        ledger = CostLedger(config.output_dir, rate,
+                            pod_started=pod_started_at(os.environ.get(STARTED_VAR), time.time()))
     except ValueError as error:
         raise UserError(str(error)) from None
-    ledger = CostLedger(config.output_dir, rate)
     spent = ledger.previous_usd()
     log.info("cost: %.2f USD/h (%s); spent so far %.2f USD; budget_cap %s", rate.usd_per_hour, rate.source,
              spent, f"{config.budget_cap:.2f} USD ({config.budget_action})" if config.budget_cap else "none")

@@ -44,6 +44,11 @@ class SyntheticSplit:
         image, text = _render(self.split, index)
         return {"image": image, "text": text, "key": f"{self.split}/{index}"}
 
+    def texts(self, count: int) -> list[str]:
+        """The first `count` transcriptions, without rendering an image."""
+        return [synthetic.sample_record(SYNTHETIC_SEED, self.split, i).transcription()
+                for i in range(min(count, self.size))]
+
 
 @lru_cache(maxsize=512)  # ~0.6 MB an image: epochs over a small set render each header once
 def _render(split: str, index: int):
@@ -65,6 +70,10 @@ class TableSplit:
         row = self.table[int(index)]
         return {"image": _as_image(row[self.image_column], self.root), "text": str(row[self.text_column]),
                 "key": f"{self.name}/{index}"}
+
+    def texts(self, count: int) -> list[str]:
+        """The first `count` transcriptions, reading the text column only (no image is decoded)."""
+        return [str(t) for t in self.table.select(range(min(count, len(self.table))))[self.text_column]]
 
 
 def _as_image(value, root: Path | None):
@@ -90,6 +99,9 @@ class Subset:
         if not 0 <= index < self.size:
             raise IndexError(index)
         return self.base[index]
+
+    def texts(self, count: int) -> list[str]:
+        return self.base.texts(min(count, self.size))
 
 
 def take(split, subset: int):

@@ -183,6 +183,8 @@ def pod_env(o: LaunchOptions, checked: Checked, run_id: str, price: float | None
         "VOLUME_PATH": VOLUME_MOUNT,
         "AUTO_STOP": "1" if o.auto_stop else "0",
         "WANDB_RUN_ID": run_id,
+        # The trainer prices the pod as RunPod bills it when no rate is given (training.cost).
+        "POD_PRICING": "spot" if o.spot else "on-demand",
     }
     if o.wandb_entity:
         env["WANDB_ENTITY"] = o.wandb_entity
