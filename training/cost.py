@@ -83,6 +83,12 @@ def gpu_info() -> tuple[str | None, int]:
     return torch.cuda.get_device_name(0), world if world > 1 else torch.cuda.device_count()
 
 
+def gpu_label() -> str:
+    """'2 x NVIDIA H100 80GB HBM3', or 'CPU'."""
+    name, count = gpu_info()
+    return f"{count} x {name}" if name else "CPU"
+
+
 def budget_verdict(cost_usd: float, cap_usd: float, warned: bool) -> str:
     """"ok", "warn" (first time past 90% of the cap) or "stop" (cap reached); cap 0 = no cap."""
     if cap_usd <= 0:
@@ -107,7 +113,7 @@ class CostLedger:
         self.clock = clock
         self.data = self._read()
         self.session = {"started_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "seconds": 0.0,
-                        "usd_per_hour": rate.usd_per_hour}
+                        "usd_per_hour": rate.usd_per_hour, "gpu": gpu_label()}  # the model card lists it
         self.data["sessions"].append(self.session)
         self.began = clock()
 

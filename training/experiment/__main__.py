@@ -1,4 +1,4 @@
-"""python -m training.experiment new|sweep|launch|status|stop|compare: experiments as git branches.
+"""python -m training.experiment new|sweep|launch|status|stop|compare|publish|pull|export: experiments as git branches.
 
 Exit codes: 0 done; 2 bad input, a refused command (nothing was changed) or a RunPod API error,
 one `error:` line per problem on stderr.
@@ -11,6 +11,7 @@ import sys
 
 from training.errors import EXIT_OK, EXIT_USER_ERROR, UserError
 from training.experiment import launch as launching
+from training.experiment import results
 from training.experiment.names import DEFAULT_PARENT, name_problems, outputs_root
 
 EPILOG = "Exit codes: 0 done, 2 bad input, refused (nothing changed) or RunPod API error."
@@ -78,6 +79,7 @@ def parser() -> argparse.ArgumentParser:
     compare.add_argument("--markdown", action="store_true", help="a Markdown table")
     compare.add_argument("--plot", metavar="FILE.png", help="draw eval_loss and cost against step into FILE.png")
     compare.add_argument("--outputs", metavar="DIR", help="runs' root (default: <VOLUME_PATH or ./outputs>/checkpoints)")
+    results.add_commands(commands, EPILOG)
     return main
 
 
@@ -197,7 +199,7 @@ def _print_created(made) -> None:
 
 
 COMMANDS = {"new": cmd_new, "sweep": cmd_sweep, "launch": cmd_launch, "status": cmd_status, "stop": cmd_stop,
-            "compare": cmd_compare}
+            "compare": cmd_compare, **results.COMMANDS}
 
 if __name__ == "__main__":
     sys.exit(main())
