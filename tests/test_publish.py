@@ -183,3 +183,24 @@ def test_publishing_fields_are_validated(fields, problem):
     with pytest.raises(ConfigError) as error:
         TrainingConfig(**fields)
     assert any(p.startswith(problem) for p in error.value.problems), error.value.problems
+
+
+def test_pull_an_experiment_by_name_from_its_branch_config(tmp_path, monkeypatch, capsys):
+    from experiment_repo import experiment, in_process, make_repo, tree_files
+
+    work = make_repo(tmp_path, tree_files())
+    cli = in_process(monkeypatch, capsys)
+    assert cli(work, "new", "pub-exp", "--set", "hub_model_id=org/{experiment_name}").returncode == 0
+    assert cli(work, "new", "no-hub", "--set", "r=8").returncode == 0
+    hub = HubRepos(TOKEN)
+    hub.add("org/pub-exp", {"adapter_config.json": b"{}", "README.md": b"---\nlibrary_name: peft\n---\n"})
+    with FakeServer(hub) as server:
+        env = {**hub_env(server, tmp_path, None), "VOLUME_PATH": ""}
+        pulled = experiment(work, "pull", "pub-exp", env=env)
+        refused = experiment(work, "pull", "no-hub", env=env)
+    assert pulled.returncode == 0, pulled.stderr
+    final = work / "outputs" / "checkpoints" / "pub-exp" / "final"
+    assert (final / "adapter_config.json").read_bytes() == b"{}"
+    assert refused.returncode == 2
+    assert refused.stderr == ("error: no-hub: the branch's configs/experiments/no_hub.py sets no hub_model_id; "
+                              "pull ORG/NAME instead\n")
