@@ -256,3 +256,17 @@ def test_git_check_reads_without_writing(tmp_path):
 
     check = check_git(str(repo / "x.py"))
     assert check.warning and sorted(os.listdir(repo / ".git")) == before
+
+
+@pytest.mark.parametrize("environ, ok, words", [
+    ({}, False, "push_to_hub=True: HF_TOKEN is not set, so the upload to org/lr-1e4 at the end would fail"),
+    ({"HF_TOKEN": "  "}, False, "HF_TOKEN is not set"),
+    ({"HF_TOKEN": "hf_x"}, True, "final/ to org/lr-1e4 at the end (private)"),
+])
+def test_hub_push_needs_a_token_before_training(environ, ok, words):
+    from training.preflight import check_hub_push
+
+    config = TrainingConfig(push_to_hub=True, hub_model_id="org/{experiment_name}", experiment_name="lr-1e4")
+    check = check_hub_push(config, environ)
+    assert check.ok is ok and words in check.detail
+    assert "hf_x" not in check.detail
