@@ -61,7 +61,9 @@ def adapter_dir(source: str, outputs: str | None) -> str:
 def cmd_publish(args, argv) -> int:
     from training.inference import saved_config
     from training.publish import SCORES_FILE, hub_repo_id, publish, score_test_split
+    from training.train import setup_logging
 
+    setup_logging()  # the scoring's and the retries' progress lines
     final = adapter_dir(args.source, args.outputs)
     config = saved_config(final)
     repo_id = args.to or (hub_repo_id(config) if config and config.hub_model_id else None)
