@@ -11,7 +11,7 @@ import dataclasses
 import math
 from dataclasses import dataclass
 
-from configs.layout import RUN_NAME_PATTERN
+from configs.layout import HUB_ID_PATTERN, RUN_NAME_PATTERN
 
 STANDIN_MODEL = "standin:qwen3-vl-mini"
 SYNTHETIC_DATASET = "synthetic:well-log-headers"
@@ -131,6 +131,20 @@ class TrainingConfig:
     # (spot or on-demand by POD_PRICING). A GPU with no rate at all fails preflight when budget_cap > 0.
     gpu_hourly_rate: float = -1.0
 
+    # --- publishing (python -m training.experiment publish|pull) --------------------------------
+    # At the end of a finished run, rank 0 uploads final/ (adapter, processor, training_config.json,
+    # test scores) with a model card to hub_model_id, using HF_TOKEN (it needs write access). A
+    # failed upload is logged with the command that retries it; the run still exits 0.
+    push_to_hub: bool = False
+    # The Hub repository, "ORG/NAME"; "{experiment_name}" is replaced by the experiment's name, so a
+    # parent config can give every branch its own repo ("oilco/{experiment_name}"). "" = none.
+    hub_model_id: str = ""
+    # Create the repository private (only when it does not exist yet; an existing one keeps its setting).
+    hub_private: bool = True
+    # Test-split samples transcribed for the card's CER/WER/exact match before an end-of-run upload
+    # (-1 = the whole split, 0 = none: the card then says the adapter was not scored).
+    hub_test_samples: int = -1
+
     def __post_init__(self) -> None:
         problems = _type_problems(self) or _value_problems(self)
         if problems:
@@ -187,6 +201,11 @@ def _value_problems(c: TrainingConfig) -> list[str]:
     need(c.experiment_name == "" or bool(RUN_NAME_PATTERN.match(c.experiment_name)), "experiment_name",
          "must be '' (the git branch) or letters, digits, '.', '_', '-', '/' (at most 100)")
     need(c.eval_split != c.train_split, "eval_split", "must differ from train_split")
+    need(c.hub_test_samples >= -1, "hub_test_samples", "must be -1 (the whole test split), 0 (none) or a count")
+    need(c.hub_model_id == "" or bool(HUB_ID_PATTERN.match(c.hub_model_id)), "hub_model_id",
+         "must be 'ORG/NAME' (letters, digits, '.', '_', '-'; '{experiment_name}' allowed), e.g. 'oilco/lr-1e4'")
+    need(not c.push_to_hub or c.hub_model_id != "", "push_to_hub",
+         "needs hub_model_id='ORG/NAME' (e.g. --set hub_model_id=oilco/{experiment_name})")
     return problems
 
 

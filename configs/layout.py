@@ -15,6 +15,8 @@ RUN_NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._/-]{0,99}$")
 # What `experiment new|sweep` creates: no '/', so NAME is the branch, the pod (exp-NAME) and the
 # run's directory unchanged; short enough for a RunPod pod name.
 EXPERIMENT_NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,79}$")
+# A Hugging Face Hub repository id (ORG/NAME), before "{experiment_name}" is filled in.
+HUB_ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,95}/([A-Za-z0-9._-]|\{experiment_name\}){1,96}$")
 
 
 def outputs_root(volume: str | None = None) -> str:

@@ -223,3 +223,101 @@ def git_http(project_root: str, username: str, token: str) -> Callable[[Request]
         return Reply(status, body, headers)
 
     return reply
+
+
+class HubRepos:
+    """Model repositories on a fake Hub, for publishing and downloading with huggingface_hub:
+    create repo (POST /api/repos/create), upload_folder (preupload, then an ndjson commit with every
+    file inline: the fake asks for no LFS), repo info, tree and resolve (snapshot_download). Writes
+    need `token`; a private repository answers reads without it 401, as the Hub does."""
+
+    def __init__(self, token: str):
+        self.token = token
+        self.repos: dict[str, dict] = {}  # "org/name" -> {"private", "files": {path: bytes}, "sha", "commits"}
+
+    def add(self, repo_id: str, files: dict[str, bytes], private: bool = False) -> None:
+        self.repos[repo_id] = {"private": private, "files": dict(files), "commits": ["initial"],
+                               "sha": self._sha(files)}
+
+    @staticmethod
+    def _sha(files: dict[str, bytes]) -> str:
+        import hashlib
+
+        digest = hashlib.sha1()
+        for path in sorted(files):
+            digest.update(path.encode() + b"\0" + files[path])
+        return digest.hexdigest()
+
+    @staticmethod
+    def _validate_yaml(content: str) -> Reply:
+        """The Hub's check of a card's metadata, as far as the harness's cards use it: base_model and
+        datasets must be Hub ids (a local path or a stand-in name is refused with HTTP 400)."""
+        import re
+
+        import yaml
+
+        if not content.startswith("---\n"):
+            return Reply.json({"errors": [], "warnings": [{"message": "empty or missing yaml metadata"}]})
+        metadata = yaml.safe_load(content.split("---\n", 2)[1]) or {}
+        hub_id = re.compile(r"^[\w.-]+/[\w.-]+$")
+        errors = [f"{key}: {value!r} is not a Hub id" for key in ("base_model", "datasets")
+                  for value in ([metadata[key]] if isinstance(metadata.get(key), str) else metadata.get(key) or [])
+                  if not hub_id.match(str(value))]
+        if not isinstance(metadata.get("library_name", ""), str):
+            errors.append("library_name: must be a string")
+        return Reply.json({"errors": [{"message": e} for e in errors], "warnings": []}, status=400 if errors else 200)
+
+    def _authorized(self, request: Request) -> bool:
+        return request.headers.get("authorization", request.headers.get("Authorization")) == f"Bearer {self.token}"
+
+    def __call__(self, request: Request) -> Reply:
+        route, base = request.route, f"http://{request.headers.get('Host')}"
+        if route == "/api/agent-harnesses":  # huggingface_hub's agent detection: none known here
+            return Reply.json({"standardEnvVars": [], "harnesses": {}})
+        if route == "/api/validate-yaml":
+            return self._validate_yaml(request.json()["content"])
+        if route == "/api/repos/create" and request.method == "POST":
+            if not self._authorized(request):
+                return Reply.json({"error": "Invalid credentials in Authorization header"}, status=401)
+            body = request.json()
+            repo_id = f"{body['organization']}/{body['name']}"
+            if repo_id in self.repos:
+                return Reply.json({"error": "You already created this model repo", "url": f"{base}/{repo_id}"},
+                                  status=409)
+            self.add(repo_id, {".gitattributes": b"*.safetensors filter=lfs diff=lfs merge=lfs -text\n"},
+                     private=body.get("visibility") == "private")
+            return Reply.json({"url": f"{base}/{repo_id}", "name": repo_id})
+        api = route.startswith("/api/models/")
+        parts = route.split("/")
+        repo_id = "/".join(parts[3:5] if api else parts[1:3])
+        repo = self.repos.get(repo_id)
+        if repo is None or (repo["private"] and not self._authorized(request)):
+            return Reply.json({"error": "Repository Not Found"}, status=401 if repo else 404,
+                              **{"X-Error-Code": "RepoNotFound"})
+        if api and "/preupload/" in route:
+            if not self._authorized(request):
+                return Reply.json({"error": "write access needed"}, status=403)
+            return Reply.json({"files": [{"path": f["path"], "uploadMode": "regular", "shouldIgnore": False}
+                                         for f in request.json()["files"]]})
+        if api and "/commit/" in route:
+            if not self._authorized(request):
+                return Reply.json({"error": "write access needed"}, status=403)
+            lines = [json.loads(line) for line in request.body.splitlines() if line.strip()]
+            for line in lines:
+                if line["key"] == "file":
+                    repo["files"][line["value"]["path"]] = base64.b64decode(line["value"]["content"])
+            repo["sha"] = self._sha(repo["files"])
+            repo["commits"].append(lines[0]["value"]["summary"])
+            return Reply.json({"commitUrl": f"{base}/{repo_id}/commit/{repo['sha']}", "commitOid": repo["sha"]})
+        if api and "/tree/" in route:
+            return Reply.json([{"type": "file", "path": path, "size": len(data), "oid": self._sha({path: data})}
+                               for path, data in sorted(repo["files"].items())])
+        if api:  # repo info, at a revision or not
+            return Reply.json({"id": repo_id, "sha": repo["sha"], "private": repo["private"],
+                               "siblings": [{"rfilename": path} for path in sorted(repo["files"])]})
+        if "/resolve/" in route:
+            path = route.split("/resolve/", 1)[1].split("/", 1)[1]
+            if path in repo["files"]:
+                data = repo["files"][path]
+                return Reply(200, data, {"ETag": f'"{self._sha({path: data})}"', "X-Repo-Commit": repo["sha"]})
+        return Reply(404, b"", {"X-Error-Code": "EntryNotFound", "X-Repo-Commit": repo["sha"]})

@@ -324,3 +324,17 @@ def test_preflight_warns_when_max_new_tokens_would_cut_transcriptions(tmp_path):
     assert result.returncode == 0, result.stdout + result.stderr
     assert table(result.stdout)["targets"] == "warn"
     assert "sampled transcriptions are longer than max_new_tokens=64" in result.stdout
+
+
+@pytest.mark.parametrize("environ, ok, words", [
+    ({}, False, "push_to_hub=True: HF_TOKEN is not set, so the upload to org/lr-1e4 at the end would fail"),
+    ({"HF_TOKEN": "  "}, False, "HF_TOKEN is not set"),
+    ({"HF_TOKEN": "hf_x"}, True, "final/ to org/lr-1e4 at the end (private)"),
+])
+def test_hub_push_needs_a_token_before_training(environ, ok, words):
+    from training.preflight import check_hub_push
+
+    config = TrainingConfig(push_to_hub=True, hub_model_id="org/{experiment_name}", experiment_name="lr-1e4")
+    check = check_hub_push(config, environ)
+    assert check.ok is ok and words in check.detail
+    assert "hf_x" not in check.detail

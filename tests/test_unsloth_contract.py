@@ -190,3 +190,29 @@ def test_pinned_torch_tells_native_bf16_apart():
     import torch
 
     assert "including_emulation" in inspect.signature(torch.cuda.is_bf16_supported).parameters
+
+
+def function(module: ast.Module, name: str) -> ast.FunctionDef:
+    for node in module.body:
+        if isinstance(node, ast.FunctionDef) and node.name == name:
+            return node
+    raise LookupError(f"function {name} not found")
+
+
+def test_merged_save_accepts_every_argument(sources):
+    from training.export import UNSLOTH_SAVE_METHOD, unsloth_merged_save_kwargs
+
+    # FastVisionModel's loaders give the model its saving methods with vision=True ...
+    calls = {ast.unparse(n) for n in ast.walk(sources["vision"]) if isinstance(n, ast.Call)}
+    assert "patch_saving_functions(model, vision=True)" in calls
+    # ... where save_pretrained_merged is bound to unsloth_generic_save_pretrained_merged.
+    save = unsloth_file("save.py")
+    bound = [ast.unparse(n.value) for n in ast.walk(function(save, "patch_saving_functions"))
+             if isinstance(n, ast.Assign) and [ast.unparse(t) for t in n.targets] == ["model.save_pretrained_merged"]]
+    assert bound and all(b.startswith("_bind_saving_method(unsloth_generic_save_pretrained_merged,") for b in bound)
+    merged = function(save, "unsloth_generic_save_pretrained_merged")
+    passed = set(unsloth_merged_save_kwargs("/out", processor=object()))
+    assert passed <= named_parameters(merged), f"not parameters: {passed - named_parameters(merged)}"
+    # Its first parameter after self is the directory, and merged_16bit is a method it knows.
+    assert [a.arg for a in merged.args.args[:3]] == ["self", "save_directory", "tokenizer"]
+    assert f'"{UNSLOTH_SAVE_METHOD}"' in ast.unparse(merged) or f"'{UNSLOTH_SAVE_METHOD}'" in ast.unparse(merged)

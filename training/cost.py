@@ -162,6 +162,12 @@ def run_rate(config, environ=os.environ, pod: Rate | None = None) -> Rate:
                        pod_pricing(environ.get(PRICING_VAR)), config.budget_cap, pod=pod)
 
 
+def gpu_label() -> str:
+    """'2 x NVIDIA H100 80GB HBM3', or 'CPU'."""
+    name, count = gpu_info()
+    return f"{count} x {name}" if name else "CPU"
+
+
 def budget_verdict(cost_usd: float, cap_usd: float, warned: bool) -> str:
     """"ok", "warn" (first time past 90% of the cap) or "stop" (cap reached); cap 0 = no cap."""
     if cap_usd <= 0:
@@ -232,7 +238,7 @@ class CostLedger:
         self.clock = clock
         self.data = read_ledger(output_dir)
         self.session = {"started_at": utc_now(), "seconds": 0.0,
-                        "usd_per_hour": rate.usd_per_hour}
+                        "usd_per_hour": rate.usd_per_hour, "gpu": gpu_label()}  # the model card lists it
         before = 0.0
         if pod_started is not None:
             counted = any(s.get("pod_started_at") == pod_started for s in self.data["sessions"])

@@ -2,6 +2,7 @@
 
     python training/evaluate.py --model outputs/checkpoints/my-exp/final
     python training/evaluate.py --model outputs/checkpoints/my-exp/checkpoint-300 --split validation --limit 100
+    python training/evaluate.py --model oilco/my-exp     # published on the Hub (HF_TOKEN if private)
 
 The config comes from the adapter's directory (what it was trained with) unless --config names
 another. Prints a table and writes the scores and every transcription as JSON.
@@ -31,7 +32,8 @@ log = logging.getLogger("training")
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="evaluate.py", description="CER/WER/exact match of a trained adapter.")
-    parser.add_argument("--model", required=True, help="output_dir/final or a checkpoint-<step> directory")
+    parser.add_argument("--model", required=True,
+                        help="output_dir/final, a checkpoint-<step> directory, or a published adapter ORG/NAME")
     parser.add_argument("--config", help="experiment file to take the dataset from (default: the adapter's own)")
     parser.add_argument("--split", default="test", help="dataset split to score (default: test)")
     parser.add_argument("--limit", type=int, default=-1, help="score only the first N samples (-1 = all)")
@@ -55,15 +57,15 @@ def evaluate(args: argparse.Namespace) -> int:
     from training.inference import load_trained
     from training.run_config import saved_config
 
-    model_dir = os.path.abspath(args.model)
-    if not os.path.isdir(model_dir):
-        raise UserError(f"--model {args.model}: no such directory")
     if args.limit == 0 or args.limit < -1 or args.batch_size < 1:
         raise UserError("--limit must be -1 or >= 1 and --batch-size >= 1")
+    model_dir, hub_id = locate_model(args.model)
     config = load_config(args.config) if args.config else saved_config(model_dir)
     if config is None:
         raise UserError(f"--model {args.model}: no training_config.json or harness_state.json to read the "
                         "config from; pass --config configs/experiments/<name>.py")
+    if hub_id:
+        config = on_adapter_base(config, model_dir)
 
     from training.modeling import cuda_available, prepare_backend, select_backend, unsloth_installed
 
@@ -87,14 +89,48 @@ def evaluate(args: argparse.Namespace) -> int:
     metrics, results = evaluate_samples(loaded.model, collator, samples, config.max_new_tokens, args.batch_size)
     seconds = time.monotonic() - started
 
-    print(render_table(model_dir, args.split, len(samples), metrics, seconds))
-    output = args.output or os.path.join(model_dir, f"eval-{args.split}.json")
-    report = {"model": model_dir, "split": args.split, "dataset": config.dataset_name, "samples": len(samples),
+    print(render_table(hub_id or model_dir, args.split, len(samples), metrics, seconds))
+    # A downloaded repository is the Hub cache's: its report goes to the working directory.
+    default = f"eval-{hub_id.replace('/', '--')}-{args.split}.json" if hub_id else \
+        os.path.join(model_dir, f"eval-{args.split}.json")
+    output = args.output or default
+    report = {"model": hub_id or model_dir, "split": args.split, "dataset": config.dataset_name, "samples": len(samples),
               "seconds": round(seconds, 2), **metrics, "results": [dataclasses.asdict(r) for r in results]}
     with open(output, "w", encoding="utf-8") as out:
         json.dump(report, out, indent=2)
     log.info("wrote %s", output)
     return EXIT_OK
+
+
+def locate_model(name: str) -> tuple[str, str | None]:
+    """(directory, Hub id or None): a local adapter directory, or a published one downloaded."""
+    from configs.layout import HUB_ID_PATTERN
+    from training.hub import is_local_path
+
+    if os.path.isdir(name):
+        return os.path.abspath(name), None
+    if is_local_path(name) or not HUB_ID_PATTERN.match(name) or "{" in name:
+        raise UserError(f"--model {name}: no such directory, nor a Hub repository id ORG/NAME")
+    from training.publish import download
+
+    return download(name), name
+
+
+def on_adapter_base(config, model_dir: str):
+    """The config with the base model a published adapter's adapter_config.json names (a Hub id);
+    an adapter of the offline stand-in keeps it, as the stand-in is built locally, not downloaded."""
+    from training.hub import is_local_path
+    from training.standin import is_standin
+
+    try:
+        with open(os.path.join(model_dir, "adapter_config.json"), encoding="utf-8") as source:
+            base = json.load(source).get("base_model_name_or_path") or ""
+    except (OSError, ValueError):
+        return config
+    if is_standin(config.model_name) or not base or is_local_path(base) or base == config.model_name:
+        return config
+    log.info("base model %s, as the adapter's config names it", base)
+    return dataclasses.replace(config, model_name=base)
 
 
 def render_table(model_dir: str, split: str, count: int, metrics: dict, seconds: float) -> str:

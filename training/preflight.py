@@ -490,6 +490,20 @@ def check_wandb(config: TrainingConfig, environ: Mapping[str, str]) -> Check:
                                 f"project {config.wandb_project}")
 
 
+# --- hub push --------------------------------------------------------------------------------
+
+def check_hub_push(config: TrainingConfig, environ: Mapping[str, str]) -> Check:
+    """push_to_hub uploads at the very end: a missing token is cheaper found before training."""
+    from training.publish import TOKEN_PAGE, hub_repo_id
+
+    repo_id = hub_repo_id(config)
+    if not environ.get("HF_TOKEN", "").strip():
+        return Check("hub push", False, f"push_to_hub=True: HF_TOKEN is not set, so the upload to {repo_id} at the "
+                                        f"end would fail; set it to a token with write access ({TOKEN_PAGE}) or "
+                                        "--set push_to_hub=False")
+    return Check("hub push", True, f"final/ to {repo_id} at the end ({'private' if config.hub_private else 'public'})")
+
+
 # --- git -------------------------------------------------------------------------------------
 
 def git_verdict(config_path: str, branch: str | None, commit: str | None, status: str | None) -> Check:
@@ -540,6 +554,8 @@ def run_checks(config: TrainingConfig, config_path: str | None = None,
         guarded("wandb", lambda: check_wandb(config, environ)),
         guarded("git", lambda: check_git(config_path)),
     ]
+    if config.push_to_hub:
+        checks.append(guarded("hub push", lambda: check_hub_push(config, environ)))
     return checks, backend
 
 

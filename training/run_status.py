@@ -28,6 +28,13 @@ def write_status(output_dir: str, status: str, **fields) -> None:
     write_json_atomic(os.path.join(output_dir, STATUS_FILE), payload)
 
 
+def update_status(output_dir: str, **fields) -> None:
+    """Add `fields` to the recorded status (what happened after the run ended, e.g. its upload)."""
+    status = read_status(output_dir)
+    if status is not None:
+        write_json_atomic(os.path.join(output_dir, STATUS_FILE), {**status, **fields})
+
+
 def read_status(output_dir: str) -> dict | None:
     try:
         with open(os.path.join(output_dir, STATUS_FILE), encoding="utf-8") as source:

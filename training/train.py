@@ -88,6 +88,10 @@ def main(argv: list[str] | None = None) -> int:
             code = run(config, backend, args.resume, signals)
             # torchrun tears every rank down at the first exit: leave together, bookkeeping done
             distributed.finish()
+            if code == EXIT_OK:  # after the ranks parted: rank 0 may take minutes, and never fails the run
+                from training.publish import after_run
+
+                after_run(config)
             return code
         finally:
             lock.release()

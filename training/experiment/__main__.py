@@ -1,4 +1,5 @@
-"""python -m training.experiment new|sweep|launch|status|stop|compare|queue|fleet: experiments as git branches.
+"""python -m training.experiment new|sweep|launch|status|stop|compare|queue|fleet|publish|pull|export:
+experiments as git branches.
 
 Exit codes: 0 done; 2 bad input, a refused command (nothing was changed) or a RunPod API error,
 one `error:` line per problem on stderr.
@@ -11,6 +12,7 @@ import sys
 
 from training.errors import EXIT_OK, EXIT_USER_ERROR, UserError
 from training.experiment import launch as launching
+from training.experiment import results
 from training.experiment.names import DEFAULT_PARENT, name_problems, outputs_root
 
 EPILOG = "Exit codes: 0 done, 2 bad input, refused (nothing changed) or RunPod API error."
@@ -86,6 +88,7 @@ def parser() -> argparse.ArgumentParser:
     compare.add_argument("--plot", metavar="FILE.png", help="draw eval_loss and cost against step into FILE.png")
     compare.add_argument("--outputs", metavar="DIR", help="runs' root (default: <VOLUME_PATH or ./outputs>/checkpoints)")
     add_fleet_commands(commands)
+    results.add_commands(commands, EPILOG)
     return main
 
 
@@ -320,8 +323,8 @@ def cmd_fleet(args, argv) -> int:
     return fleet.Fleet(queue, runpod_client.connect(), Git.here(), options, sys.stdout).run(once=args.once)
 
 
-COMMANDS = {"queue": cmd_queue, "fleet": cmd_fleet, "new": cmd_new, "sweep": cmd_sweep, "launch": cmd_launch, "status": cmd_status, "stop": cmd_stop,
-            "compare": cmd_compare}
+COMMANDS = {"new": cmd_new, "sweep": cmd_sweep, "launch": cmd_launch, "status": cmd_status, "stop": cmd_stop,
+            "compare": cmd_compare, "queue": cmd_queue, "fleet": cmd_fleet, **results.COMMANDS}
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -1,0 +1,142 @@
+"""`publish`, `pull`, `export`: an experiment's results out of the pod, to the Hub and back.
+
+    python -m training.experiment publish NAME|DIR [--to ORG/NAME] [--public]
+    python -m training.experiment pull NAME|ORG/NAME [--to DIR] [--force]
+    python -m training.experiment export NAME|DIR --merged OUT [--dtype bfloat16]
+
+NAME is an experiment (its run in <VOLUME_PATH or ./outputs>/checkpoints/NAME, its config on the
+branch NAME); DIR an output_dir, its final/ or a checkpoint-<step>/.
+"""
+
+from __future__ import annotations
+
+import os
+
+from training.errors import EXIT_OK, UserError
+from training.experiment.names import config_path, name_problems, outputs_root
+
+
+def add_commands(commands, epilog: str) -> None:
+    publish = commands.add_parser("publish", epilog=epilog,
+                                  help="upload a run's final/ adapter with a model card to the Hugging Face Hub")
+    publish.add_argument("source", metavar="NAME|DIR", help="an experiment, an output_dir, final/ or a checkpoint")
+    publish.add_argument("--to", metavar="ORG/NAME", help="Hub repository (default: the run's hub_model_id)")
+    publish.add_argument("--public", action="store_true",
+                         help="create the repository public (default: the run's hub_private, True)")
+    publish.add_argument("--outputs", metavar="DIR", help="runs' root (default: <VOLUME_PATH or ./outputs>/checkpoints)")
+
+    pull = commands.add_parser("pull", epilog=epilog, help="download an experiment's published final/")
+    pull.add_argument("source", metavar="NAME|ORG/NAME",
+                      help="an experiment (its branch's hub_model_id) or a Hub repository")
+    pull.add_argument("--to", metavar="DIR", help="where (default: <outputs>/checkpoints/NAME/final)")
+    pull.add_argument("--force", action="store_true", help="replace DIR when it exists")
+    pull.add_argument("--outputs", metavar="DIR", help="runs' root (default: <VOLUME_PATH or ./outputs>/checkpoints)")
+
+    export = commands.add_parser("export", epilog=epilog,
+                                 help="write a merged 16-bit model (base + adapter) that plain transformers loads")
+    export.add_argument("source", metavar="NAME|DIR", help="an experiment, an output_dir, final/ or a checkpoint")
+    export.add_argument("--merged", required=True, metavar="OUT", help="directory to write (must not exist)")
+    export.add_argument("--dtype", default="bfloat16", choices=("bfloat16", "float16", "float32"),
+                        help="weights' type on the transformers backend (default: bfloat16; float32 for CPUs)")
+    export.add_argument("--outputs", metavar="DIR", help="runs' root (default: <VOLUME_PATH or ./outputs>/checkpoints)")
+
+
+def adapter_dir(source: str, outputs: str | None) -> str:
+    """The adapter directory meant by NAME|DIR: DIR itself, DIR/final, or the experiment's final/."""
+    from training.save import FINAL_DIR
+
+    if os.path.isdir(source):
+        candidates = [source, os.path.join(source, FINAL_DIR)]
+    elif not name_problems(source):
+        candidates = [os.path.join(outputs_root(outputs), source, FINAL_DIR)]
+    else:
+        raise UserError(f"{source}: no such directory, nor an experiment name")
+    for candidate in candidates:
+        if os.path.exists(os.path.join(candidate, "adapter_config.json")):
+            return os.path.abspath(candidate)
+    raise UserError(f"{source}: no adapter in {' or '.join(candidates)} (a finished run has final/; "
+                    "pass an output_dir, its final/ or a checkpoint-<step>/)")
+
+
+def cmd_publish(args, argv) -> int:
+    from training.console import setup_logging
+    from training.publish import SCORES_FILE, hub_repo_id, publish, score_test_split
+    from training.run_config import saved_config
+
+    setup_logging()  # the scoring's and the retries' progress lines
+    final = adapter_dir(args.source, args.outputs)
+    config = saved_config(final)
+    repo_id = args.to or (hub_repo_id(config) if config and config.hub_model_id else None)
+    if not repo_id:
+        raise UserError(f"{args.source}: no --to ORG/NAME, and the run's config has no hub_model_id")
+    _check_repo_id(repo_id, "--to")
+    if config and config.hub_test_samples != 0 and not os.path.exists(os.path.join(final, SCORES_FILE)):
+        score_test_split(final, config.hub_test_samples)
+    private = False if args.public else (config.hub_private if config else True)
+    url = publish(final, repo_id, private)
+    print(f"published {final} to {url}")
+    return EXIT_OK
+
+
+def cmd_pull(args, argv) -> int:
+    from training.publish import download
+    from training.save import FINAL_DIR
+
+    if "/" in args.source:
+        repo_id, name = args.source, args.source.split("/", 1)[1]
+        _check_repo_id(repo_id, "pull")
+    elif name_problems(args.source):
+        raise UserError(*name_problems(args.source))
+    else:
+        name = args.source
+        repo_id = _branch_hub_id(name)
+    target = os.path.abspath(args.to or os.path.join(outputs_root(args.outputs), name, FINAL_DIR))
+    if os.path.exists(target) and not args.force:
+        raise UserError(f"--to {target}: already exists; pass --force to replace it, or another --to")
+    print(f"pulled {repo_id} into {download(repo_id, target)}")
+    return EXIT_OK
+
+
+def cmd_export(args, argv) -> int:
+    from training.console import setup_logging
+    from training.export import export_merged
+
+    setup_logging()
+    out = export_merged(adapter_dir(args.source, args.outputs), args.merged, args.dtype)
+    print(f"merged model in {out}: load it with AutoModelForImageTextToText.from_pretrained({out!r})")
+    return EXIT_OK
+
+
+def _check_repo_id(repo_id: str, what: str) -> None:
+    from configs.layout import HUB_ID_PATTERN
+
+    if not HUB_ID_PATTERN.match(repo_id) or "{" in repo_id:
+        raise UserError(f"{what} {repo_id}: a Hub repository is ORG/NAME (letters, digits, '.', '_', '-')")
+
+
+def _branch_hub_id(name: str) -> str:
+    """The Hub repository an experiment publishes to: hub_model_id of the config on its branch."""
+    from configs.base import TrainingConfig
+    from training.experiment import configfile
+    from training.experiment.gitops import Git
+    from training.publish import hub_repo_id
+
+    git = Git.here()
+    commit = git.branch_commit(name)
+    if commit is None:
+        raise UserError(f"{name}: no such branch here; pull ORG/NAME to name the Hub repository itself")
+    path = config_path(name)
+    if not git.has_file(commit, path):
+        raise UserError(f"{name}: the branch has no {path}; pull ORG/NAME to name the Hub repository itself")
+    result = configfile.validate(git, commit, {}, [path]).get(path, {})
+    values = result.get("config")
+    if not values:
+        problems = result.get("problems") or ["it does not load"]
+        raise UserError(f"{name}: the branch's {path}: {problems[0]}")
+    config = TrainingConfig(**{**values, "experiment_name": name})
+    if not config.hub_model_id:
+        raise UserError(f"{name}: the branch's {path} sets no hub_model_id; pull ORG/NAME instead")
+    return hub_repo_id(config)
+
+
+COMMANDS = {"publish": cmd_publish, "pull": cmd_pull, "export": cmd_export}

@@ -1,0 +1,74 @@
+"""A merged model: the base with the LoRA adapter folded in, 16-bit, loadable with plain transformers.
+
+- "unsloth" backend (CUDA): Unsloth's own merged save, `model.save_pretrained_merged(OUT, processor,
+  save_method="merged_16bit")`, which dequantizes a 4-bit base first; its arguments come from
+  `unsloth_merged_save_kwargs`, checked against the installed unsloth's signature in the tests.
+- "transformers" backend (CPU, CI): PEFT's `merge_and_unload()` on the full-precision base, cast to
+  the requested dtype and saved with `save_pretrained`.
+
+Written under a staging directory beside OUT and renamed into place: OUT is whole or absent.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import tempfile
+
+from training.errors import UserError
+
+log = logging.getLogger("training")
+
+DTYPES = ("bfloat16", "float16", "float32")
+UNSLOTH_SAVE_METHOD = "merged_16bit"
+
+
+def unsloth_merged_save_kwargs(out_dir: str, processor) -> dict:
+    """Arguments of Unsloth's save_pretrained_merged for a 16-bit merge into `out_dir`."""
+    return dict(save_directory=out_dir, tokenizer=processor, save_method=UNSLOTH_SAVE_METHOD)
+
+
+def export_merged(adapter_dir: str, out_dir: str, dtype: str = "bfloat16") -> str:
+    """Merge the adapter in `adapter_dir` (final/ or a checkpoint) into its base and write OUT."""
+    from training.inference import load_trained, saved_config
+    from training.modeling import UNSLOTH, cuda_available, select_backend, unsloth_installed
+    from training.save import move_into_place
+
+    if dtype not in DTYPES:
+        raise UserError(f"--dtype {dtype}: must be one of {', '.join(DTYPES)}")
+    out_dir = os.path.abspath(out_dir)
+    if os.path.exists(out_dir) and (not os.path.isdir(out_dir) or os.listdir(out_dir)):
+        raise UserError(f"--merged {out_dir}: already exists; remove it or choose another directory")
+    config = saved_config(adapter_dir)
+    if config is None:
+        raise UserError(f"{adapter_dir}: no training_config.json or harness_state.json; give an output_dir's "
+                        "final/ or a checkpoint-<step>/")
+    backend = select_backend(config, cuda_available(), unsloth_installed())
+    if backend == UNSLOTH and dtype == "float32":
+        raise UserError("--dtype float32: Unsloth's merged save writes 16-bit weights; use bfloat16 or float16")
+    loaded = load_trained(adapter_dir, config, backend)
+    parent = os.path.dirname(out_dir)
+    os.makedirs(parent, exist_ok=True)
+    staging = tempfile.mkdtemp(prefix=f".{os.path.basename(out_dir)}-export-", dir=parent)
+    try:
+        if backend == UNSLOTH:
+            loaded.model.save_pretrained_merged(**unsloth_merged_save_kwargs(staging, loaded.processor))
+        else:
+            _merge_with_peft(loaded.model, dtype).save_pretrained(staging)
+            loaded.processor.save_pretrained(staging)
+        if os.path.isdir(out_dir):
+            os.rmdir(out_dir)  # empty, checked above
+        move_into_place(staging, out_dir, f"{staging}-old")
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+        shutil.rmtree(f"{staging}-old", ignore_errors=True)
+    log.info("merged %s (backend %s) into %s", adapter_dir, backend, out_dir)
+    return out_dir
+
+
+def _merge_with_peft(model, dtype: str):
+    import torch
+
+    merged = model.merge_and_unload()  # the adapter's deltas (and modules_to_save) folded into the base
+    return merged.to(getattr(torch, dtype))
