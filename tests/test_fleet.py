@@ -217,8 +217,13 @@ def test_fleet_run_once_and_fleet_status_through_the_cli(repo, tmp_path, monkeyp
 
         result = cli(work, *command, env=env)  # a second controller pass: adopts, launches no third pod
         assert result.returncode == 0 and len(fake.pods) == 2 and fake.duplicates == []
-        result = cli(work, "fleet", "status", "--db", db, "--outputs", str(tmp_path / "none"))
+        run = tmp_path / "runs" / names[0]  # the volume, mounted here: the run's own files give its results
+        run.mkdir(parents=True)
+        (run / "metrics.jsonl").write_text('{"step": 50, "eval_loss": 0.91, "eval_cer": 0.2}\n'
+                                           '{"step": 100, "eval_loss": 0.62, "eval_cer": 0.11}\n')
+        result = cli(work, "fleet", "status", "--db", db, "--outputs", str(tmp_path / "runs"))
         lines = result.stdout.splitlines()
         assert lines[1].split()[:9] == [names[0], "running", "1", "0", "NVIDIA", "GeForce", "RTX", "4090", "on-demand"]
+        assert lines[1].split()[-3:] == ["100", "0.6200", "0.1100"] and lines[2].split()[-3:] == ["-", "-", "-"]
         assert lines[-1].startswith("fleet total $") and "budget left $" in lines[-1]
         assert [line.split()[1] for line in lines[1:4]] == ["running", "running", "queued"]
