@@ -16,6 +16,12 @@ class Preempted(Exception):
     """A stop signal arrived before training started: there is nothing to save yet."""
 
 
+class EvaluationStopped(BaseException):
+    """A stop request cut an evaluation short (between batches or generated tokens): the trainer
+    records nothing of it and saves at the step reached. A BaseException, so that no library's
+    `except Exception` in between can swallow it."""
+
+
 class StopSignals:
     """Records SIGTERM/SIGINT. Before training starts a signal aborts at once (raises Preempted);
     once training runs, it only sets `requested` and the callback stops at the next step end."""
