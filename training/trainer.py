@@ -12,6 +12,7 @@ from transformers import PrinterCallback, Trainer, TrainingArguments
 
 from configs.base import TrainingConfig
 from training import checkpoints, distributed, early_stopping
+from training.eval_loss import best_after, usable
 from training.evaluation import evaluate_samples, worst
 from training.modeling import UNSLOTH, inference_mode
 from training.progress import ThroughputMeter
@@ -143,13 +144,12 @@ class HarnessTrainer(Trainer):
             self.control.should_save = True
             self.control.should_training_stop = True
             return {}
-        loss = metrics.get("eval_loss")
+        loss = usable(metrics.get("eval_loss"))  # NaN/inf: no eval_loss for retention, best, early stopping
         self.last_eval = (step, loss)
         state = self.harness_state
         if loss is None:
             return metrics
-        if state.best_eval_loss is None or loss < state.best_eval_loss:
-            state.best_eval_loss, state.best_step = loss, step
+        state.best_eval_loss, state.best_step = best_after(state.best_eval_loss, state.best_step, loss, step)
         state.early_stopping_reference, state.evals_without_improvement = early_stopping.after_evaluation(
             state.early_stopping_reference, state.evals_without_improvement, loss, self.config.early_stopping_min_delta)
         if early_stopping.should_stop(state.evals_without_improvement, self.config.early_stopping_patience):
