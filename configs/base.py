@@ -88,6 +88,12 @@ class TrainingConfig:
     # Processes preparing batches beside training (decoding, resizing, tokenizing); -1 = 4 on a GPU
     # machine, 0 (in the training process) on CPU, where they would compete for the same cores.
     dataloader_workers: int = -1
+    # Bad samples (image missing or unreadable, transcription empty or over max_target_tokens) are
+    # skipped at load, each named in the log; more than this share of a split bad stops the run
+    # before training (exit 2). 0 = any bad sample stops it.
+    max_bad_sample_fraction: float = 0.05
+    # Longest transcription trained on, in tokens; longer ones are skipped as bad. -1 = no limit.
+    max_target_tokens: int = 1024
     # Tokens generated per sample when evaluating CER/WER; preflight warns when sampled transcriptions
     # are longer (they would be cut, and the cut counted as errors).
     max_new_tokens: int = 256
@@ -185,6 +191,9 @@ def _value_problems(c: TrainingConfig) -> list[str]:
     need(0 <= c.lora_dropout < 1, "lora_dropout", "must be in [0, 1)")
     for name in ("train_subset", "eval_subset"):
         need(getattr(c, name) == -1 or getattr(c, name) >= 1, name, "must be -1 (all) or >= 1")
+    need(math.isfinite(c.max_bad_sample_fraction) and 0 <= c.max_bad_sample_fraction <= 1, "max_bad_sample_fraction",
+         "must be a share between 0 and 1 (e.g. 0.05)")
+    need(c.max_target_tokens == -1 or c.max_target_tokens >= 1, "max_target_tokens", "must be -1 (no limit) or >= 1")
     need(c.dataloader_workers >= -1, "dataloader_workers", "must be -1 (auto) or >= 0")
     need(c.eval_generate_samples >= -1, "eval_generate_samples", "must be -1 (all), 0 (none) or a count")
     need(c.budget_action in ("stop", "warn"), "budget_action", "must be 'stop' or 'warn'")

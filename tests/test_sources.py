@@ -119,3 +119,66 @@ def test_texts_are_read_without_decoding_images(tmp_path):
     split = load_split(TrainingConfig(dataset_name=str(tmp_path)), "train")
     assert split.texts(2) == [sample_record(1, "train", i).transcription() for i in range(2)]
     assert take(split, 1).texts(5) == split.texts(1)
+
+
+def write_bad_rows(root, count: int = 20) -> None:
+    """An imagefolder train split of `count` headers, 4 of them bad in each way a real set can be."""
+    write_imagefolder(root, "train", count)
+    write_imagefolder(root, "validation", 2)
+    folder = root / "train"
+    rows = [json.loads(line) for line in (folder / "metadata.jsonl").read_text().splitlines()]
+    (folder / "h1.png").write_bytes(b"\x89PNG\r\n\x1a\n not an image")   # corrupt
+    (folder / "h2.png").unlink()                                         # missing
+    rows[3]["text"] = ""                                                  # empty transcription
+    rows[4]["text"] = None                                                # null transcription
+    (folder / "metadata.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+
+
+def test_bad_samples_are_skipped_named_and_counted(tmp_path):
+    from conftest import train_here
+    from training.metrics_log import read_events
+
+    write_bad_rows(tmp_path / "data")
+    out = tmp_path / "run"
+    result = train_here(out, f"dataset_name={tmp_path / 'data'}", "max_steps=1", "eval_steps=100",
+                        "save_steps=100", "max_bad_sample_fraction=0.25", "per_device_train_batch_size=1",
+                        "gradient_accumulation_steps=2", "train_subset=-1")
+    assert result.returncode == 0, result.stdout + result.stderr
+    for name, why in (("h1.png", "unreadable image"), ("h2.png", "missing image"), ("h3.png", "empty transcription"),
+                      ("h4.png", "empty transcription")):
+        assert any(name in line and why in line for line in result.stdout.splitlines()), (name, result.stdout)
+    assert "skipped 4 of 20 train samples" in result.stdout
+    [counts] = [e for e in read_events(str(out / "metrics.jsonl")) if "data_skipped_train" in e]
+    assert counts["data_skipped_train"] == 4 and counts["data_skipped_eval"] == 0
+
+
+def test_too_many_bad_samples_exit_2_before_training(tmp_path):
+    from conftest import train_here
+
+    write_bad_rows(tmp_path / "data")
+    out = tmp_path / "run"
+    result = train_here(out, f"dataset_name={tmp_path / 'data'}", "max_steps=1", "max_bad_sample_fraction=0.1",
+                        "train_subset=-1")
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert "4 of 20 train samples (20%) are bad, more than max_bad_sample_fraction=0.1" in result.stderr
+    assert "checkpoint" not in result.stdout
+
+
+def test_a_transcription_over_max_target_tokens_is_skipped(tmp_path):
+    from training.data.screening import screen
+
+    write_imagefolder(tmp_path, "train", 3)
+    split = load_split(config_for(tmp_path), "train")
+    lengths = {len(split[i]["text"]) for i in range(3)}
+    kept, bad = screen(split, "train", lambda text: len(text), max_target_tokens=min(lengths))
+    assert len(kept) == 1 and len(bad) == 2 and all("longer than max_target_tokens" in why for _, why in bad)
+
+
+def test_preflight_checks_every_local_image_not_only_the_first_rows(tmp_path):
+    from training.preflight import check_dataset
+
+    write_imagefolder(tmp_path, "train", 30)
+    for i in range(20, 30):
+        (tmp_path / "train" / f"h{i}.png").unlink()
+    check = check_dataset(config_for(tmp_path))
+    assert not check.ok and "10 of 30 images listed in" in check.detail

@@ -120,7 +120,8 @@ def run(config: TrainingConfig, backend: str, resume: str | None, signals: StopS
         run_rate,
     )
     from training.data.collator import VisionChatCollator
-    from training.data.sources import load_splits, whole_steps
+    from training.data.sources import load_splits, screen_splits, whole_steps
+    from training.metrics_log import METRICS_FILE, append_event
     from training.modeling import cuda_available, load_model, model_source, weight_format
     from training.preemption import StopAndSaveCallback
     from training.progress import ProgressCallback
@@ -166,17 +167,25 @@ def run(config: TrainingConfig, backend: str, resume: str | None, signals: StopS
     with distributed.main_first():
         splits = load_splits(config)
         model_source(config)  # builds the stand-in on first use
+
+    loaded = load_model(config, backend)
+    trainable = sum(p.numel() for p in loaded.model.parameters() if p.requires_grad)
+    log.info("model: %s, base weights %s, %s trainable parameters", config.model_name,
+             weight_format(loaded.model), f"{trainable:,}")
+    # Bad samples out before the first step (the token limit needs the model's tokenizer).
+    tokenizer = loaded.processor.tokenizer
+    splits = screen_splits(config, splits, lambda text: len(tokenizer(text, add_special_tokens=False)["input_ids"]))
+    skipped = {f"data_skipped_{name}": count for name, count in splits.skipped.items()}
+    if main_rank and any(skipped.values()):
+        append_event(os.path.join(config.output_dir, METRICS_FILE), {"step": 0, **skipped})
+        if tracker:
+            tracker.log(skipped, step=0)
     per_step = config.per_device_train_batch_size * config.gradient_accumulation_steps * distributed.world_size()
     train_set = whole_steps(splits.train, per_step)
     log.info("data: %s, %d train / %d eval samples (eval split: %s)%s", config.dataset_name, len(train_set),
              len(splits.eval), splits.eval_split,
              f"; {len(splits.train) - len(train_set)} left out so each epoch is whole steps of {per_step}"
              if len(train_set) < len(splits.train) else "")
-
-    loaded = load_model(config, backend)
-    trainable = sum(p.numel() for p in loaded.model.parameters() if p.requires_grad)
-    log.info("model: %s, base weights %s, %s trainable parameters", config.model_name,
-             weight_format(loaded.model), f"{trainable:,}")
 
     budget = BudgetCallback(meter, config.budget_action, alert=tracker.alert if tracker else None)
     callbacks = [budget, StopAndSaveCallback(signals, budget, config.save_every_minutes),
@@ -196,6 +205,7 @@ def run(config: TrainingConfig, backend: str, resume: str | None, signals: StopS
         apply_new_learning_rate=learning_rate_changed,
         cost_meter=meter,
         tracker=tracker,
+        stop_requested=lambda: signals.requested,
     )
 
     def status(name: str, exit_code: int | None = None) -> None:

@@ -6,6 +6,7 @@ decoded (or rendered) only when an index is read, so skipping samples on resume 
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import os
 from dataclasses import dataclass
@@ -68,12 +69,34 @@ class TableSplit:
 
     def __getitem__(self, index: int) -> dict:
         row = self.table[int(index)]
-        return {"image": _as_image(row[self.image_column], self.root), "text": str(row[self.text_column]),
+        text = row[self.text_column]  # None stays None (screening skips it), never the text "None"
+        return {"image": _as_image(row[self.image_column], self.root), "text": text if text is None else str(text),
                 "key": f"{self.name}/{index}"}
 
     def texts(self, count: int) -> list[str]:
         """The first `count` transcriptions, reading the text column only (no image is decoded)."""
         return [str(t) for t in self.table.select(range(min(count, len(self.table))))[self.text_column]]
+
+    def describe(self, index: int) -> str:
+        """The sample as a user finds it: its file where there is one, else split/row."""
+        column = self.table.data.column(self.image_column) if hasattr(self.table, "data") else None
+        value = column[int(index)].as_py() if column is not None else None
+        if isinstance(value, dict):
+            value = value.get("path")
+        return f"{value} (row {index})" if isinstance(value, str) and value else f"{self.name}/{index}"
+
+
+class Screened:
+    """The usable samples of a split, in their order (training.data.screening)."""
+
+    def __init__(self, base, rows: list[int]):
+        self.base, self.rows = base, rows
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def __getitem__(self, index: int) -> dict:
+        return self.base[self.rows[index]]
 
 
 def _as_image(value, root: Path | None):
@@ -123,6 +146,22 @@ class Splits:
     train: object
     eval: object
     eval_split: str  # the split evaluated on, or "train (5% held out)"
+    skipped: dict = None  # {"train": n, "eval": m} bad samples left out, once screened
+
+
+def screen_splits(config: TrainingConfig, splits: Splits, count_tokens) -> Splits:
+    """The splits without their bad samples (training.data.screening); UserError when too many are bad."""
+    from training.data.screening import check_share, screen
+
+    if dataset_kind(config.dataset_name) == "synthetic":
+        return dataclasses.replace(splits, skipped={"train": 0, "eval": 0})
+    cleaned, skipped = {}, {}
+    for name in ("train", "eval"):
+        split = getattr(splits, name)
+        kept, bad = screen(split, name, count_tokens, config.max_target_tokens)
+        check_share(name, len(split), bad, config.max_bad_sample_fraction)
+        cleaned[name], skipped[name] = (split if not bad else Screened(split, kept)), len(bad)
+    return Splits(cleaned["train"], cleaned["eval"], splits.eval_split, skipped)
 
 
 def load_splits(config: TrainingConfig) -> Splits:
