@@ -118,6 +118,10 @@ def test_dry_run_prints_the_request_and_sends_nothing(repo, api, cli):
     assert "dry run: nothing was sent" in result.stdout and "runpod.create_pod(" in result.stdout
     assert "'WANDB_API_KEY': '{{ RUNPOD_SECRET_wandb_key }}'," in result.stdout
     assert f"docker_args={START_COMMAND!r}," in result.stdout
+    assert "'SMOKE'" not in result.stdout
+
+    result = launch(repo, api, "lr-1e4", "--dry-run", "--smoke", *SECRETS, env={"RUNPOD_API_KEY": ""}, run=cli)
+    assert result.returncode == 0 and "'SMOKE': '1'," in result.stdout  # setup_pod.sh runs the smoke run
 
     result = launch(repo, api, "lr-1e4", "--dry-run", "--spot", "--bid", "0.3", *SECRETS, env={"WANDB_ENTITY": ""},
                     run=cli)

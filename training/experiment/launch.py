@@ -69,6 +69,7 @@ class LaunchOptions:
     git_secret: str | None = None
     auto_stop: bool = True
     dry_run: bool = False
+    smoke: bool = False  # the pod runs the smoke run (python -m training.smoke) instead of training
 
 
 @dataclass
@@ -154,6 +155,8 @@ def pod_env(o: LaunchOptions, checked: Checked, run_id: str) -> dict[str, str]:
         # The trainer prices the pod as RunPod bills it when no rate is given (training.cost).
         "POD_PRICING": "spot" if o.spot else "on-demand",
     }
+    if o.smoke:
+        env["SMOKE"] = "1"  # setup_pod.sh then runs training.smoke on the branch's config
     if o.wandb_entity:
         env["WANDB_ENTITY"] = o.wandb_entity
     if o.spot:
