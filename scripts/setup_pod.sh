@@ -15,6 +15,7 @@
 # (secrets: passed on, never printed or written); GIT_USERNAME (x-access-token) goes with GIT_TOKEN;
 # VOLUME_PATH (default: the first of VOLUME_SEARCH="/runpod_volume /workspace" that exists);
 # SKIP_INSTALL=1 (use the Python on PATH, install nothing); AUTO_STOP=1;
+# SMOKE=1 (run python -m training.smoke on the config instead of training: launch --smoke);
 # RETRY_WAIT_SECONDS (2: clone/fetch and network calls are tried 3 times, waiting 2 s then 4 s).
 # RunPod sets RUNPOD_POD_ID, RUNPOD_API_KEY and RUNPOD_GPU_COUNT. scripts/README.md has the pod setup.
 #
@@ -38,6 +39,7 @@ main() {
   VOLUME_SEARCH="${VOLUME_SEARCH:-/runpod_volume /workspace}"
   SKIP_INSTALL="${SKIP_INSTALL:-0}"
   AUTO_STOP="${AUTO_STOP:-0}"
+  SMOKE="${SMOKE:-0}"
   RETRY_WAIT_SECONDS="${RETRY_WAIT_SECONDS:-2}"
   RUNPOD_POD_ID="${RUNPOD_POD_ID:-}"
   RUNPOD_GPU_COUNT="${RUNPOD_GPU_COUNT:-}"
@@ -76,6 +78,7 @@ main() {
   use_unsloth_cache
   export RETRY_WAIT_SECONDS
 
+  if [ "$SMOKE" = 1 ]; then run_smoke; fi
   PHASE="preflight"
   say "preflight: python training/train.py --config $CONFIG_PATH --preflight-only"
   run_child "$PY" training/train.py --config "$CONFIG_PATH" --preflight-only || exit $?
@@ -96,6 +99,15 @@ main() {
           || echo "$rc")"
   fi
   exit "$rc"
+}
+
+run_smoke() {  # SMOKE=1 (launch --smoke): every path of a run, small, instead of training; exits
+  PHASE="smoke run"
+  local out
+  out="$VOLUME_PATH/smoke/$(date -u +%Y%m%dT%H%M%SZ)"
+  say "smoke run: python -m training.smoke --config $CONFIG_PATH --output $out"
+  run_child "$PY" -m training.smoke --config "$CONFIG_PATH" --output "$out" || exit $?
+  exit 0
 }
 
 say() { printf '[setup_pod %s] %s\n' "$(date -u +%H:%M:%S)" "$*"; }
@@ -175,7 +187,7 @@ check_environment() {
       || ! awk -v wait="$RETRY_WAIT_SECONDS" 'BEGIN { exit !(wait <= 60) }'; then
     die 2 "RETRY_WAIT_SECONDS=$RETRY_WAIT_SECONDS: must be a number of seconds between 0 and 60 (default 2)"
   fi
-  for name in SKIP_INSTALL AUTO_STOP; do
+  for name in SKIP_INSTALL AUTO_STOP SMOKE; do
     [[ "${!name}" =~ ^[01]?$ ]] || die 2 "$name=${!name}: must be 1 (on) or 0 (off)"
   done
   # One clone per branch: branches of one repository on one volume never share a working tree.

@@ -157,6 +157,12 @@ def test_dry_run_prints_the_request_and_sends_nothing(repo, api, cli):
     assert "dry run: nothing was sent" in result.stdout and "POST $RUNPOD_API_BASE_URL/v2/pods" in result.stdout
     body = json.loads(result.stdout[result.stdout.index("{"):result.stdout.index("\nW&B: ")])
     assert body["env"]["WANDB_API_KEY"] == "{{ RUNPOD_SECRET_wandb_key }}" and body["args"] == START_COMMAND
+    assert "SMOKE" not in body["env"]
+
+    result = launch(repo, api, "lr-1e4", "--dry-run", "--smoke", *SECRETS, env={"RUNPOD_API_KEY": ""}, run=cli)
+    assert result.returncode == 0, result.stderr
+    body = json.loads(result.stdout[result.stdout.index("{"):result.stdout.index("\nW&B: ")])
+    assert body["env"]["SMOKE"] == "1"  # setup_pod.sh runs the smoke run
 
     result = launch(repo, api, "lr-1e4", "--dry-run", "--spot", "--bid", "0.3", *SECRETS, env={"WANDB_ENTITY": ""},
                     run=cli)

@@ -286,6 +286,20 @@ def test_missing_variables_exit_2_with_one_line(origin, tmp_path):
     assert not (tmp_path / "repo").exists()
 
 
+def test_smoke_must_be_0_or_1(origin, tmp_path):
+    result = run_pod(pod_env(tmp_path, origin, SMOKE="yes"), cwd=tmp_path, timeout=30)
+    assert result.returncode == 2 and "SMOKE=yes: must be 1 (on) or 0 (off)" in result.stdout
+    assert not (tmp_path / "repo").exists()
+
+
+@pytest.mark.slow
+def test_smoke_run_on_a_pod_replaces_training(origin, tmp_path):
+    result = run_pod(pod_env(tmp_path, origin, SMOKE="1"), cwd=tmp_path, timeout=900)
+    assert result.returncode == 0, result.stdout[-3000:]
+    assert "every path passed" in result.stdout and "preflight: python" not in result.stdout
+    assert len(list((tmp_path / "smoke").glob("*/final/eval-test.json"))) == 1
+
+
 def test_missing_volume_exits_2_before_writing_anything(origin, tmp_path):
     result = run_pod(pod_env(tmp_path / "not-mounted", origin), cwd=tmp_path, timeout=30)
     assert result.returncode == 2

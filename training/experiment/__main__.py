@@ -71,6 +71,9 @@ def parser() -> argparse.ArgumentParser:
     launch.add_argument("--no-auto-stop", dest="auto_stop", action="store_false",
                         help="keep the pod running after training (default: it stops itself, AUTO_STOP=1)")
     deadman(launch)
+    launch.add_argument("--smoke", action="store_true",
+                        help="run the smoke run on the pod (python -m training.smoke: every path, small) "
+                             "instead of training")
     launch.add_argument("--dry-run", action="store_true", help="print the exact request and send nothing")
 
     status = commands.add_parser("status", help="pods of experiments, with their runs' progress", epilog=EPILOG)
@@ -206,7 +209,8 @@ def cmd_launch(args, argv) -> int:
         cloud=args.cloud, remote=args.remote, config=args.config, wandb_entity=args.wandb_entity,
         wandb_secret=args.wandb_secret, hf_secret=args.hf_secret, git_secret=args.git_secret,
         auto_stop=args.auto_stop, fallback_on_demand=args.fallback_on_demand, max_lifetime_h=args.max_lifetime_hours,
-        idle_stop_min=args.idle_stop_minutes, dry_run=args.dry_run)
+        idle_stop_min=args.idle_stop_minutes, dry_run=args.dry_run,
+        smoke=args.smoke)
     return launching.launch(Git.here(), options, sys.stdout)
 
 

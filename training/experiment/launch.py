@@ -96,6 +96,7 @@ class LaunchOptions:
     max_lifetime_h: float = 0.0  # 0 = no limit
     idle_stop_min: float = 0.0  # 0 = never
     dry_run: bool = False
+    smoke: bool = False  # the pod runs the smoke run (python -m training.smoke) instead of training
 
 
 @dataclass
@@ -186,6 +187,8 @@ def pod_env(o: LaunchOptions, checked: Checked, run_id: str, price: float | None
         # The trainer prices the pod as RunPod bills it when no rate is given (training.cost).
         "POD_PRICING": "spot" if o.spot else "on-demand",
     }
+    if o.smoke:
+        env["SMOKE"] = "1"  # setup_pod.sh then runs training.smoke on the branch's config
     if o.wandb_entity:
         env["WANDB_ENTITY"] = o.wandb_entity
     if price is not None:
