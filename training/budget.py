@@ -9,17 +9,17 @@ import time
 from transformers import TrainerCallback
 
 from training.cost import CostMeter, budget_verdict
+from training.outcome import Outcome
 
 log = logging.getLogger("training")
 
 
 class BudgetCallback(TrainerCallback):
-    """Keeps the ledger current, warns once at 90% of budget_cap, and at 100% decides to stop
-    (`stopped`; training.preemption saves and stops every rank) or only warns (budget_action="warn")."""
+    """Keeps the ledger current, warns once at 90% of budget_cap, and at 100% decides to stop (in the
+    run's Outcome; training.preemption saves and stops every rank) or only warns (budget_action="warn")."""
 
-    def __init__(self, meter: CostMeter, action: str, alert=None, clock=time.monotonic):
-        self.meter, self.action, self.alert, self.clock = meter, action, alert, clock
-        self.stopped = False  # the cap stopped training
+    def __init__(self, meter: CostMeter, action: str, outcome: Outcome, alert=None, clock=time.monotonic):
+        self.meter, self.action, self.outcome, self.alert, self.clock = meter, action, outcome, alert, clock
         self._cap_reported = False
 
     def on_step_end(self, args, state, control, **kwargs):
@@ -35,9 +35,9 @@ class BudgetCallback(TrainerCallback):
             if self.alert:
                 self.alert("Budget 90% used", message)
             ledger.mark_warned()
-        if verdict == "stop" and self.action == "stop" and not self.stopped:
+        if verdict == "stop" and self.action == "stop" and not self.outcome.budget_stopped:
             log.warning("budget: cost %.2f USD reached budget_cap %.2f USD: saving a checkpoint and stopping", cost, cap)
-            self.stopped = True
+            self.outcome.stop_budget()
         elif verdict == "stop" and not self._cap_reported:
             log.warning("budget: cost %.2f USD reached budget_cap %.2f USD; training on (budget_action=warn)", cost, cap)
             self._cap_reported = True

@@ -267,6 +267,31 @@ class CostLedger:
         write_json_atomic(self.path, self.data)
 
 
+class BudgetSpent(Exception):
+    """The experiment had spent its budget_cap before this run started: exit 3, nothing trained."""
+
+
+def open_meter(config, pod: Rate | None = None, environ=os.environ) -> CostMeter:
+    """The cost tracking of a run: its rate, its ledger (the sessions before it included) and the
+    cap. A rate or ledger that cannot be trusted is a UserError (exit 2, before training); a cap
+    already reached is BudgetSpent (exit 3). `pod`: the pod's own rate, read by the caller."""
+    from training.errors import UserError
+
+    try:  # preflight checked both already; a cost that cannot be trusted still stops here
+        rate = run_rate(config, environ, pod=pod)
+        ledger = CostLedger(config.output_dir, rate,
+                            pod_started=pod_started_at(environ.get(STARTED_VAR), time.time()))
+    except ValueError as error:
+        raise UserError(str(error)) from None
+    spent = ledger.previous_usd()
+    log.info("cost: %.2f USD/h (%s); spent so far %.2f USD; budget_cap %s", rate.usd_per_hour, rate.source,
+             spent, f"{config.budget_cap:.2f} USD ({config.budget_action})" if config.budget_cap else "none")
+    if config.budget_action == "stop" and budget_verdict(spent, config.budget_cap, warned=True) == "stop":
+        raise BudgetSpent(f"budget_cap={config.budget_cap}: already spent {spent:.2f} USD on this experiment; "
+                          "raise it (--set budget_cap=...) to continue")
+    return CostMeter(ledger, rate, config.budget_cap)
+
+
 class CostMeter:
     """Cost so far, projected cost to finish, and the budget verdict, from the ledger."""
 

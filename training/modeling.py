@@ -131,6 +131,14 @@ def prepare_backend(backend: str) -> None:
     import unsloth  # noqa: F401
 
 
+def choose_backend(config: TrainingConfig) -> tuple[str | None, str | None]:
+    """(backend, None) for this machine, or (None, why not): preflight reports the why with the rest."""
+    try:
+        return select_backend(config, cuda_available(), unsloth_installed()), None
+    except UserError as error:
+        return None, error.problems[0]
+
+
 def split_names(text: str) -> list[str]:
     return [name.strip() for name in text.split(",") if name.strip()]
 

@@ -13,14 +13,15 @@ import time
 from transformers import TrainerCallback
 
 from training import distributed
+from training.outcome import ANOTHER_RANK
 from training.signals import StopSignals
 
 
 class StopAndSaveCallback(TrainerCallback):
-    """Must come after the callbacks whose decisions it applies (the budget's)."""
+    """Must come after the callbacks whose decisions it applies (the budget's, in the Outcome)."""
 
-    def __init__(self, signals: StopSignals, budget, save_every_minutes: float, clock=time.monotonic):
-        self.signals, self.budget = signals, budget
+    def __init__(self, signals: StopSignals, save_every_minutes: float, clock=time.monotonic):
+        self.signals, self.outcome = signals, signals.outcome
         self.seconds = save_every_minutes * 60
         self.clock = clock
         self.last_save = None
@@ -31,11 +32,13 @@ class StopAndSaveCallback(TrainerCallback):
 
     def on_step_end(self, args, state, control, **kwargs):
         due = self.seconds > 0 and self.clock() - self.last_save >= self.seconds
-        signalled, over_budget, due = distributed.any_rank([bool(self.signals.requested), self.budget.stopped, due])
-        if signalled and not self.signals.requested:
-            self.signals.requested = "SIGTERM on another rank"
-        self.budget.stopped = over_budget
-        if signalled or over_budget:
+        outcome = self.outcome
+        signalled, over_budget, due = distributed.any_rank([outcome.signal is not None, outcome.budget_stopped, due])
+        if signalled:
+            outcome.stop_signal(ANOTHER_RANK)  # kept as it is where this rank got the signal itself
+        if over_budget:
+            outcome.stop_budget()  # rank 0 decides it; every rank stops with it
+        if outcome.stopping:
             control.should_save = True
             control.should_training_stop = True
             # Evaluating would spend the grace period on something a resume redoes anyway.

@@ -213,29 +213,21 @@ def hub_check(kind: str, field: str, name: str) -> Check:
 
 # --- backend and GPU -------------------------------------------------------------------------
 
-def check_backend(config: TrainingConfig) -> tuple[Check, str | None]:
-    from training.modeling import (
-        UNSLOTH,
-        bitsandbytes_installed,
-        cuda_available,
-        prepare_backend,
-        select_backend,
-        unsloth_installed,
-    )
+def check_backend(config: TrainingConfig, backend: str | None, problem: str | None) -> Check:
+    """The backend train.py chose (training.modeling.choose_backend), or why it could not choose."""
+    from training.modeling import bitsandbytes_installed, cuda_available, prepare_backend, unsloth_installed
 
+    if backend is None:
+        return Check("backend", False, problem or "no backend")
     has_cuda, has_unsloth = cuda_available(), unsloth_installed()
-    try:
-        backend = select_backend(config, has_cuda, has_unsloth)
-    except UserError as error:
-        return Check("backend", False, error.problems[0]), None
     if backend == UNSLOTH:
         # Now, before the checks below bring in transformers; an install that cannot import fails here.
         try:
             prepare_backend(backend)
         except Exception as error:
             return Check("backend", False, f"unsloth does not import ({type(error).__name__}: {error}); "
-                                           f"{GPU_EXTRA_FIX}"), backend
-    return backend_verdict(config, backend, has_cuda, has_unsloth, bitsandbytes_installed()), backend
+                                           f"{GPU_EXTRA_FIX}")
+    return backend_verdict(config, backend, has_cuda, has_unsloth, bitsandbytes_installed())
 
 
 GPU_EXTRA_FIX = "install the GPU environment: bash scripts/install.sh gpu (unsloth, bitsandbytes)"
@@ -543,9 +535,9 @@ def guarded(name: str, check: Callable[[], Check]) -> Check:
         return Check(name, False, f"the check itself failed ({type(error).__name__}: {error})")
 
 
-def run_checks(config: TrainingConfig, config_path: str | None = None,
-               environ: Mapping[str, str] = os.environ) -> tuple[list[Check], str | None]:
-    backend_check, backend = check_backend(config)
+def run_checks(config: TrainingConfig, backend: str | None, problem: str | None = None,
+               config_path: str | None = None, environ: Mapping[str, str] = os.environ) -> list[Check]:
+    backend_check = check_backend(config, backend, problem)
     checks = [
         Check("config", True, f"{config_path or 'config'}: valid, experiment {config.experiment_name}"),
         guarded("output dir", lambda: check_output_dir(config, backend)),
@@ -560,16 +552,17 @@ def run_checks(config: TrainingConfig, config_path: str | None = None,
     ]
     if config.push_to_hub:
         checks.append(guarded("hub push", lambda: check_hub_push(config, environ)))
-    return checks, backend
+    return checks
 
 
-def check_or_raise(config: TrainingConfig, config_path: str | None = None) -> str:
-    """Run every check, log a table, raise UserError with each failure; return the backend."""
-    checks, backend = run_checks(config, config_path)
+def check_or_raise(config: TrainingConfig, backend: str | None, problem: str | None = None,
+                   config_path: str | None = None) -> None:
+    """Run every check for the chosen backend (None: `problem` says why there is none), log a
+    table, raise UserError with each failure."""
+    checks = run_checks(config, backend, problem, config_path)
     width = max(len(c.name) for c in checks)
     for check in checks:
         log.info("preflight  %-*s  %-4s  %s", width, check.name, check.verdict, check.detail)
     failures = [c.detail for c in checks if not c.ok]
     if failures:
         raise UserError(*failures)
-    return backend

@@ -9,6 +9,8 @@ from __future__ import annotations
 import logging
 import signal
 
+from training.outcome import Outcome
+
 log = logging.getLogger("training")
 
 
@@ -26,15 +28,20 @@ class EvaluationStopped(BaseException):
 
 
 class StopSignals:
-    """Records SIGTERM/SIGINT. Before training starts a signal aborts at once (raises Preempted);
-    once training runs, it only sets `requested` and the callback stops at the next step end."""
+    """Records SIGTERM/SIGINT in the run's Outcome. Before training starts a signal aborts at once
+    (raises Preempted); once training runs, it is only recorded and the callback stops at the next
+    step end (or the evaluation in progress stops between batches and generated tokens)."""
 
     SIGNALS = (signal.SIGTERM, signal.SIGINT)
 
-    def __init__(self):
-        self.requested: str | None = None
+    def __init__(self, outcome: Outcome):
+        self.outcome = outcome
         self.training = False
         self._previous = {}
+
+    @property
+    def requested(self) -> str | None:
+        return self.outcome.signal
 
     def install(self) -> StopSignals:
         for sig in self.SIGNALS:
@@ -48,7 +55,7 @@ class StopSignals:
 
     def _handle(self, signum, _frame) -> None:
         first = self.requested is None
-        self.requested = signal.Signals(signum).name
+        self.outcome.stop_signal(signal.Signals(signum).name)
         if not self.training:
             raise Preempted(self.requested)
         if first:

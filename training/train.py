@@ -33,6 +33,7 @@ from training.errors import (  # noqa: E402
     UserError,
 )
 from training.git_cli import git_state  # noqa: E402
+from training.outcome import Outcome  # noqa: E402
 from training.signals import Preempted, StopSignals  # noqa: E402
 
 log = logging.getLogger("training")
@@ -55,25 +56,27 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     setup_logging()
-    signals = StopSignals().install()
+    signals = StopSignals(Outcome()).install()
     try:
         config = resolve(load_config(args.config, args.overrides))
         from training import preflight
-        from training.modeling import cuda_available, prepare_backend
+        from training.modeling import choose_backend, cuda_available, prepare_backend
         from training.resume import choose_checkpoint
         from training.run_lock import OutputDirLocked, RunLock
 
         distributed.init(cuda_available())
+        backend, problem = choose_backend(config)
         # Once for all ranks: its hub, W&B and git checks would otherwise run on every one.
-        backend = distributed.decided_on_main(lambda: preflight.check_or_raise(config, config_path=args.config))
+        distributed.decided_on_main(lambda: preflight.check_or_raise(config, backend, problem, args.config))
         if args.preflight_only:
             log.info("preflight passed")
             return EXIT_OK
         prepare_backend(backend)  # unsloth before transformers, peft and trl: the imports below bring them
+        choice = None
         if args.resume is None:
             refuse_to_start_over(config.output_dir)
         elif args.resume != "auto":
-            choose_checkpoint(args.resume, config.output_dir)  # a bad path fails before anything is written
+            choice = choose_checkpoint(args.resume, config.output_dir)  # a bad path fails before anything is written
         lock, locked = RunLock(config.output_dir), None
         if distributed.is_main():
             try:
@@ -85,7 +88,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"error: {locked}", file=sys.stderr)
             return EXIT_LOCKED
         try:
-            code = run(config, backend, args.resume, signals)
+            code = run(config, backend, args.resume, signals, choice)
             # torchrun tears every rank down at the first exit: leave together, bookkeeping done
             distributed.finish()
             if code == EXIT_OK:  # after the ranks parted: rank 0 may take minutes, and never fails the run
@@ -104,79 +107,98 @@ def main(argv: list[str] | None = None) -> int:
         signals.uninstall()
 
 
-def run(config: TrainingConfig, backend: str, resume: str | None, signals: StopSignals) -> int:
-    from transformers.utils import logging as hf_logging
-
-    from training import checkpoints
+def run(config: TrainingConfig, backend: str, resume: str | None, signals: StopSignals, choice=None) -> int:
+    """The recipe: resume point, cost, tracking, data, model, trainer, train, then how it ended."""
     from training.budget import BudgetCallback
-    from training.cost import (
-        STARTED_VAR,
-        CostLedger,
-        CostMeter,
-        budget_verdict,
-        gpu_info,
-        pod_rate,
-        pod_started_at,
-        run_rate,
-    )
-    from training.data.collator import VisionChatCollator
-    from training.data.sources import load_splits, screen_splits, whole_steps
-    from training.metrics_log import METRICS_FILE, append_event
-    from training.modeling import cuda_available, load_model, model_source, weight_format
+    from training.cost import BudgetSpent, gpu_info, open_meter, pod_rate
+    from training.modeling import load_model
     from training.preemption import StopAndSaveCallback
-    from training.progress import ProgressCallback
     from training.run_config import write_config
-    from training.run_status import write_status
     from training.save import save_final
-    from training.tracking import MetricsFileCallback, Tracker, TrackingCallback
-    from training.trainer import HarnessTrainer, training_arguments
+    from training.tracking import Tracker
+
+    quiet_libraries()
+    log.info("experiment %s -> %s (backend %s)", config.experiment_name, config.output_dir, backend)
+    main_rank, outcome = distributed.is_main(), signals.outcome
+    start = resume_point(config, resume, choice)
+    try:  # one read of RunPod's API for the whole run: rank 0 asks, every rank uses its answer
+        meter = open_meter(config, pod=distributed.decided_on_main(pod_rate))
+    except BudgetSpent as error:
+        print(f"error: {error}", file=sys.stderr)
+        return EXIT_BUDGET
+    tracker = Tracker.start(config, start.state, backend, gpu_info()) if main_rank else None
+    splits = load_data(config)
+    loaded = load_model(config, backend)
+    log_model(config, loaded)
+    train_set, eval_set = screened_data(config, splits, loaded.processor.tokenizer, tracker)
+    callbacks = [BudgetCallback(meter, config.budget_action, outcome, alert=tracker.alert if tracker else None),
+                 StopAndSaveCallback(signals, config.save_every_minutes)]
+    trainer = build_trainer(config, backend, loaded, train_set, eval_set, start, meter, tracker, outcome, callbacks)
+    report = StatusReport(config, trainer, meter, start.state, tracker)
+    if main_rank:
+        write_config(config, config.output_dir)
+    report("running")
+    code = EXIT_USER_ERROR  # replaced below unless training raises
+    try:
+        try:
+            train_or_finish(trainer, start, config)
+        except Preempted:  # before the first step: nothing to save, main() says so
+            code = EXIT_PREEMPTED
+            report("preempted", code)
+            raise
+        except BaseException:
+            report("failed")
+            raise
+        ending = outcome.ending()
+        if ending.writes_final:
+            final = save_final(loaded.model, loaded.processor, config, config.output_dir) if main_rank else None
+            distributed.barrier()
+            log.info("final adapter in %s; %.2f USD spent", final, meter.ledger.total_usd())
+        code = report.ended(ending, outcome.signal)
+        return code
+    finally:
+        if main_rank:
+            meter.ledger.save()
+        if tracker:
+            tracker.finish(code)
+
+
+def quiet_libraries() -> None:
+    from transformers.utils import logging as hf_logging
 
     hf_logging.set_verbosity_error()
     hf_logging.disable_progress_bar()
-    log.info("experiment %s -> %s (backend %s)", config.experiment_name, config.output_dir, backend)
 
-    main_rank = distributed.is_main()
-    if main_rank:
-        promoted, leftovers = checkpoints.clear_staging(config.output_dir)
-        for name in promoted:
-            log.info("promoted %s/%s: its save completed, the copy it replaced was already gone",
-                     checkpoints.STAGING_DIR, name)
-        if leftovers:
-            log.info("removed what interrupted saves left: %s", ", ".join(leftovers))
-    distributed.barrier()
-    checkpoint, state, learning_rate_changed = distributed.decided_on_main(lambda: resume_point(config, resume))
 
-    gpu = gpu_info()
-    try:  # preflight checked both; a cost that cannot be trusted still stops here, before training
-        # One read of RunPod's API for the whole run: rank 0 asks, every rank uses its answer.
-        rate = run_rate(config, pod=distributed.decided_on_main(pod_rate))
-        ledger = CostLedger(config.output_dir, rate,
-                            pod_started=pod_started_at(os.environ.get(STARTED_VAR), time.time()))
-    except ValueError as error:
-        raise UserError(str(error)) from None
-    spent = ledger.previous_usd()
-    log.info("cost: %.2f USD/h (%s); spent so far %.2f USD; budget_cap %s", rate.usd_per_hour, rate.source,
-             spent, f"{config.budget_cap:.2f} USD ({config.budget_action})" if config.budget_cap else "none")
-    if config.budget_action == "stop" and budget_verdict(spent, config.budget_cap, warned=True) == "stop":
-        print(f"error: budget_cap={config.budget_cap}: already spent {spent:.2f} USD on this experiment; "
-              "raise it (--set budget_cap=...) to continue", file=sys.stderr)
-        return EXIT_BUDGET
-    meter = CostMeter(ledger, rate, config.budget_cap)
+def load_data(config: TrainingConfig):
+    """The splits, and the stand-in model built on first use: by rank 0 first, then the others."""
+    from training.data.sources import load_splits
+    from training.modeling import model_source
 
-    tracker = Tracker.start(config, state, backend, gpu) if main_rank else None
     with distributed.main_first():
         splits = load_splits(config)
-        model_source(config)  # builds the stand-in on first use
+        model_source(config)
+    return splits
 
-    loaded = load_model(config, backend)
+
+def log_model(config: TrainingConfig, loaded) -> None:
+    from training.modeling import weight_format
+
     trainable = sum(p.numel() for p in loaded.model.parameters() if p.requires_grad)
     log.info("model: %s, base weights %s, %s trainable parameters", config.model_name,
              weight_format(loaded.model), f"{trainable:,}")
-    # Bad samples out before the first step (the token limit needs the model's tokenizer).
-    tokenizer = loaded.processor.tokenizer
+
+
+def screened_data(config: TrainingConfig, splits, tokenizer, tracker):
+    """(train, eval) without the bad samples (named and counted), the train split cut to whole
+    optimizer steps so that every epoch, and every resume, lands on the same samples."""
+    from training.data.sources import screen_splits, whole_steps
+    from training.metrics_log import METRICS_FILE, append_event
+
+    # The token limit needs the model's tokenizer: screening comes after the model is loaded.
     splits = screen_splits(config, splits, lambda text: len(tokenizer(text, add_special_tokens=False)["input_ids"]))
     skipped = {f"data_skipped_{name}": count for name, count in splits.skipped.items()}
-    if main_rank and any(skipped.values()):
+    if distributed.is_main() and any(skipped.values()):
         append_event(os.path.join(config.output_dir, METRICS_FILE), {"step": 0, **skipped})
         if tracker:
             tracker.log(skipped, step=0)
@@ -186,81 +208,69 @@ def run(config: TrainingConfig, backend: str, resume: str | None, signals: StopS
              len(splits.eval), splits.eval_split,
              f"; {len(splits.train) - len(train_set)} left out so each epoch is whole steps of {per_step}"
              if len(train_set) < len(splits.train) else "")
+    return train_set, splits.eval
 
-    budget = BudgetCallback(meter, config.budget_action, alert=tracker.alert if tracker else None)
-    callbacks = [budget, StopAndSaveCallback(signals, budget, config.save_every_minutes),
-                 MetricsFileCallback(config.output_dir), ProgressCallback()]
+
+def build_trainer(config, backend, loaded, train_set, eval_set, start, meter, tracker, outcome, callbacks):
+    from training.data.collator import VisionChatCollator
+    from training.modeling import cuda_available
+    from training.progress import ProgressCallback
+    from training.tracking import MetricsFileCallback, TrackingCallback
+    from training.trainer import HarnessTrainer, training_arguments
+
+    # The stop callback applies the budget's decision: it must come after it (and before the writers).
+    callbacks = [*callbacks, MetricsFileCallback(config.output_dir), ProgressCallback()]
     if tracker:
         callbacks.append(TrackingCallback(tracker))
-    trainer = HarnessTrainer(
+    return HarnessTrainer(
         model=loaded.model,
         args=training_arguments(config, backend, has_cuda=cuda_available()),
         train_dataset=train_set,
-        eval_dataset=splits.eval,
+        eval_dataset=eval_set,
         data_collator=VisionChatCollator(loaded.processor, config.instruction, config.image_max_pixels),
         callbacks=callbacks,
         config=config,
-        harness_state=state,
+        harness_state=start.state,
         backend=backend,
-        apply_new_learning_rate=learning_rate_changed,
+        apply_new_learning_rate=start.learning_rate_changed,
         cost_meter=meter,
         tracker=tracker,
-        stop_requested=lambda: signals.requested,
+        outcome=outcome,
     )
 
-    def status(name: str, exit_code: int | None = None) -> None:
-        if not main_rank:
-            return
-        write_status(config.output_dir, name, exit_code=exit_code, step=trainer.state.global_step,
-                     max_steps=config.max_steps, cost_usd=round(ledger.total_usd(), 6),
-                     best_eval_loss=state.best_eval_loss, experiment_name=config.experiment_name,
-                     git_branch=state.git_branch, git_commit=state.git_commit,
-                     wandb_url=tracker.url if tracker else None)
 
-    if main_rank:
-        write_config(config, config.output_dir)
-    status("running")
-    code = EXIT_USER_ERROR  # replaced below unless training raises
-    try:
-        try:
-            if checkpoint and state.step >= config.max_steps:
-                # Killed between the last checkpoint and final/: nothing left to train (the Trainer
-                # would take one step past max_steps), only the final save to redo.
-                log.info("the checkpoint is at max_steps=%d: writing final/ from it", config.max_steps)
-                trainer.load_checkpoint_weights(checkpoint)
-            else:
-                trainer.train(resume_from_checkpoint=checkpoint)
-        except Preempted:
-            code = EXIT_PREEMPTED
-            status("preempted", code)
-            raise
-        except BaseException:
-            status("failed")
-            raise
-        step = trainer.state.global_step
-        if signals.requested:
-            code = EXIT_PREEMPTED
-            log.info("stopped by %s at step %d: checkpoint saved; rerun with --resume auto to continue",
-                     signals.requested, step)
-            status("preempted", code)
-            return code
-        if budget.stopped:
-            code = EXIT_BUDGET
-            log.info("stopped by budget_cap at step %d: checkpoint saved; raise budget_cap and rerun with "
-                     "--resume auto to continue", step)
-            status("budget_stopped", code)
-            return code
-        final = save_final(loaded.model, loaded.processor, config, config.output_dir) if main_rank else None
-        distributed.barrier()
-        code = EXIT_OK
-        status("early_stopped" if trainer.stopped_early else "finished", code)
-        log.info("done at step %d: final adapter in %s; %.2f USD spent", step, final, ledger.total_usd())
-        return code
-    finally:
-        if main_rank:
-            ledger.save()
-        if tracker:
-            tracker.finish(code)
+def train_or_finish(trainer, start, config: TrainingConfig) -> None:
+    if start.checkpoint and start.state.step >= config.max_steps:
+        # Killed between the last checkpoint and final/: nothing left to train (the Trainer would
+        # take one step past max_steps), only the final save to redo.
+        log.info("the checkpoint is at max_steps=%d: writing final/ from it", config.max_steps)
+        trainer.load_checkpoint_weights(start.checkpoint)
+    else:
+        trainer.train(resume_from_checkpoint=start.checkpoint)
+
+
+class StatusReport:
+    """run_status.json as the run goes (rank 0 writes it), and the log line that ends the run."""
+
+    def __init__(self, config: TrainingConfig, trainer, meter, state, tracker):
+        self.config, self.trainer, self.meter, self.state, self.tracker = config, trainer, meter, state, tracker
+
+    def __call__(self, status: str, exit_code: int | None = None) -> None:
+        from training.run_status import write_status
+
+        if not distributed.is_main():
+            return
+        state = self.state
+        write_status(self.config.output_dir, status, exit_code=exit_code, step=self.trainer.state.global_step,
+                     max_steps=self.config.max_steps, cost_usd=round(self.meter.ledger.total_usd(), 6),
+                     best_eval_loss=state.best_eval_loss, experiment_name=self.config.experiment_name,
+                     git_branch=state.git_branch, git_commit=state.git_commit,
+                     wandb_url=self.tracker.url if self.tracker else None)
+
+    def ended(self, ending, signal: str | None) -> int:
+        self(ending.status, ending.exit_code)
+        log.info("%s", ending.message(self.trainer.state.global_step, signal))
+        return ending.exit_code
 
 
 def refuse_to_start_over(output_dir: str) -> None:
@@ -280,7 +290,6 @@ def refuse_to_start_over(output_dir: str) -> None:
 def set_aside_abandoned_line(output_dir: str, step: int) -> None:
     """A fork (`--resume PATH` to an older checkpoint): the old line's newer checkpoints and its
     final/ go to output_dir/abandoned/, kept but out of reach of `--resume auto` and retention."""
-    import time
 
     from training import checkpoints
     from training.resume import abandoned_by_fork
@@ -298,13 +307,31 @@ def set_aside_abandoned_line(output_dir: str, step: int) -> None:
                  step, ", ".join(names), aside)
 
 
-def resume_point(config: TrainingConfig, resume: str | None):
-    """The checkpoint to continue from (None: fresh), the harness state to continue with, and
-    whether learning_rate differs from the checkpoint's."""
+@dataclasses.dataclass
+class Start:
+    checkpoint: str | None  # None: a fresh run
+    state: object  # training.state.HarnessState to continue with
+    learning_rate_changed: bool  # learning_rate differs from the checkpoint's: rebase the schedule
+
+
+def resume_point(config: TrainingConfig, resume: str | None, choice=None) -> Start:
+    """Where the run starts, decided once on rank 0 (after what interrupted saves left is cleared)
+    and shared with every rank. `choice`: an explicit --resume PATH already checked by main()."""
+    return distributed.decided_on_main(lambda: _resume_point(config, resume, choice))
+
+
+def _resume_point(config: TrainingConfig, resume: str | None, choice) -> Start:
+    from training import checkpoints
     from training.resume import choose_checkpoint, config_changes
     from training.state import HarnessState, fingerprint
 
-    choice = choose_checkpoint(resume, config.output_dir)
+    promoted, leftovers = checkpoints.clear_staging(config.output_dir)
+    for name in promoted:
+        log.info("promoted %s/%s: its save completed, the copy it replaced was already gone",
+                 checkpoints.STAGING_DIR, name)
+    if leftovers:
+        log.info("removed what interrupted saves left: %s", ", ".join(leftovers))
+    choice = choice or choose_checkpoint(resume, config.output_dir)
     for path, why in choice.skipped:
         log.warning("skipping %s: %s", path, why)
     current = dataclasses.asdict(config)
@@ -326,7 +353,7 @@ def resume_point(config: TrainingConfig, resume: str | None):
     state.config, state.config_fingerprint = current, fingerprint(current)
     for key, value in git_state().items():
         setattr(state, key, value)
-    return choice.path, state, learning_rate_changed
+    return Start(choice.path, state, learning_rate_changed)
 
 
 if __name__ == "__main__":

@@ -16,6 +16,7 @@ from training.backends import optimizer_name
 from training.eval_loss import best_after, usable
 from training.evaluation import evaluate_samples, worst
 from training.modeling import compute_dtype, inference_mode
+from training.outcome import ANOTHER_RANK, Outcome
 from training.progress import ThroughputMeter
 from training.retention import checkpoints_to_delete
 from training.signals import EvaluationStopped
@@ -74,7 +75,7 @@ class HarnessTrainer(Trainer):
 
     def __init__(self, *args, config: TrainingConfig, harness_state: HarnessState, backend: str,
                  apply_new_learning_rate: bool = False, cost_meter=None, tracker=None,
-                 stop_requested=lambda: None, **kwargs):
+                 outcome: Outcome | None = None, **kwargs):
         super().__init__(*args, **kwargs)
         self.remove_callback(PrinterCallback)  # training.progress prints instead
         self.config = config
@@ -86,8 +87,7 @@ class HarnessTrainer(Trainer):
         self.throughput = ThroughputMeter(self.args.train_batch_size * self.args.gradient_accumulation_steps
                                           * self.args.world_size)
         self.last_eval: tuple[int, float | None] = (-1, None)
-        self.stopped_early = False
-        self.stop_requested = stop_requested  # the stop signal's name, or None: checked while evaluating
+        self.outcome = outcome or Outcome()  # why training stopped; early stopping sets it here
         self._saving_into: str | None = None
 
     def log(self, logs: dict, start_time: float | None = None) -> None:
@@ -121,6 +121,10 @@ class HarnessTrainer(Trainer):
                 self.tracker.worst_samples(self.state.global_step, chosen, images)
         return metrics
 
+    def stop_requested(self) -> str | None:
+        """The stop signal's name once one arrived (checked between eval batches and generated tokens)."""
+        return self.outcome.signal
+
     def prediction_step(self, *args, **kwargs):
         # Every rank runs the same number of eval batches: they agree here, so all stop together.
         if distributed.any_rank([bool(self.stop_requested())])[0]:
@@ -136,8 +140,9 @@ class HarnessTrainer(Trainer):
             metrics, cut = {}, True
         # Rank 0 alone transcribes, and may be cut short while the others wait: agree once more.
         if distributed.any_rank([cut])[0]:
+            self.outcome.stop_signal(ANOTHER_RANK)  # kept as it is where this rank got the signal itself
             log.info("evaluation at step %d cut short by %s: not recorded; saving a checkpoint at this step",
-                     step, self.stop_requested() or "a stop on another rank")
+                     step, self.outcome.signal)
             # What the Trainer's on_evaluate would have reset: the epoch end must not evaluate again.
             self.control.should_evaluate = False
             self.control.should_save = True
@@ -155,7 +160,7 @@ class HarnessTrainer(Trainer):
             log.info("early stopping at step %d: eval_loss has not improved by more than %g for %d evaluations "
                      "(best %.4g at step %s)", step, self.config.early_stopping_min_delta,
                      state.evals_without_improvement, state.best_eval_loss, state.best_step)
-            self.stopped_early = True
+            self.outcome.stop_early()
             self.control.should_training_stop = True
         return metrics
 
