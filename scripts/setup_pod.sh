@@ -11,7 +11,8 @@
 #   GIT_REPO=$PWD GIT_BRANCH=$(git branch --show-current) CONFIG_PATH=configs/experiments/quick_val.py \
 #   VOLUME_PATH=/tmp/volume SKIP_INSTALL=1 bash scripts/setup_pod.sh
 #
-# Environment: GIT_REPO, GIT_BRANCH, CONFIG_PATH (required); WANDB_API_KEY, HF_TOKEN, GIT_TOKEN
+# Environment: GIT_REPO, GIT_BRANCH, CONFIG_PATH (required); GIT_COMMIT (train exactly this commit of
+# the branch, at every start; unset: the branch head); WANDB_API_KEY, HF_TOKEN, GIT_TOKEN
 # (secrets: passed on, never printed or written); GIT_USERNAME (x-access-token) goes with GIT_TOKEN;
 # VOLUME_PATH (/runpod_volume); SKIP_INSTALL=1 (use the Python on PATH, install nothing); AUTO_STOP=1;
 # RETRY_WAIT_SECONDS (2: clone/fetch and network calls are tried 3 times, waiting 2 s then 4 s).
@@ -31,6 +32,7 @@ set -euo pipefail
 main() {
   GIT_REPO="${GIT_REPO:-}"
   GIT_BRANCH="${GIT_BRANCH:-}"
+  GIT_COMMIT="${GIT_COMMIT:-}"
   CONFIG_PATH="${CONFIG_PATH:-}"
   GIT_USERNAME="${GIT_USERNAME:-x-access-token}"
   VOLUME_PATH="${VOLUME_PATH:-/runpod_volume}"
@@ -148,6 +150,8 @@ check_environment() {
     "(the experiment branch) and CONFIG_PATH (e.g. configs/experiments/quick_val.py) in the pod's environment"
   git check-ref-format --branch "$GIT_BRANCH" >/dev/null 2>&1 \
     || die 2 "GIT_BRANCH=$GIT_BRANCH: not a valid branch name"
+  [[ -z "$GIT_COMMIT" || "$GIT_COMMIT" =~ ^[0-9a-f]{7,40}$ ]] \
+    || die 2 "GIT_COMMIT=$GIT_COMMIT: must be a commit id (7 to 40 hex digits), or unset to train the branch head"
   if [[ "$CONFIG_PATH" == /* || "/$CONFIG_PATH/" == */../* ]]; then
     die 2 "CONFIG_PATH=$CONFIG_PATH: must be a path inside the repository, e.g. configs/experiments/quick_val.py"
   fi
@@ -231,7 +235,26 @@ sync_repo() {
     git_retry "git clone" clone --quiet --single-branch --branch "$GIT_BRANCH" "$GIT_REPO" "$REPO_DIR.partial"
     mv "$REPO_DIR.partial" "$REPO_DIR"
   fi
+  [ -z "$GIT_COMMIT" ] || pin_commit
   say "code: $GIT_BRANCH @ $(git -C "$REPO_DIR" rev-parse --short HEAD)"
+}
+
+pin_commit() {
+  # The commit `launch` checked: every start, restarts included, trains exactly it, so a push after
+  # the launch cannot change the code mid-experiment.
+  local head commit
+  head="$(git -C "$REPO_DIR" rev-parse HEAD)"
+  if ! commit="$(git -C "$REPO_DIR" rev-parse --verify --quiet "$GIT_COMMIT^{commit}")"; then
+    # Not in the branch's history any more (a force-push): ask for it by id.
+    git_retry "git fetch $GIT_COMMIT" -C "$REPO_DIR" fetch --quiet origin "$GIT_COMMIT"
+    commit="$(git -C "$REPO_DIR" rev-parse --verify --quiet "$GIT_COMMIT^{commit}")" \
+      || die 2 "GIT_COMMIT=$GIT_COMMIT: not found in $GIT_REPO; launch the experiment again"
+  fi
+  if [ "$commit" != "$head" ]; then
+    say "$GIT_BRANCH has moved on to $(git -C "$REPO_DIR" rev-parse --short "$head"); training stays on" \
+        "GIT_COMMIT=$(git -C "$REPO_DIR" rev-parse --short "$commit") (launch a new experiment for the new code)"
+  fi
+  git -C "$REPO_DIR" checkout --quiet --force -B "$GIT_BRANCH" "$commit"
 }
 
 setup_python() {

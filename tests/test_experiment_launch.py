@@ -55,9 +55,10 @@ def launch(repo, api, *args, env=None, run=experiment):
     return result
 
 
-def expected_env(branch="lr-1e4", config="configs/experiments/lr_1e4.py", extra=()):
+def expected_env(repo, branch="lr-1e4", config="configs/experiments/lr_1e4.py", extra=()):
+    # GIT_COMMIT: the commit launch checked, which the pod trains whatever is pushed later
     return [("GIT_REPO", "https://git.example.invalid/team/harness.git"), ("GIT_BRANCH", branch),
-            ("CONFIG_PATH", config), ("VOLUME_PATH", "/runpod_volume"), ("AUTO_STOP", "1"), *extra,
+            ("GIT_COMMIT", git(repo, "rev-parse", branch)), ("CONFIG_PATH", config), ("VOLUME_PATH", "/runpod_volume"), ("AUTO_STOP", "1"), *extra,
             ("WANDB_API_KEY", "{{ RUNPOD_SECRET_wandb_key }}"), ("HF_TOKEN", "{{ RUNPOD_SECRET_hf_token }}"),
             ("GIT_TOKEN", "{{ RUNPOD_SECRET_github_pat }}")]
 
@@ -81,7 +82,7 @@ def test_on_demand_launch_sends_the_sdk_request(repo, api):
     assert create["operation"] == "mutation" and create["variables"] is None
     sent = create["args"]["input"]
     env = [tuple(e.values()) for e in sent.pop("env")]
-    assert env == expected_env(extra=[("WANDB_RUN_ID", run_id), ("WANDB_ENTITY", "oilco")])
+    assert env == expected_env(repo, extra=[("WANDB_RUN_ID", run_id), ("WANDB_ENTITY", "oilco")])
     assert sent == {
         "name": "exp-lr-1e4", "imageName": "runpod/pytorch:1.0.3-cu1281-torch280-ubuntu2204", "cloudType": "ALL",
         "startSsh": True, "gpuTypeId": "NVIDIA GeForce RTX 4090", "supportPublicIp": True, "gpuCount": 1,
@@ -101,7 +102,7 @@ def test_spot_launch_sends_pod_rent_interruptable_with_the_network_volume(repo, 
     sent = rent["args"]["input"]
     env = [tuple(e.values()) for e in sent.pop("env")]
     run_id = run_id_of(result.stdout)
-    assert env == expected_env(extra=[("WANDB_RUN_ID", run_id), ("WANDB_ENTITY", "oilco"), ("GPU_HOURLY_RATE", "0.35")])
+    assert env == expected_env(repo, extra=[("WANDB_RUN_ID", run_id), ("WANDB_ENTITY", "oilco"), ("GPU_HOURLY_RATE", "0.35")])
     assert sent == {
         "name": "exp-lr-1e4", "imageName": "runpod/pytorch:1.0.3-cu1281-torch280-ubuntu2204",
         "gpuTypeId": "NVIDIA A100 80GB PCIe", "cloudType": "SECURE", "gpuCount": 1, "bidPerGpu": 0.35,
@@ -241,3 +242,4 @@ def test_start_command_stops_the_pod_when_the_clone_fails(tmp_path):
     result = subprocess.run(shlex.split(START_COMMAND), env={**env, "AUTO_STOP": "0"}, capture_output=True, text=True,
                             timeout=60)
     assert result.returncode == 1 and not calls.exists()
+

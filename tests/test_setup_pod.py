@@ -213,8 +213,10 @@ def test_preempted_run_exits_143_and_does_not_stop_the_pod(preempted):
 
 @pytest.fixture(scope="module")
 def restarted(preempted, origin, tmp_path_factory):
-    """The same pod started again, after a new commit landed on the branch."""
+    """The same pod started again, after a new commit landed on the branch: the pod keeps training
+    the commit it was launched with (GIT_COMMIT)."""
     volume, *_, checkpoints = preempted
+    launched = git("rev-parse", BRANCH, cwd=origin)
     work = tmp_path_factory.mktemp("push")
     git("clone", "-q", "--branch", BRANCH, str(origin), str(work / "c"), cwd=work)
     (work / "c" / "NOTES.md").write_text("a commit pushed while the pod was down\n")
@@ -225,18 +227,19 @@ def restarted(preempted, origin, tmp_path_factory):
     (volume / "repo" / BRANCH / "unsloth_compiled_cache").mkdir(exist_ok=True)
     (volume / "repo" / BRANCH / "unsloth_compiled_cache" / "compiled.py").write_text("# compiled\n")
     with FakeServer(runpod_api) as runpod:
-        result = run_pod(pod_env(volume, origin, CONFIG_PATH="configs/experiments/pod_long.py", **autostop(runpod)),
-                         cwd=volume.parent)
-    return volume, result, stop_requests(runpod), checkpoints
+        result = run_pod(pod_env(volume, origin, CONFIG_PATH="configs/experiments/pod_long.py", GIT_COMMIT=launched,
+                                 **autostop(runpod)), cwd=volume.parent)
+    return volume, result, stop_requests(runpod), checkpoints, launched
 
 
-def test_restart_updates_the_clone_and_finishes(restarted, origin):
-    volume, result, stops, _ = restarted
+def test_restart_keeps_the_launched_commit_and_finishes(restarted, origin):
+    volume, result, stops, _, launched = restarted
     assert result.returncode == 0, result.stdout
     assert f"updating {volume / 'repo' / BRANCH} to the head of {BRANCH}" in result.stdout
     clone = volume / "repo" / BRANCH
-    assert git("rev-parse", "HEAD", cwd=clone) == git("rev-parse", BRANCH, cwd=origin)
-    assert (clone / "NOTES.md").is_file()
+    assert git("rev-parse", "HEAD", cwd=clone) == launched != git("rev-parse", BRANCH, cwd=origin)
+    assert f"training stays on GIT_COMMIT={launched[:7]}" in result.stdout
+    assert not (clone / "NOTES.md").exists()
     assert (clone / "unsloth_compiled_cache" / "compiled.py").is_file()
     assert (volume / LONG_OUTPUT / "final" / "adapter_model.safetensors").is_file()
     assert not (clone / "runs").exists()
@@ -245,7 +248,7 @@ def test_restart_updates_the_clone_and_finishes(restarted, origin):
 
 
 def test_restart_resumes_from_the_last_checkpoint(restarted):
-    volume, result, _, checkpoints = restarted
+    volume, result, _, checkpoints, _ = restarted
     assert re.search(rf"resuming from \S*checkpoint-{checkpoints[-1]}\b", result.stdout), result.stdout
     assert "starting fresh" not in result.stdout
 
