@@ -15,7 +15,8 @@
 # the branch, at every start; unset: the branch head); WANDB_API_KEY, HF_TOKEN, GIT_TOKEN
 # (secrets: passed on, never printed or written); GIT_USERNAME (x-access-token) goes with GIT_TOKEN;
 # VOLUME_PATH (/runpod_volume); SKIP_INSTALL=1 (use the Python on PATH, install nothing); AUTO_STOP=1;
-# RETRY_WAIT_SECONDS (2: clone/fetch and network calls are tried 3 times, waiting 2 s then 4 s).
+# RETRY_WAIT_SECONDS (2: clone/fetch and network calls are tried 3 times, waiting 2 s then 4 s);
+# GIT_STALL_SECONDS (60: a clone/fetch moving under 1 kB/s that long is abandoned and retried).
 # RunPod sets RUNPOD_POD_ID, RUNPOD_API_KEY and RUNPOD_GPU_COUNT. scripts/README.md has the pod setup.
 #
 # Exit codes: train.py's (0 done, 2 bad config or failed preflight, 3 budget cap, 4 output dir locked,
@@ -30,6 +31,7 @@
 set -euo pipefail
 
 main() {
+  strip_repo_credentials  # first: before anything can print or trace GIT_REPO
   GIT_REPO="${GIT_REPO:-}"
   GIT_BRANCH="${GIT_BRANCH:-}"
   GIT_COMMIT="${GIT_COMMIT:-}"
@@ -39,6 +41,7 @@ main() {
   SKIP_INSTALL="${SKIP_INSTALL:-0}"
   AUTO_STOP="${AUTO_STOP:-0}"
   RETRY_WAIT_SECONDS="${RETRY_WAIT_SECONDS:-2}"
+  GIT_STALL_SECONDS="${GIT_STALL_SECONDS:-60}"
   RUNPOD_POD_ID="${RUNPOD_POD_ID:-}"
   RUNPOD_GPU_COUNT="${RUNPOD_GPU_COUNT:-}"
   # Secrets are only ever tested with ${VAR:+set}: expanding them would put them in `bash -x` output.
@@ -60,6 +63,8 @@ main() {
   check_volume
   start_log
   check_environment
+  [ "$CREDENTIALS_STRIPPED" = 0 ] || say "GIT_REPO carried credentials: removed from the URL; git gets them" \
+    "through GIT_ASKPASS (as GIT_TOKEN), and they are never printed or written"
   say "experiment branch $GIT_BRANCH of $GIT_REPO, config $CONFIG_PATH, volume $VOLUME_PATH" \
       "(pod ${RUNPOD_POD_ID:-none}, GPUs ${RUNPOD_GPU_COUNT:-?})"
   setup_git_auth
@@ -93,6 +98,29 @@ main() {
           || echo "$rc")"
   fi
   exit "$rc"
+}
+
+strip_repo_credentials() {
+  # https://user:token@host/...: git would print the URL and write it to .git/config. The
+  # credentials move to GIT_USERNAME/GIT_TOKEN (given to git by GIT_ASKPASS, masked in every
+  # line printed) and GIT_REPO keeps the URL without them, for this script and its children.
+  # xtrace is off meanwhile: `bash -x` would otherwise show the token.
+  { local trace=${-//[^x]/}; set +x; } 2>/dev/null
+  CREDENTIALS_STRIPPED=0
+  if [[ "${GIT_REPO:-}" =~ ^([a-zA-Z][a-zA-Z0-9+.-]*://)([^/@]+)@(.*)$ ]]; then
+    local userinfo="${BASH_REMATCH[2]}" user token
+    GIT_REPO="${BASH_REMATCH[1]}${BASH_REMATCH[3]}"
+    if [[ "$userinfo" == *:* ]]; then user="${userinfo%%:*}" token="${userinfo#*:}"; else user="" token="$userinfo"; fi
+    printf -v token '%b' "${token//%/\\x}"  # the URL's percent-encoding, as git would decode it
+    if [ -z "${GIT_TOKEN:+set}" ]; then
+      GIT_TOKEN="$token"
+      [ -z "$user" ] || GIT_USERNAME="$user"
+      export GIT_TOKEN GIT_USERNAME
+    fi
+    export GIT_REPO
+    CREDENTIALS_STRIPPED=1
+  fi
+  [ -z "$trace" ] || set -x
 }
 
 say() { printf '[setup_pod %s] %s\n' "$(date -u +%H:%M:%S)" "$*"; }
@@ -159,6 +187,12 @@ check_environment() {
       || ! awk -v wait="$RETRY_WAIT_SECONDS" 'BEGIN { exit !(wait <= 60) }'; then
     die 2 "RETRY_WAIT_SECONDS=$RETRY_WAIT_SECONDS: must be a number of seconds between 0 and 60 (default 2)"
   fi
+  if [ -n "${GIT_TOKEN:+set}" ] && [[ "$GIT_REPO" =~ ^http:// ]] \
+      && ! [[ "$GIT_REPO" =~ ^http://(localhost|127\.[0-9.]+|\[::1\])(:[0-9]+)?/ ]]; then
+    die 2 "GIT_REPO=$GIT_REPO: plain http would send GIT_TOKEN unencrypted; use the https:// URL"
+  fi
+  [[ "$GIT_STALL_SECONDS" =~ ^[1-9][0-9]*$ ]] \
+    || die 2 "GIT_STALL_SECONDS=$GIT_STALL_SECONDS: must be a whole number of seconds >= 1 (default 60)"
   for name in SKIP_INSTALL AUTO_STOP; do
     [[ "${!name}" =~ ^[01]?$ ]] || die 2 "$name=${!name}: must be 1 (on) or 0 (off)"
   done
@@ -193,8 +227,11 @@ git_retry() {  # git_retry WHAT GIT-ARGS...: 3 tries with exponential backoff on
   errors="$(mktemp)"
   while :; do
     rc=0
-    # No credential helper: none may store the token, wherever git's global config points.
-    git -c credential.helper= "$@" 2>"$errors" || rc=$?
+    # No credential helper: none may store the token, wherever git's global config points. A
+    # transfer slower than 1 kB/s for GIT_STALL_SECONDS is abandoned (and retried): a hung
+    # remote must not keep a pod billing.
+    git -c credential.helper= -c http.lowSpeedLimit=1000 -c "http.lowSpeedTime=$GIT_STALL_SECONDS" "$@" \
+      2>"$errors" || rc=$?
     cat "$errors" >&2
     if [ "$rc" -eq 0 ]; then
       rm -f "$errors"

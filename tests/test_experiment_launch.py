@@ -243,3 +243,18 @@ def test_start_command_stops_the_pod_when_the_clone_fails(tmp_path):
                             timeout=60)
     assert result.returncode == 1 and not calls.exists()
 
+
+def test_the_validation_subprocess_gets_no_secrets(repo, monkeypatch):
+    # Experiment files are code, run by `new`, `sweep` and `launch` to validate them: they see no secret.
+    from training.experiment import configfile
+    from training.experiment.gitops import Git
+
+    for name, value in {**LOCAL_SECRETS, "RUNPOD_API_KEY": API_KEY}.items():
+        monkeypatch.setenv(name, value)
+    probe = ("import os\n\nfrom configs.experiments.quick_val import config  # noqa: F401\n\n"
+             "seen = [k for k in ('WANDB_API_KEY', 'HF_TOKEN', 'GIT_TOKEN', 'RUNPOD_API_KEY') if k in os.environ]\n"
+             "if seen:\n    raise RuntimeError('saw ' + ' '.join(seen))\n")
+    git_repo = Git(repo)
+    path = "configs/experiments/probe.py"
+    result = configfile.validate(git_repo, git_repo.branch_commit("lr-1e4"), {path: probe}, [path])
+    assert result[path]["problems"] == [], result[path]["problems"]
