@@ -301,21 +301,31 @@ setup_python() {
     say "SKIP_INSTALL=1: using $PY as it is"
     return 0
   fi
-  local venv="$VOLUME_PATH/venv" lock_hash installed=""
-  # The venv lives on the volume and is rebuilt only when the lock (pyproject.toml) or the
-  # installer changes; the stamp is written last, so an install cut short is redone.
+  local lock_hash venv installed=""
+  # One venv per dependency set (pyproject.toml and the installer), on the volume: pods of other
+  # branches on the same volume use their own and never reinstall the one another pod trains
+  # from. The stamp is written last, so an install cut short is redone; two pods that need the
+  # same new venv take turns through a lock, and the second reuses the first's install.
   lock_hash="$(cat pyproject.toml scripts/install.sh | sha256sum | cut -c1-16)"
+  venv="$VOLUME_PATH/venvs/$lock_hash"
+  mkdir -p "$VOLUME_PATH/venvs"
+  exec 8>"$venv.lock"
+  if command -v flock >/dev/null 2>&1 && ! flock -n 8; then
+    say "another pod is installing $venv: waiting for it"
+    flock 8
+  fi
   [ -f "$venv/.installed" ] && installed="$(cat "$venv/.installed")"
   if [ "$installed" = "$lock_hash" ] && "$venv/bin/python" -c "" 2>/dev/null; then
-    say "reusing $venv (pyproject.toml unchanged)"
+    say "reusing $venv (built for these dependencies)"
   else
     # A venv whose Python is gone (another image) cannot be repaired, only rebuilt.
     "$venv/bin/python" -c "" 2>/dev/null || rm -rf "$venv"
     rm -f "$venv/.installed"
-    say "installing into $venv (first run, or pyproject.toml changed): several minutes"
+    say "installing into $venv (first run with these dependencies): several minutes"
     VENV="$venv" bash scripts/install.sh gpu || die 1 "installing the environment failed (see above)"
     printf '%s\n' "$lock_hash" >"$venv/.installed"
   fi
+  exec 8>&-
   PY="$venv/bin/python"
 }
 

@@ -343,6 +343,38 @@ def test_plain_http_is_refused_when_a_git_secret_is_given(origin, tmp_path):
     assert not (tmp_path / "repo").exists()
 
 
+# A stand-in for `scripts/install.sh gpu` on a branch, which needs the GPU wheels of the internet:
+# a "venv" whose python runs this one, and a count of the installs made into it.
+FAKE_INSTALLER = f"""#!/usr/bin/env bash
+set -euo pipefail
+mkdir -p "$VENV/bin"
+printf '#!/bin/sh\nexec {sys.executable} "$@"\n' >"$VENV/bin/python"
+chmod +x "$VENV/bin/python"
+echo install >>"$VENV/installs"
+"""
+
+
+def test_branches_with_other_dependencies_get_their_own_venv(origin, tmp_path):
+    work = tmp_path / "work"
+    git("clone", "-q", "--branch", BRANCH, str(origin), str(work), cwd=tmp_path)
+    (work / "scripts" / "install.sh").write_text(FAKE_INSTALLER)
+    git("commit", "-qam", "installer stand-in", cwd=work)
+    git("push", "-q", "origin", f"HEAD:refs/heads/{BRANCH}-deps-a", cwd=work)
+    with open(work / "pyproject.toml", "a") as out:
+        out.write("# another dependency set\n")
+    git("commit", "-qam", "other dependencies", cwd=work)
+    git("push", "-q", "origin", f"HEAD:refs/heads/{BRANCH}-deps-b", cwd=work)
+    volume = tmp_path / "volume"
+    volume.mkdir()
+    for branch in ("deps-a", "deps-b", "deps-a"):  # the third start reuses deps-a's venv
+        env = pod_env(volume, origin, GIT_BRANCH=f"{BRANCH}-{branch}", SKIP_INSTALL="0",
+                      CONFIG_PATH="configs/experiments/typo.py")
+        result = run_pod(env, cwd=tmp_path)
+        assert result.returncode == 2 and "no such file" in result.stdout, result.stdout
+    venvs = sorted((volume / "venvs").glob("*/installs"))
+    assert [p.read_text() for p in venvs] == ["install\n", "install\n"]  # two venvs, each installed once
+
+
 def test_without_auto_stop_a_pod_parks_instead_of_exiting(origin, tmp_path):
     # An exit would make RunPod restart the container and train (and bill) again.
     env = pod_env(tmp_path, origin, CONFIG_PATH="configs/experiments/typo.py", RUNPOD_POD_ID=POD_ID)
