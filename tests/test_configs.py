@@ -154,3 +154,12 @@ def test_on_a_pod_an_output_dir_inside_the_clone_is_refused():
     with pytest.raises(ConfigError, match=r"output_dir='.*runs/x': inside the code checkout"):
         resolve(config, environ={"VOLUME_PATH": str(REPO_ROOT.parent)})
     assert resolve(config, environ={}).output_dir == str(REPO_ROOT / "runs" / "x")
+
+
+def test_the_readme_says_that_experiment_files_are_code():
+    # They are Python, executed by every command that reads them: users must know before running a branch.
+    text = (REPO_ROOT / "README.md").read_text()
+    start = text.index("**Experiment files are code.**")
+    paragraph = text[start:text.index("\n\n", start)]
+    for runner in ("train.py", "`new`", "`sweep`", "`launch`", "scripts/setup_pod.sh"):
+        assert runner in paragraph, runner
