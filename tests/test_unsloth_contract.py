@@ -123,3 +123,13 @@ def test_backend_selection(backend, cuda, installed, model, expected):
 def test_forcing_unsloth_without_cuda_is_a_user_error():
     with pytest.raises(UserError, match="backend='unsloth': needs a CUDA GPU"):
         select_backend(TrainingConfig(backend="unsloth"), has_cuda=False, has_unsloth=True)
+
+
+def test_unsloth_takes_its_compile_cache_location_from_the_environment():
+    # scripts/setup_pod.sh sets UNSLOTH_COMPILE_LOCATION to keep the compiled code on the volume:
+    # the installed unsloth_zoo must read it (else it writes unsloth_compiled_cache/ into the clone).
+    zoo = importlib.util.find_spec("unsloth_zoo")
+    assert zoo is not None
+    source = (Path(zoo.submodule_search_locations[0]) / "compiler.py").read_text()
+    assert 'os.environ.get("UNSLOTH_COMPILE_LOCATION"' in source or 'os.getenv("UNSLOTH_COMPILE_LOCATION"' in source
+    assert "UNSLOTH_COMPILE_LOCATION=" in (Path(__file__).resolve().parent.parent / "scripts" / "setup_pod.sh").read_text()
