@@ -165,3 +165,12 @@ def test_loading_a_config_leaves_the_interpreter_as_it_was(monkeypatch):
     before = list(sys.path)
     assert load_config("configs/experiments/qwen3_qlora_r16.py").r == 16
     assert sys.path == before and sys.dont_write_bytecode is False
+
+
+def test_the_readme_says_that_experiment_files_are_code():
+    # They are Python, executed by every command that reads them: users must know before running a branch.
+    text = (REPO_ROOT / "README.md").read_text()
+    start = text.index("**Experiment files are code.**")
+    paragraph = text[start:text.index("\n\n", start)]
+    for runner in ("train.py", "`new`", "`sweep`", "`launch`", "scripts/setup_pod.sh"):
+        assert runner in paragraph, runner

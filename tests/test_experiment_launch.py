@@ -56,9 +56,11 @@ def launch(repo, api, *args, env=None, run=experiment):
     return result
 
 
-def expected_env(branch="lr-1e4", config="configs/experiments/lr_1e4.py", extra=()):
+def expected_env(repo, branch="lr-1e4", config="configs/experiments/lr_1e4.py", extra=()):
+    # GIT_COMMIT: the commit launch checked, which the pod trains whatever is pushed later
     return {"GIT_REPO": "https://git.example.invalid/team/harness.git", "GIT_BRANCH": branch,
-            "CONFIG_PATH": config, "VOLUME_PATH": "/runpod_volume", "AUTO_STOP": "1", **dict(extra),
+            "GIT_COMMIT": git(repo, "rev-parse", branch), "CONFIG_PATH": config, "VOLUME_PATH": "/runpod_volume",
+            "AUTO_STOP": "1", **dict(extra),
             "WANDB_API_KEY": "{{ RUNPOD_SECRET_wandb_key }}", "HF_TOKEN": "{{ RUNPOD_SECRET_hf_token }}",
             "GIT_TOKEN": "{{ RUNPOD_SECRET_github_pat }}"}
 
@@ -81,7 +83,7 @@ def test_on_demand_launch_sends_the_v2_request(repo, api):
     catalog = api.requests[1]["query"]
     assert catalog == {"include": ["AVAILABILITY"], "product": ["POD"], "cloud": ["SECURE"], "count": ["1"]}
     sent = api.calls("POST", "/v2/pods")[0]["body"]
-    assert sent.pop("env") == expected_env(extra=[("WANDB_RUN_ID", run_id), ("WANDB_ENTITY", "oilco"), ("POD_PRICING", "on-demand"),
+    assert sent.pop("env") == expected_env(repo, extra=[("WANDB_RUN_ID", run_id), ("WANDB_ENTITY", "oilco"), ("POD_PRICING", "on-demand"),
                                                   ("POD_HOURLY_RATE", "0.69")])
     assert sent == {
         "name": "exp-lr-1e4", "image": "runpod/pytorch:1.0.3-cu1281-torch280-ubuntu2204",
@@ -122,7 +124,7 @@ def test_spot_launch_sends_pod_rent_interruptable_with_the_network_volume(repo, 
     sent = rent["args"]["input"]
     env = {e["key"]: e["value"] for e in sent.pop("env")}
     run_id = run_id_of(result.stdout)
-    assert env == expected_env(extra=[("WANDB_RUN_ID", run_id), ("WANDB_ENTITY", "oilco"), ("POD_HOURLY_RATE", "0.35"),
+    assert env == expected_env(repo, extra=[("WANDB_RUN_ID", run_id), ("WANDB_ENTITY", "oilco"), ("POD_HOURLY_RATE", "0.35"),
                                       ("POD_PRICING", "spot")])
     assert sent == {
         "name": "exp-lr-1e4", "imageName": "runpod/pytorch:1.0.3-cu1281-torch280-ubuntu2204",
@@ -323,3 +325,19 @@ def test_launch_sets_the_dead_man_switch_on_the_pod(repo, api):
     assert result.returncode == 0, result.stderr
     env = api.calls("POST", "/v2/pods")[0]["body"]["env"]
     assert env["MAX_LIFETIME_S"] == "5400" and env["IDLE_STOP_S"] == "1200"
+
+
+def test_the_validation_subprocess_gets_no_secrets(repo, monkeypatch):
+    # Experiment files are code, run by `new`, `sweep` and `launch` to validate them: they see no secret.
+    from training.experiment import configfile
+    from training.experiment.gitops import Git
+
+    for name, value in {**LOCAL_SECRETS, "RUNPOD_API_KEY": API_KEY}.items():
+        monkeypatch.setenv(name, value)
+    probe = ("import os\n\nfrom configs.experiments.quick_val import config  # noqa: F401\n\n"
+             "seen = [k for k in ('WANDB_API_KEY', 'HF_TOKEN', 'GIT_TOKEN', 'RUNPOD_API_KEY') if k in os.environ]\n"
+             "if seen:\n    raise RuntimeError('saw ' + ' '.join(seen))\n")
+    git_repo = Git(repo)
+    path = "configs/experiments/probe.py"
+    result = configfile.validate(git_repo, git_repo.branch_commit("lr-1e4"), {path: probe}, [path])
+    assert result[path]["problems"] == [], result[path]["problems"]

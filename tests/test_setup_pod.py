@@ -213,8 +213,10 @@ def test_preempted_run_exits_143_and_does_not_stop_the_pod(preempted):
 
 @pytest.fixture(scope="module")
 def restarted(preempted, origin, tmp_path_factory):
-    """The same pod started again, after a new commit landed on the branch."""
+    """The same pod started again, after a new commit landed on the branch: the pod keeps training
+    the commit it was launched with (GIT_COMMIT)."""
     volume, *_, checkpoints = preempted
+    launched = git("rev-parse", BRANCH, cwd=origin)
     work = tmp_path_factory.mktemp("push")
     git("clone", "-q", "--branch", BRANCH, str(origin), str(work / "c"), cwd=work)
     (work / "c" / "NOTES.md").write_text("a commit pushed while the pod was down\n")
@@ -225,18 +227,19 @@ def restarted(preempted, origin, tmp_path_factory):
     (volume / "repo" / BRANCH / "unsloth_compiled_cache").mkdir(exist_ok=True)
     (volume / "repo" / BRANCH / "unsloth_compiled_cache" / "compiled.py").write_text("# compiled\n")
     with FakeServer(runpod_api) as runpod:
-        result = run_pod(pod_env(volume, origin, CONFIG_PATH="configs/experiments/pod_long.py", **autostop(runpod)),
-                         cwd=volume.parent)
-    return volume, result, stop_requests(runpod), checkpoints
+        result = run_pod(pod_env(volume, origin, CONFIG_PATH="configs/experiments/pod_long.py", GIT_COMMIT=launched,
+                                 **autostop(runpod)), cwd=volume.parent)
+    return volume, result, stop_requests(runpod), checkpoints, launched
 
 
-def test_restart_updates_the_clone_and_finishes(restarted, origin):
-    volume, result, stops, _ = restarted
+def test_restart_keeps_the_launched_commit_and_finishes(restarted, origin):
+    volume, result, stops, _, launched = restarted
     assert result.returncode == 0, result.stdout
     assert f"updating {volume / 'repo' / BRANCH} to the head of {BRANCH}" in result.stdout
     clone = volume / "repo" / BRANCH
-    assert git("rev-parse", "HEAD", cwd=clone) == git("rev-parse", BRANCH, cwd=origin)
-    assert (clone / "NOTES.md").is_file()
+    assert git("rev-parse", "HEAD", cwd=clone) == launched != git("rev-parse", BRANCH, cwd=origin)
+    assert f"training stays on GIT_COMMIT={launched[:7]}" in result.stdout
+    assert not (clone / "NOTES.md").exists()
     assert (clone / "unsloth_compiled_cache" / "compiled.py").is_file()
     assert (volume / LONG_OUTPUT / "final" / "adapter_model.safetensors").is_file()
     assert not (clone / "runs").exists()
@@ -245,7 +248,7 @@ def test_restart_updates_the_clone_and_finishes(restarted, origin):
 
 
 def test_restart_resumes_from_the_last_checkpoint(restarted):
-    volume, result, _, checkpoints = restarted
+    volume, result, _, checkpoints, _ = restarted
     assert re.search(rf"resuming from \S*checkpoint-{checkpoints[-1]}\b", result.stdout), result.stdout
     assert "starting fresh" not in result.stdout
 
@@ -328,6 +331,77 @@ def test_unreachable_remote_gives_up_after_3_tries(origin, tmp_path):
     assert result.returncode == 1, result.stdout
     assert "git clone failed (transient error, gave up after 3 tries)" in result.stdout
     assert host.count("/info/refs") == 3
+
+
+def test_a_stalled_remote_is_abandoned_and_retried(origin, tmp_path):
+    # A server that accepts and then sends nothing would keep a pod billing forever without a stall timeout.
+    def stall(request):
+        time.sleep(20)
+        return None
+
+    with FakeServer(stall) as host:
+        env = pod_env(tmp_path, origin, GIT_REPO=f"{host.url}/{origin.name}", GIT_STALL_SECONDS="1")
+        started = time.monotonic()
+        result = run_pod(env, cwd=tmp_path, timeout=45)
+    assert result.returncode == 1, result.stdout
+    assert "git clone failed (transient error, gave up after 3 tries)" in result.stdout
+    assert time.monotonic() - started < 30
+
+
+def test_credentials_in_git_repo_are_moved_out_of_the_url_and_never_shown(origin, tmp_path):
+    token = SECRETS["GIT_TOKEN"]
+    respond = git_http(str(origin.parent), "ci-bot", token)
+    with FakeServer(respond) as host:
+        # No GIT_TOKEN: the only copy of the token is in the URL (as RunPod templates sometimes have it).
+        env = pod_env(tmp_path, origin, GIT_REPO=f"http://ci-bot:{token}@127.0.0.1:{host.url.rsplit(':', 1)[1]}/"
+                      f"{origin.name}", CONFIG_PATH="configs/experiments/typo.py")
+        result = run_pod(env, cwd=tmp_path)
+    assert result.returncode == 2, result.stdout  # cloned, then the typo'd config fails preflight
+    assert "GIT_REPO carried credentials" in result.stdout
+    config = (tmp_path / "repo" / BRANCH / ".git" / "config").read_text()
+    assert token not in result.stdout + result.stderr + config
+    assert all(token not in p.read_text() for p in logs(tmp_path))
+
+
+def test_plain_http_is_refused_when_a_git_secret_is_given(origin, tmp_path):
+    env = pod_env(tmp_path, origin, GIT_REPO="http://git.example.invalid/acme/well-log-ocr.git",
+                  GIT_TOKEN=SECRETS["GIT_TOKEN"])
+    result = run_pod(env, cwd=tmp_path, timeout=30)
+    assert result.returncode == 2, result.stdout
+    assert "GIT_REPO=http://git.example.invalid/acme/well-log-ocr.git: plain http" in result.stdout
+    assert not (tmp_path / "repo").exists()
+
+
+# A stand-in for `scripts/install.sh gpu` on a branch, which needs the GPU wheels of the internet:
+# a "venv" whose python runs this one, and a count of the installs made into it.
+FAKE_INSTALLER = f"""#!/usr/bin/env bash
+set -euo pipefail
+mkdir -p "$VENV/bin"
+printf '#!/bin/sh\nexec {sys.executable} "$@"\n' >"$VENV/bin/python"
+chmod +x "$VENV/bin/python"
+echo install >>"$VENV/installs"
+"""
+
+
+def test_branches_with_other_dependencies_get_their_own_venv(origin, tmp_path):
+    work = tmp_path / "work"
+    git("clone", "-q", "--branch", BRANCH, str(origin), str(work), cwd=tmp_path)
+    (work / "scripts" / "install.sh").write_text(FAKE_INSTALLER)
+    git("commit", "-qam", "installer stand-in", cwd=work)
+    git("push", "-q", "origin", f"HEAD:refs/heads/{BRANCH}-deps-a", cwd=work)
+    with open(work / "pyproject.toml", "a") as out:
+        out.write("# another dependency set\n")
+    git("commit", "-qam", "other dependencies", cwd=work)
+    git("push", "-q", "origin", f"HEAD:refs/heads/{BRANCH}-deps-b", cwd=work)
+    volume = tmp_path / "volume"
+    volume.mkdir()
+    for branch in ("deps-a", "deps-b", "deps-a"):  # the third start reuses deps-a's venv
+        env = pod_env(volume, origin, GIT_BRANCH=f"{BRANCH}-{branch}", SKIP_INSTALL="0",
+                      CONFIG_PATH="configs/experiments/typo.py")
+        result = run_pod(env, cwd=tmp_path)
+        assert result.returncode == 2 and "no such file" in result.stdout, result.stdout
+    venvs = sorted((volume / "venvs").glob("*/installs"))
+    assert [p.read_text() for p in venvs] == ["install\n", "install\n"]  # two venvs, each installed once
 
 
 def test_without_auto_stop_a_pod_parks_instead_of_exiting(origin, tmp_path):

@@ -216,3 +216,13 @@ def test_merged_save_accepts_every_argument(sources):
     # Its first parameter after self is the directory, and merged_16bit is a method it knows.
     assert [a.arg for a in merged.args.args[:3]] == ["self", "save_directory", "tokenizer"]
     assert f'"{UNSLOTH_SAVE_METHOD}"' in ast.unparse(merged) or f"'{UNSLOTH_SAVE_METHOD}'" in ast.unparse(merged)
+
+
+def test_unsloth_takes_its_compile_cache_location_from_the_environment():
+    # scripts/setup_pod.sh sets UNSLOTH_COMPILE_LOCATION to keep the compiled code on the volume:
+    # the installed unsloth_zoo must read it (else it writes unsloth_compiled_cache/ into the clone).
+    zoo = importlib.util.find_spec("unsloth_zoo")
+    assert zoo is not None
+    source = (Path(zoo.submodule_search_locations[0]) / "compiler.py").read_text()
+    assert 'os.environ.get("UNSLOTH_COMPILE_LOCATION"' in source or 'os.getenv("UNSLOTH_COMPILE_LOCATION"' in source
+    assert "UNSLOTH_COMPILE_LOCATION=" in (Path(__file__).resolve().parent.parent / "scripts" / "setup_pod.sh").read_text()

@@ -33,6 +33,7 @@ for path in sys.argv[1:]:
 print(json.dumps(result))
 """
 VALIDATE_TIMEOUT_S = 120
+SECRET_VARIABLES = ("WANDB_API_KEY", "HF_TOKEN", "GIT_TOKEN", "RUNPOD_API_KEY")
 
 
 def choose_parent(git: Git, from_commit: str, from_branch: str | None, explicit: str | None) -> str:
@@ -90,7 +91,9 @@ def validate(git: Git, commit: str, files: dict[str, str], paths: list[str]) -> 
             os.makedirs(os.path.join(tree, os.path.dirname(path)), exist_ok=True)
             with open(os.path.join(tree, path), "w", encoding="utf-8") as out:
                 out.write(text)
-        env = {**os.environ, "PYTHONPATH": tree, "PYTHONDONTWRITEBYTECODE": "1"}
+        # Experiment files are code, from any branch: the one that validates them gets no secret.
+        env = {k: v for k, v in os.environ.items() if k not in SECRET_VARIABLES}
+        env.update(PYTHONPATH=tree, PYTHONDONTWRITEBYTECODE="1")
         try:
             out = subprocess.run([sys.executable, "-c", _VALIDATE, *paths], cwd=tree, env=env, capture_output=True,
                                  text=True, timeout=VALIDATE_TIMEOUT_S)
