@@ -7,10 +7,10 @@ import os
 
 import pytest
 
-from training import checkpoints
+from training.checkpointing import checkpoints
+from training.checkpointing.resume import abandoned_by_fork, choose_checkpoint, config_changes
+from training.checkpointing.state import HarnessState
 from training.errors import UserError
-from training.resume import abandoned_by_fork, choose_checkpoint, config_changes
-from training.state import HarnessState
 
 
 def make_checkpoint(output_dir, step: int, eval_loss=None, payload: bytes = b"weights") -> str:

@@ -17,7 +17,7 @@ import torch
 from safetensors.torch import load_file
 
 from conftest import QUICK_VAL, REPO, wait_for
-from training import checkpoints
+from training.checkpointing import checkpoints
 from training.metrics_log import read_events
 from training.run_status import read_status
 

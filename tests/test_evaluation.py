@@ -6,7 +6,7 @@ import pytest
 
 from training.early_stopping import after_evaluation, should_stop
 from training.eval_loss import best_after
-from training.evaluation import SampleResult, sample_cer, scores, worst
+from training.scoring import SampleResult, sample_cer, scores, worst
 
 NAN, INF = float("nan"), float("inf")
 

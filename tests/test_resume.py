@@ -18,11 +18,11 @@ import torch
 from safetensors.torch import load_file
 
 from conftest import QUICK_VAL, REPO, train_here, wait_for
-from training import checkpoints
+from training.checkpointing import checkpoints
+from training.checkpointing.resume import choose_checkpoint
+from training.checkpointing.state import HarnessState
 from training.metrics_log import read_events
-from training.resume import choose_checkpoint
 from training.run_status import read_status
-from training.state import HarnessState
 
 RUN = ("max_steps=12", "save_steps=2", "eval_steps=4", "keep_best=1", "keep_recent=2", "logging_steps=1",
        "save_every_minutes=0")

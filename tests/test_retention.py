@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from training.checkpoints import CheckpointInfo
-from training.retention import checkpoints_to_delete, checkpoints_to_keep
+from training.checkpointing.checkpoints import CheckpointInfo
+from training.checkpointing.retention import checkpoints_to_delete, checkpoints_to_keep
 
 NAN, INF = float("nan"), float("inf")
 

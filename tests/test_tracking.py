@@ -11,10 +11,10 @@ import pytest
 from wandb_records import history, of_type
 
 from conftest import train, train_here
-from training import checkpoints
+from training.checkpointing import checkpoints
+from training.checkpointing.state import HarnessState
 from training.metrics_log import read_events
 from training.run_status import read_status
-from training.state import HarnessState
 
 SHORT = ("max_steps=4", "eval_steps=2", "save_steps=2", "logging_steps=1", "eval_generate_samples=4",
          "max_new_tokens=24", "save_every_minutes=0")

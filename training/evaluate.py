@@ -76,7 +76,7 @@ def evaluate(args: argparse.Namespace) -> int:
 
     from training.data.collator import VisionChatCollator
     from training.data.sources import load_split, take
-    from training.evaluation import evaluate_samples
+    from training.scoring import evaluate_samples
 
     hf_logging.set_verbosity_error()
     split = take(load_split(config, args.split), args.limit)

@@ -209,8 +209,8 @@ def after_run(config: TrainingConfig) -> None:
     does), then publish it. Never raises: the run is finished whatever the Hub says, so a failure
     is logged, with the command that retries it, and noted in run_status.json."""
     from training import distributed
+    from training.checkpointing.save import FINAL_DIR
     from training.run_status import update_status
-    from training.save import FINAL_DIR
 
     if not config.push_to_hub or not distributed.is_main():
         return
@@ -266,7 +266,7 @@ def download(repo_id: str, into: str | None = None) -> str:
 def _download_into(what: str, repo_id: str, target: str) -> str:
     from huggingface_hub import snapshot_download
 
-    from training.save import move_into_place
+    from training.checkpointing.save import move_into_place
 
     parent = os.path.dirname(target)
     made = _missing_dirs(parent)

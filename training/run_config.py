@@ -8,8 +8,8 @@ import json
 import os
 
 from configs.base import TrainingConfig
+from training.checkpointing.state import HARNESS_STATE_FILE
 from training.run_status import write_json_atomic
-from training.state import HARNESS_STATE_FILE
 
 CONFIG_FILE = "training_config.json"
 

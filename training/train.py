@@ -60,9 +60,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         config = resolve(load_config(args.config, args.overrides))
         from training import preflight
+        from training.checkpointing.resume import choose_checkpoint
+        from training.checkpointing.run_lock import OutputDirLocked, RunLock
         from training.modeling import choose_backend, cuda_available, prepare_backend
-        from training.resume import choose_checkpoint
-        from training.run_lock import OutputDirLocked, RunLock
 
         distributed.init(cuda_available())
         backend, problem = choose_backend(config)
@@ -110,11 +110,11 @@ def main(argv: list[str] | None = None) -> int:
 def run(config: TrainingConfig, backend: str, resume: str | None, signals: StopSignals, choice=None) -> int:
     """The recipe: resume point, cost, tracking, data, model, trainer, train, then how it ended."""
     from training.budget import BudgetCallback
+    from training.checkpointing.save import save_final
     from training.cost import BudgetSpent, gpu_info, open_meter, pod_rate
     from training.modeling import load_model
     from training.preemption import StopAndSaveCallback
     from training.run_config import write_config
-    from training.save import save_final
     from training.tracking import Tracker
 
     quiet_libraries()
@@ -275,8 +275,8 @@ class StatusReport:
 
 def refuse_to_start_over(output_dir: str) -> None:
     """A fresh run must not mix into an earlier run's checkpoints, metrics and cost."""
-    from training import checkpoints
-    from training.save import FINAL_DIR
+    from training.checkpointing import checkpoints
+    from training.checkpointing.save import FINAL_DIR
 
     complete, _ = checkpoints.scan(output_dir)
     found = [os.path.basename(c.path) for c in complete[-1:]]
@@ -291,9 +291,9 @@ def set_aside_abandoned_line(output_dir: str, step: int) -> None:
     """A fork (`--resume PATH` to an older checkpoint): the old line's newer checkpoints and its
     final/ go to output_dir/abandoned/, kept but out of reach of `--resume auto` and retention."""
 
-    from training import checkpoints
-    from training.resume import abandoned_by_fork
-    from training.save import FINAL_DIR
+    from training.checkpointing import checkpoints
+    from training.checkpointing.resume import abandoned_by_fork
+    from training.checkpointing.save import FINAL_DIR
 
     complete, rejected = checkpoints.scan(output_dir)
     steps = abandoned_by_fork(step, [c.step for c in complete] + [checkpoints.step_of(p) for p, _ in rejected])
@@ -310,7 +310,7 @@ def set_aside_abandoned_line(output_dir: str, step: int) -> None:
 @dataclasses.dataclass
 class Start:
     checkpoint: str | None  # None: a fresh run
-    state: object  # training.state.HarnessState to continue with
+    state: object  # training.checkpointing.state.HarnessState to continue with
     learning_rate_changed: bool  # learning_rate differs from the checkpoint's: rebase the schedule
 
 
@@ -321,9 +321,9 @@ def resume_point(config: TrainingConfig, resume: str | None, choice=None) -> Sta
 
 
 def _resume_point(config: TrainingConfig, resume: str | None, choice) -> Start:
-    from training import checkpoints
-    from training.resume import choose_checkpoint, config_changes
-    from training.state import HarnessState, fingerprint
+    from training.checkpointing import checkpoints
+    from training.checkpointing.resume import choose_checkpoint, config_changes
+    from training.checkpointing.state import HarnessState, fingerprint
 
     promoted, leftovers = checkpoints.clear_staging(config.output_dir)
     for name in promoted:

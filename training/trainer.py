@@ -11,16 +11,17 @@ import time
 from transformers import PrinterCallback, Trainer, TrainingArguments
 
 from configs.base import TrainingConfig
-from training import checkpoints, distributed, early_stopping
+from training import distributed, early_stopping
 from training.backends import optimizer_name
+from training.checkpointing import checkpoints
+from training.checkpointing.retention import checkpoints_to_delete
+from training.checkpointing.state import HarnessState
 from training.eval_loss import best_after, usable
-from training.evaluation import evaluate_samples, worst
 from training.modeling import compute_dtype, inference_mode
 from training.outcome import ANOTHER_RANK, Outcome
 from training.progress import ThroughputMeter
-from training.retention import checkpoints_to_delete
+from training.scoring import evaluate_samples, worst
 from training.signals import EvaluationStopped
-from training.state import HarnessState
 from training.worst_samples import write_worst_samples
 
 log = logging.getLogger("training")
@@ -54,7 +55,7 @@ def training_arguments(config: TrainingConfig, backend: str, has_cuda: bool) -> 
         eval_steps=config.eval_steps,
         save_strategy="steps",
         save_steps=config.save_steps,
-        save_total_limit=None,  # retention is ours: training.retention
+        save_total_limit=None,  # retention is ours: training.checkpointing.retention
         **mixed_precision(has_cuda),
         use_cpu=not has_cuda,
         ddp_backend="gloo" if distributed.world_size() > 1 and not has_cuda else None,  # torchrun on CPU

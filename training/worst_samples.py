@@ -7,7 +7,7 @@ import dataclasses
 import json
 import os
 
-from training.evaluation import SampleResult
+from training.scoring import SampleResult
 
 WORST_DIR = "worst_samples"
 

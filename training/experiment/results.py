@@ -43,7 +43,7 @@ def add_commands(commands, epilog: str) -> None:
 
 def adapter_dir(source: str, outputs: str | None) -> str:
     """The adapter directory meant by NAME|DIR: DIR itself, DIR/final, or the experiment's final/."""
-    from training.save import FINAL_DIR
+    from training.checkpointing.save import FINAL_DIR
 
     if os.path.isdir(source):
         candidates = [source, os.path.join(source, FINAL_DIR)]
@@ -79,8 +79,8 @@ def cmd_publish(args, argv) -> int:
 
 
 def cmd_pull(args, argv) -> int:
+    from training.checkpointing.save import FINAL_DIR
     from training.publish import download
-    from training.save import FINAL_DIR
 
     if "/" in args.source:
         repo_id, name = args.source, args.source.split("/", 1)[1]

@@ -8,7 +8,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 
-from training import checkpoints
+from training.checkpointing import checkpoints
 from training.errors import UserError
 
 # Fields that fix the adapter's shape or the weights it sits on: a checkpoint trained with other

@@ -45,7 +45,7 @@ def move_into_place(staging: str, target: str, trash_dir: str) -> None:
 
 def save_final(model, processor, config, output_dir: str) -> str:
     """The trained adapter, processor and config in output_dir/final, for evaluation or publishing."""
-    from training.checkpoints import STAGING_DIR
+    from training.checkpointing.checkpoints import STAGING_DIR
     from training.run_config import write_config
 
     target = os.path.join(output_dir, FINAL_DIR)

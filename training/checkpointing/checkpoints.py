@@ -6,7 +6,7 @@
         adapter_config.json
         optimizer.pt scheduler.pt   Hugging Face Trainer's own files, as it writes them
         rng_state*.pth              (one per rank), trainer_state.json, training_args.bin
-        harness_state.json          this harness's loop state (training.state.HarnessState)
+        harness_state.json          this harness's loop state (training.checkpointing.state.HarnessState)
         COMPLETE                    written last: the manifest of every file and its size
       .staging/checkpoint-<step>/   a checkpoint being written; removed on start, unless it is complete
                                     and its target is missing (then promoted: see clear_staging)
@@ -26,9 +26,9 @@ import re
 import shutil
 from dataclasses import dataclass
 
+from training.checkpointing.save import discard, fsync_dir, fsync_tree, move_into_place
+from training.checkpointing.state import HARNESS_STATE_FILE, HarnessState
 from training.eval_loss import usable
-from training.save import discard, fsync_dir, fsync_tree, move_into_place
-from training.state import HARNESS_STATE_FILE, HarnessState
 
 PREFIX = "checkpoint-"
 MARKER_FILE = "COMPLETE"

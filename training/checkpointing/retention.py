@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from training.checkpoints import CheckpointInfo
+from training.checkpointing.checkpoints import CheckpointInfo
 from training.eval_loss import usable
 
 
