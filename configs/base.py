@@ -92,6 +92,10 @@ class TrainingConfig:
     # Eval samples transcribed at each evaluation for CER/WER (greedy decoding, the slow part of
     # an evaluation); -1 = every eval sample, 0 = no CER/WER, eval_loss only.
     eval_generate_samples: int = 64
+    # Images transcribed at once at each evaluation (under torchrun each rank transcribes its share);
+    # -1 = 16 on a GPU, 8 on CPU. A batch ends as soon as its last sequence has, so a larger one is
+    # faster until its KV cache no longer fits in GPU memory; it changes no score.
+    eval_generate_batch_size: int = -1
     # Highest-loss eval samples shown at each evaluation (W&B table and output_dir/worst_samples/).
     worst_samples: int = 5
 
@@ -168,6 +172,8 @@ def _value_problems(c: TrainingConfig) -> list[str]:
     for name in ("train_subset", "eval_subset"):
         need(getattr(c, name) == -1 or getattr(c, name) >= 1, name, "must be -1 (all) or >= 1")
     need(c.dataloader_workers >= -1, "dataloader_workers", "must be -1 (auto) or >= 0")
+    need(c.eval_generate_batch_size == -1 or c.eval_generate_batch_size >= 1, "eval_generate_batch_size",
+         "must be -1 (by device) or >= 1")
     need(c.eval_generate_samples >= -1, "eval_generate_samples", "must be -1 (all), 0 (none) or a count")
     need(c.budget_action in ("stop", "warn"), "budget_action", "must be 'stop' or 'warn'")
     need(c.image_max_pixels == -1 or c.image_max_pixels >= 1024, "image_max_pixels",

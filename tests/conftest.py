@@ -84,3 +84,15 @@ def train(output_dir: Path, *overrides: str, config: str = QUICK_VAL, extra: tup
     for override in overrides:
         args += ["--set", override]
     return run_cli(args + list(extra), env=env, timeout=timeout)
+
+
+@pytest.fixture(scope="session")
+def memorised(tmp_path_factory) -> Path:
+    """output_dir/final of a run that memorised the first 8 synthetic train headers: a model whose
+    greedy transcriptions are exact and end where the targets do."""
+    out = tmp_path_factory.mktemp("memorise") / "run"
+    result = train_here(out, "train_subset=8", "per_device_train_batch_size=8", "gradient_accumulation_steps=1",
+                        "max_steps=150", "lr_scheduler_type=constant", "eval_subset=1",
+                        "eval_steps=1000", "save_steps=1000", "logging_steps=50")
+    assert result.returncode == 0, result.stdout + result.stderr
+    return out / "final"

@@ -4,16 +4,19 @@ with best/recent retention, and the harness state carried in every checkpoint.""
 from __future__ import annotations
 
 import logging
+import math
 import os
 import shutil
 import time
 
+import torch
 from transformers import PrinterCallback, Trainer, TrainingArguments
 
 from configs.base import TrainingConfig
 from training import checkpoints, distributed, early_stopping
-from training.evaluation import evaluate_samples, worst
-from training.modeling import UNSLOTH, inference_mode
+from training.evaluation import per_sample_loss, sample_losses, sample_results, score_results, worst
+from training.generation import generation_batch_size, transcribe
+from training.modeling import UNSLOTH, eval_logits, inference_mode
 from training.progress import ThroughputMeter
 from training.retention import checkpoints_to_delete
 from training.state import HarnessState
@@ -29,8 +32,6 @@ def optimizer_name(config: TrainingConfig, backend: str) -> str:
 
 
 def training_arguments(config: TrainingConfig, backend: str, has_cuda: bool) -> TrainingArguments:
-    import torch
-
     bf16 = has_cuda and torch.cuda.is_bf16_supported()
     return TrainingArguments(
         output_dir=config.output_dir,
@@ -86,6 +87,7 @@ class HarnessTrainer(Trainer):
         self.last_eval: tuple[int, float | None] = (-1, None)
         self.stopped_early = False
         self._saving_into: str | None = None
+        self._eval_losses: list | None = None  # during an evaluation: per-sample losses, batch by batch
 
     def log(self, logs: dict, start_time: float | None = None) -> None:
         if self.cost_meter is not None:
@@ -95,27 +97,66 @@ class HarnessTrainer(Trainer):
         super().log(logs, start_time)
 
     def evaluation_loop(self, *args, **kwargs):
-        output = super().evaluation_loop(*args, **kwargs)
+        # The eval-loss pass also yields each sample's loss (compute_loss), so the worst samples
+        # need no second forward pass; collected in dataset order, on every rank.
+        self._eval_losses = []
+        try:
+            with eval_logits(self.backend):
+                output = super().evaluation_loop(*args, **kwargs)
+            losses = torch.cat(self._eval_losses).tolist() if self._eval_losses else []
+        finally:
+            self._eval_losses = None
         prefix = kwargs.get("metric_key_prefix", "eval")
-        if self.is_world_process_zero() and self.config.eval_generate_samples != 0:
-            output.metrics.update({f"{prefix}_{k}": v for k, v in self.transcription_metrics().items()})
+        if self.config.eval_generate_samples != 0:
+            metrics = self.transcription_metrics(losses)
+            output.metrics.update({f"{prefix}_{k}": v for k, v in metrics.items()})
         return output
 
-    def transcription_metrics(self) -> dict[str, float]:
-        """CER/WER/exact match over the first eval_generate_samples eval samples, and the worst ones."""
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        if self._eval_losses is None or model.training:
+            return super().compute_loss(model, inputs, return_outputs=return_outputs,
+                                        num_items_in_batch=num_items_in_batch)
+        labels = inputs["labels"]
+        loss, outputs = super().compute_loss(model, inputs, return_outputs=True, num_items_in_batch=num_items_in_batch)
+        logits = getattr(outputs, "logits", None)
+        if logits is not None and logits.shape[:2] == labels.shape:
+            losses = per_sample_loss(logits, labels)
+        else:  # a backend that kept its logits to itself: NaN asks for a second pass
+            losses = torch.full((labels.shape[0],), float("nan"), device=labels.device)
+        # Every rank runs every eval batch, so this gather is collective; it drops the samples the
+        # sampler repeated to even out the last batch, as the Trainer's own gather does.
+        self._eval_losses.append(self.accelerator.gather_for_metrics(losses.detach()).cpu())
+        return (loss, outputs) if return_outputs else loss
+
+    def transcription_metrics(self, eval_losses: list[float]) -> dict[str, float]:
+        """CER/WER/exact match over the first eval_generate_samples eval samples, and the worst ones.
+        Every rank transcribes its share; rank 0 gathers, scores and returns them (the others: {})."""
         dataset = self.eval_dataset
         count = len(dataset) if self.config.eval_generate_samples < 0 else min(self.config.eval_generate_samples, len(dataset))
-        samples = [dataset[i] for i in range(count)]
+        indices = distributed.my_share(count)
+        samples = [dataset[i] for i in indices]
+        batch_size = generation_batch_size(self.config.eval_generate_batch_size, self.args.device.type == "cuda")
         with inference_mode(self.model, self.backend):
-            metrics, results = evaluate_samples(self.model, self.data_collator, samples, self.config.max_new_tokens,
-                                                self.args.per_device_eval_batch_size)
+            predictions = transcribe(self.model, self.data_collator, [s["image"] for s in samples],
+                                     self.config.max_new_tokens, batch_size)
+        if len(eval_losses) == len(dataset) and not any(math.isnan(eval_losses[i]) for i in indices):
+            losses = [eval_losses[i] for i in indices]
+        else:
+            log.warning("per-sample losses were not in the eval pass: a second forward pass computes them")
+            losses = sample_losses(self.model, self.data_collator, samples, self.args.per_device_eval_batch_size)
+        shares = distributed.gather_on_main(list(zip(indices, sample_results(samples, predictions, losses))))
+        if shares is None:
+            return {}
+        ordered = sorted((pair for share in shares for pair in share), key=lambda pair: pair[0])
+        results = [result for _, result in ordered]
         if self.config.worst_samples > 0 and results:
             chosen = worst(results, self.config.worst_samples)
-            images = {s["key"]: s["image"] for s in samples}
+            index_of = {result.key: index for index, result in ordered}
+            images = {r.key: dataset[index_of[r.key]]["image"] for r in chosen}
             write_worst_samples(self.args.output_dir, self.state.global_step, chosen, images)
             if self.tracker is not None:
                 self.tracker.worst_samples(self.state.global_step, chosen, images)
-        return metrics
+        return score_results(results)
 
     def evaluate(self, *args, **kwargs):
         metrics = super().evaluate(*args, **kwargs)
