@@ -192,6 +192,7 @@ def run(config: TrainingConfig, backend: str, resume: str | None, signals: StopS
         apply_new_learning_rate=learning_rate_changed,
         cost_meter=meter,
         tracker=tracker,
+        urgent_saves=lambda: bool(signals.requested),
     )
 
     def status(name: str, exit_code: int | None = None) -> None:

@@ -73,7 +73,7 @@ class HarnessTrainer(Trainer):
     samples; and whose every logged event carries cost and throughput."""
 
     def __init__(self, *args, config: TrainingConfig, harness_state: HarnessState, backend: str,
-                 apply_new_learning_rate: bool = False, cost_meter=None, tracker=None, **kwargs):
+                 apply_new_learning_rate: bool = False, cost_meter=None, tracker=None, urgent_saves=None, **kwargs):
         super().__init__(*args, **kwargs)
         self.remove_callback(PrinterCallback)  # training.progress prints instead
         self.config = config
@@ -87,6 +87,9 @@ class HarnessTrainer(Trainer):
         self.last_eval: tuple[int, float | None] = (-1, None)
         self.stopped_early = False
         self._saving_into: str | None = None
+        # Whether a save now must fit a stop signal's grace (optimizer state written last)
+        self.urgent_saves = urgent_saves or (lambda: False)
+        self._urgent_save = False
         self._eval_losses: list | None = None  # during an evaluation: per-sample losses, batch by batch
 
     def log(self, logs: dict, start_time: float | None = None) -> None:
@@ -179,8 +182,11 @@ class HarnessTrainer(Trainer):
         return metrics
 
     def _load_optimizer_and_scheduler(self, checkpoint) -> None:
-        if checkpoint and self.args.world_size > 1 and self.args.device.type == "cpu":
-            self._load_on_cpu_ranks(checkpoint)
+        if checkpoint and not os.path.isfile(os.path.join(checkpoint, checkpoints.OPTIMIZER_FILE)):
+            self._load_without_optimizer(checkpoint)
+        elif checkpoint and self.args.world_size > 1 and self.args.device.type == "cpu":
+            self._load_states(os.path.join(checkpoint, checkpoints.OPTIMIZER_FILE),
+                              os.path.join(checkpoint, checkpoints.SCHEDULER_FILE))
         else:
             super()._load_optimizer_and_scheduler(checkpoint)
         if checkpoint and self.apply_new_learning_rate:
@@ -191,16 +197,29 @@ class HarnessTrainer(Trainer):
         self._load_from_checkpoint(checkpoint)
         self.state.global_step = self.harness_state.step
 
-    def _load_on_cpu_ranks(self, checkpoint: str) -> None:
-        """CPU ranks under torchrun: the Trainer maps the optimizer state to args.device, "cpu:<n>",
-        which torch.load cannot restore; the state is the same, so load it to plain "cpu"."""
-        import torch
+    def _load_states(self, optimizer_file: str | None, scheduler_file: str) -> None:
+        """Optimizer and scheduler states from these files. CPU ranks under torchrun load to plain
+        "cpu": the Trainer would map to args.device, "cpu:<n>", which torch.load cannot restore."""
+        location = self.args.device if self.args.world_size > 1 and self.args.device.type != "cpu" else "cpu"
+        if optimizer_file is not None:
+            self.optimizer.load_state_dict(torch.load(optimizer_file, map_location=location, weights_only=True))
+        self.lr_scheduler.load_state_dict(torch.load(scheduler_file, map_location="cpu", weights_only=True))
 
-        optimizer = os.path.join(checkpoint, "optimizer.pt")
-        scheduler = os.path.join(checkpoint, "scheduler.pt")
-        if os.path.isfile(optimizer) and os.path.isfile(scheduler):
-            self.optimizer.load_state_dict(torch.load(optimizer, map_location="cpu", weights_only=True))
-            self.lr_scheduler.load_state_dict(torch.load(scheduler, map_location="cpu", weights_only=True))
+    def _load_without_optimizer(self, checkpoint: str) -> None:
+        """A checkpoint whose optimizer state did not fit the SIGTERM grace: its schedule position,
+        and the Adam moments of the newest earlier checkpoint (a few steps old), else fresh ones.
+        The Trainer alone would load neither, and restart the learning-rate schedule."""
+        step = checkpoints.step_of(checkpoint)
+        donor = checkpoints.optimizer_donor(os.path.dirname(os.path.normpath(checkpoint)), step)
+        self._load_states(donor and os.path.join(donor, checkpoints.OPTIMIZER_FILE),
+                          os.path.join(checkpoint, checkpoints.SCHEDULER_FILE))
+        # The donor's parameter groups carry its own step's rates; this step's come from the schedule.
+        for group, rate in zip(self.optimizer.param_groups, self.lr_scheduler.get_last_lr()):
+            group["lr"] = rate
+        log.warning("%s has no optimizer state (the stop signal's grace ended before it was written): "
+                    "continuing with %s; the resumed run is close to, not exactly, an uninterrupted one",
+                    os.path.basename(os.path.normpath(checkpoint)),
+                    f"the optimizer moments of {os.path.basename(donor)}" if donor else "fresh optimizer moments")
 
     def _rebase_learning_rate(self, learning_rate: float) -> None:
         """After loading a checkpoint trained with another learning_rate: keep the schedule's
@@ -222,11 +241,20 @@ class HarnessTrainer(Trainer):
         # While saving, the Trainer writes its checkpoint-<step> under .staging/ instead.
         return self._saving_into or super()._get_output_dir(trial)
 
+    def _save_optimizer_and_scheduler(self, output_dir: str) -> None:
+        if not self._urgent_save:
+            super()._save_optimizer_and_scheduler(output_dir)
+        elif self.args.should_save:  # the optimizer state follows once the checkpoint is published
+            torch.save(self.lr_scheduler.state_dict(), os.path.join(output_dir, checkpoints.SCHEDULER_FILE))
+
     def _save_checkpoint(self, model, trial) -> None:
         step = self.state.global_step
         output_dir = self.args.output_dir
         staging = checkpoints.staging_path(output_dir, step)
         started = time.monotonic()
+        # After a stop signal the save races RunPod's SIGKILL (5 s): the optimizer state, the
+        # largest part, is written after everything a resume needs (see training.checkpoints).
+        self._urgent_save = self.urgent_saves() and not (self.is_deepspeed_enabled or self.is_fsdp_enabled)
         if self.args.should_save and os.path.exists(staging):
             shutil.rmtree(staging)  # left by a save that was killed at this same step
         self.accelerator.wait_for_everyone()
@@ -247,8 +275,17 @@ class HarnessTrainer(Trainer):
             path = checkpoints.publish(staging, output_dir, step)
             log.info("checkpoint %s saved (%.2f s, %.1f MB)", os.path.basename(path),
                      time.monotonic() - started, size / 1e6)
+            if self._urgent_save:
+                self.add_optimizer_state(path, started)
             self.apply_retention()
+        self._urgent_save = False
         self.accelerator.wait_for_everyone()
+
+    def add_optimizer_state(self, path: str, started: float) -> None:
+        """The second half of an urgent save: the optimizer state into the published checkpoint."""
+        checkpoints.add_file(path, checkpoints.OPTIMIZER_FILE, lambda file: torch.save(self.optimizer.state_dict(), file))
+        log.info("checkpoint %s: optimizer state added (%.2f s after the save began, %.1f MB)", os.path.basename(path),
+                 time.monotonic() - started, os.path.getsize(os.path.join(path, checkpoints.OPTIMIZER_FILE)) / 1e6)
 
     def apply_retention(self) -> None:
         complete, _ = checkpoints.scan(self.args.output_dir)
