@@ -16,10 +16,12 @@ import contextlib
 import io
 import logging
 import os
+import signal
 import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -70,9 +72,15 @@ class Records(logging.Handler):
     def saves(self) -> list[tuple[float, float]]:
         return [(r.args[1], r.args[2]) for r in self.items if r.msg.startswith("checkpoint %s saved")]
 
+    def optimizer_added(self) -> list[tuple[float, float]]:
+        """(seconds since the save began, MB) of each optimizer state added after an urgent save."""
+        return [(r.args[1], r.args[2]) for r in self.items if "optimizer state added" in r.msg]
 
-def run_train(output_dir: str, *overrides: str, resume: bool = False) -> tuple[float, Records]:
-    """train.py's main() with `overrides`; returns its start time and its log records."""
+
+def run_train(output_dir: str, *overrides: str, resume: bool = False, sigterm_at_step: int | None = None,
+              expect: int = 0) -> tuple[float, Records]:
+    """train.py's main() with `overrides`; returns its start time and its log records. With
+    `sigterm_at_step`, this process sends itself SIGTERM once that step is logged, as RunPod would."""
     from training.train import main
 
     args = ["--config", QUICK_VAL, "--set", f"output_dir={output_dir}"]
@@ -84,14 +92,27 @@ def run_train(output_dir: str, *overrides: str, resume: bool = False) -> tuple[f
     logger = logging.getLogger("training")
     logger.addHandler(records)
     started = time.time()
+    watcher = None
+    if sigterm_at_step is not None:
+        watcher = threading.Thread(target=send_sigterm_at, args=(records, sigterm_at_step), daemon=True)
+        watcher.start()
     try:
         with contextlib.redirect_stdout(io.StringIO()):
             code = main(args)
     finally:
         logger.removeHandler(records)
-    if code != 0:
-        raise RuntimeError(f"train.py exited {code} for {overrides}")
+        if watcher is not None:
+            watcher.join()
+    if code != expect:
+        raise RuntimeError(f"train.py exited {code} (expected {expect}) for {overrides}")
     return started, records
+
+
+def send_sigterm_at(records: Records, step: int, timeout: float = 300) -> None:
+    deadline = time.monotonic() + timeout
+    while step not in records.step_times() and time.monotonic() < deadline:
+        time.sleep(0.005)
+    os.kill(os.getpid(), signal.SIGTERM)  # handled by train.py's handler, in the main thread
 
 
 def median(values) -> float:
@@ -121,29 +142,54 @@ def bench_resume(repeats: int, steps: int = 40) -> list[Row]:
 
 
 def bench_checkpoint(repeats: int) -> list[Row]:
-    """Save time and size of a stand-in checkpoint, and the same extrapolated to the real adapter."""
+    """Save time and size of a stand-in checkpoint, and the same extrapolated to the real adapter:
+    a regular save (everything, then published), and the save after SIGTERM, which publishes a
+    resumable checkpoint first and adds the optimizer state after."""
     seconds, sizes = [], []
+    urgent_resumable, urgent_resumable_mb, urgent_complete, urgent_optimizer_mb = [], [], [], []
+    common = ("eval_steps=1000", "keep_best=0", "save_every_minutes=0", "report_to_wandb=false")
     for _ in range(repeats):
         with tempfile.TemporaryDirectory() as tmp:
-            _, records = run_train(os.path.join(tmp, "run"), "max_steps=6", "save_steps=1", "eval_steps=1000",
-                                   "keep_recent=2", "keep_best=0", "save_every_minutes=0", "report_to_wandb=false")
+            _, records = run_train(os.path.join(tmp, "run"), "max_steps=6", "save_steps=1", "keep_recent=2", *common)
             for took, megabytes in records.saves():
                 seconds.append(took)
                 sizes.append(megabytes)
+        with tempfile.TemporaryDirectory() as tmp:
+            _, records = run_train(os.path.join(tmp, "run"), "max_steps=400", "save_steps=1000", *common,
+                                   sigterm_at_step=3, expect=143)
+            (took, megabytes), = records.saves()
+            (added, optimizer_mb), = records.optimizer_added()
+            urgent_resumable.append(took)
+            urgent_resumable_mb.append(megabytes)
+            urgent_complete.append(added)
+            urgent_optimizer_mb.append(optimizer_mb)
     save_s, size_mb = median(seconds), median(sizes)
+    resumable_s, resumable_mb = median(urgent_resumable), median(urgent_resumable_mb)
+    complete_s, optimizer_mb = median(urgent_complete), median(urgent_optimizer_mb)
     disk_mb_s = median([write_speed() for _ in range(repeats)])
-    rows = [Row("checkpoint save, stand-in (LoRA r=32 + lm_head, AdamW)", f"{save_s:.3f} s",
-                f"{GRACE_SECONDS:.0f} s SIGTERM grace", f"{save_s / GRACE_SECONDS:.3f}",
-                f"{size_mb:.1f} MB; this disk writes {disk_mb_s:.0f} MB/s with fsync")]
+    grace = f"{GRACE_SECONDS:.0f} s SIGTERM grace"
+    rows = [Row("checkpoint save, stand-in (LoRA r=32 + lm_head, AdamW)", f"{save_s:.3f} s", grace,
+                f"{save_s / GRACE_SECONDS:.3f}", f"{size_mb:.1f} MB; this disk writes {disk_mb_s:.0f} MB/s with fsync"),
+            Row("SIGTERM save, stand-in: resumable / optimizer state added", f"{resumable_s:.3f} / {complete_s:.3f} s",
+                grace, f"{resumable_s / GRACE_SECONDS:.3f}", f"{resumable_mb:.1f} MB, then {optimizer_mb:.1f} MB")]
     params = r16_adapter_parameters()
+    adapter_mb = params * 4 / 1e6  # fp32 adapter
     for optimizer, bytes_per_param in (("adamw_8bit", 2), ("adamw_torch", 8)):
-        real_mb = params * (4 + bytes_per_param) / 1e6  # fp32 adapter + optimizer moments
+        real_optimizer_mb = params * bytes_per_param / 1e6  # the optimizer's two moments
+        real_mb = adapter_mb + real_optimizer_mb
         for where, speed in (("this disk", disk_mb_s), ("a 50 MB/s network volume", NETWORK_VOLUME_MB_S)):
             # the stand-in's save (fixed costs: files, fsyncs, manifest) plus the extra bytes
             took = save_s + (real_mb - size_mb) / speed
             rows.append(Row(f"checkpoint save, Qwen3-VL 2B r=16 + {optimizer} (extrapolated, {where})",
-                            f"{took:.2f} s", f"{GRACE_SECONDS:.0f} s SIGTERM grace",
-                            f"{took / GRACE_SECONDS:.3f}", f"{real_mb:.0f} MB for {params / 1e6:.1f} M adapter parameters"))
+                            f"{took:.2f} s", grace, f"{took / GRACE_SECONDS:.3f}",
+                            f"{real_mb:.0f} MB for {params / 1e6:.1f} M adapter parameters"))
+        for where, speed in (("this disk", disk_mb_s), ("a 50 MB/s network volume", NETWORK_VOLUME_MB_S)):
+            resumable = resumable_s + (adapter_mb - resumable_mb) / speed
+            complete = complete_s + (real_mb - resumable_mb - optimizer_mb) / speed
+            rows.append(Row(f"SIGTERM save until resumable, Qwen3-VL 2B r=16 + {optimizer} (extrapolated, {where})",
+                            f"{resumable:.2f} s", "2.5 s goal", f"{resumable / 2.5:.3f}",
+                            f"{adapter_mb:.0f} MB adapter + state; the {real_optimizer_mb:.0f} MB optimizer state "
+                            f"follows, complete at {complete:.2f} s"))
     return rows
 
 
@@ -228,6 +274,24 @@ def bench_overhead(repeats: int, steps: int = 50, first: int = 10) -> list[Row]:
                 "goal >= 0.95; stand-in on CPU, 8 samples a step, logging every 10 steps")]
 
 
+def bench_eval(repeats: int) -> list[Row]:
+    """Wall time of a 100-step run evaluating every 50 steps (eval_loss over 200 samples, CER/WER
+    from 64 greedy transcriptions of up to 256 tokens) against the same run without evaluation."""
+    common = ("max_steps=100", "save_steps=1000", "logging_steps=10", "save_every_minutes=0", "report_to_wandb=false",
+              "eval_subset=200", "eval_generate_samples=64", "max_new_tokens=256")
+    with_eval, without = [], []
+    for _ in range(repeats):
+        for wall, eval_steps in ((with_eval, 50), (without, 1000)):
+            with tempfile.TemporaryDirectory() as tmp:
+                began = time.monotonic()
+                run_train(os.path.join(tmp, "run"), *common, f"eval_steps={eval_steps}")
+                wall.append(time.monotonic() - began)
+    w, wo = median(with_eval), median(without)
+    return [Row("100-step run with evaluation every 50 steps", f"{w:.1f} s", f"{wo:.1f} s (no evaluation)",
+                f"{w / wo:.3f}", "goal <= 1.20; eval_loss over 200 samples, CER/WER from 64 greedy transcriptions "
+                "of up to 256 tokens, stand-in on CPU")]
+
+
 def bench_data(repeats: int, samples: int = 160, batch: int = 8) -> list[Row]:
     """Samples/s through the synthetic dataset (rendering) and the collator, on one core."""
     import torch
@@ -278,8 +342,8 @@ def bench_cli(repeats: int) -> list[Row]:
     return rows
 
 
-SECTIONS = {"overhead": bench_overhead, "resume": bench_resume, "checkpoint": bench_checkpoint, "data": bench_data,
-            "cli": bench_cli}
+SECTIONS = {"overhead": bench_overhead, "resume": bench_resume, "checkpoint": bench_checkpoint, "eval": bench_eval,
+            "data": bench_data, "cli": bench_cli}
 
 
 def render(rows: list[Row]) -> str:

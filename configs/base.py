@@ -100,6 +100,10 @@ class TrainingConfig:
     # Eval samples transcribed at each evaluation for CER/WER (greedy decoding, the slow part of
     # an evaluation); -1 = every eval sample, 0 = no CER/WER, eval_loss only.
     eval_generate_samples: int = 64
+    # Images transcribed at once at each evaluation (under torchrun each rank transcribes its share);
+    # -1 = 16 on a GPU, 8 on CPU. A batch ends as soon as its last sequence has, so a larger one is
+    # faster until its KV cache no longer fits in GPU memory; it changes no score.
+    eval_generate_batch_size: int = -1
     # Highest-loss eval samples shown at each evaluation (W&B table and output_dir/worst_samples/).
     worst_samples: int = 5
 
@@ -195,6 +199,8 @@ def _value_problems(c: TrainingConfig) -> list[str]:
          "must be a share between 0 and 1 (e.g. 0.05)")
     need(c.max_target_tokens == -1 or c.max_target_tokens >= 1, "max_target_tokens", "must be -1 (no limit) or >= 1")
     need(c.dataloader_workers >= -1, "dataloader_workers", "must be -1 (auto) or >= 0")
+    need(c.eval_generate_batch_size == -1 or c.eval_generate_batch_size >= 1, "eval_generate_batch_size",
+         "must be -1 (by device) or >= 1")
     need(c.eval_generate_samples >= -1, "eval_generate_samples", "must be -1 (all), 0 (none) or a count")
     need(c.budget_action in ("stop", "warn"), "budget_action", "must be 'stop' or 'warn'")
     need(c.image_max_pixels == -1 or c.image_max_pixels >= 1024, "image_max_pixels",

@@ -19,7 +19,9 @@
 # SMOKE=1 (run python -m training.smoke on the config instead of training: launch --smoke);
 # RETRY_WAIT_SECONDS (2: clone/fetch and network calls are tried 3 times, waiting 2 s then 4 s);
 # GIT_STALL_SECONDS (60: a clone/fetch moving under 1 kB/s that long is abandoned and retried).
-# RunPod sets RUNPOD_POD_ID, RUNPOD_API_KEY and RUNPOD_GPU_COUNT. scripts/README.md has the pod setup.
+# RunPod sets RUNPOD_POD_ID, RUNPOD_API_KEY and RUNPOD_GPU_COUNT, and on every node of an Instant
+# Cluster NUM_NODES, NODE_RANK, MASTER_ADDR/PRIMARY_ADDR, MASTER_PORT/PRIMARY_PORT and NUM_TRAINERS:
+# then each node runs this script and torchrun joins them. scripts/README.md has the pod setup.
 #
 # Exit codes: train.py's (0 done, 2 bad config or failed preflight, 3 budget cap, 4 output dir locked,
 # 143 stopped by SIGTERM/SIGINT after a checkpoint); 2 also for a bad environment (missing variable,
@@ -86,16 +88,16 @@ main() {
   export RETRY_WAIT_SECONDS
 
   if [ "$SMOKE" = 1 ]; then run_smoke; fi
+  local launcher=() rc=0
+  mapfile -t launcher < <(torchrun_launcher)
+  [ "${launcher[0]:-}" = "$PY" ] || exit 2  # training.cluster said what is wrong
+
   PHASE="preflight"
   say "preflight: python training/train.py --config $CONFIG_PATH --preflight-only"
   run_child "$PY" training/train.py --config "$CONFIG_PATH" --preflight-only || exit $?
   PHASE="training"
-  local launcher=("$PY") rc=0
-  if [[ "$RUNPOD_GPU_COUNT" =~ ^[0-9]+$ ]] && [ "$RUNPOD_GPU_COUNT" -gt 1 ]; then
-    launcher=("$PY" -m torch.distributed.run --standalone "--nproc_per_node=$RUNPOD_GPU_COUNT")
-  fi
   say "training: ${launcher[*]:1} training/train.py --config $CONFIG_PATH --resume auto" \
-      "(${RUNPOD_GPU_COUNT:-1} GPU(s))"
+      "(${NUM_TRAINERS:-${RUNPOD_GPU_COUNT:-1}} GPU(s)$( [ "${NUM_NODES:-1}" = 1 ] || echo " on node ${NODE_RANK:-?} of $NUM_NODES"))"
   local started
   started="$(date -u +%Y-%m-%dT%H:%M:%SZ)"
   run_child "${launcher[@]}" training/train.py --config "$CONFIG_PATH" --resume auto || rc=$?
@@ -172,7 +174,7 @@ check_volume() {
 }
 
 start_log() {
-  LOG_FILE="$VOLUME_PATH/logs/training-$(date -u +%Y%m%dT%H%M%SZ).log"
+  LOG_FILE="$VOLUME_PATH/logs/training-$(date -u +%Y%m%dT%H%M%SZ)$(node_suffix).log"
   # Everything from here on goes through mask_secrets to the terminal and the log. Both ignore
   # INT/TERM so the trainer's last lines (the checkpoint it saved) still arrive after a Ctrl-C.
   exec > >(trap '' INT TERM HUP; mask_secrets | tee -a "$LOG_FILE") 2>&1
@@ -229,7 +231,7 @@ check_environment() {
     [[ "${!name}" =~ ^[01]?$ ]] || die 2 "$name=${!name}: must be 1 (on) or 0 (off)"
   done
   # One clone per branch: branches of one repository on one volume never share a working tree.
-  REPO_DIR="$VOLUME_PATH/repo/$GIT_BRANCH"
+  REPO_DIR="$VOLUME_PATH/repo$(node_suffix)/$GIT_BRANCH"
 }
 
 setup_git_auth() {
@@ -367,6 +369,28 @@ use_unsloth_cache() {
   export UNSLOTH_COMPILE_LOCATION="${UNSLOTH_COMPILE_LOCATION:-$VOLUME_PATH/cache/unsloth_compiled_cache}"
   mkdir -p "$UNSLOTH_COMPILE_LOCATION"
   say "UNSLOTH_COMPILE_LOCATION=$UNSLOTH_COMPILE_LOCATION"
+}
+
+# --- Instant Clusters: several nodes, one run ---------------------------------------------------
+# RunPod sets NUM_NODES, NODE_RANK, MASTER_ADDR/PRIMARY_ADDR, MASTER_PORT/PRIMARY_PORT, NUM_TRAINERS
+# and NODE_ADDR on every node; training.cluster turns them into torchrun's arguments.
+
+node_suffix() {
+  # Nodes sharing one volume must not race on one clone or one venv: node 0 keeps the single-pod
+  # paths, every other node has its own (repo-node1/, venv-node1, and its own log).
+  if [[ "${NUM_NODES:-1}" =~ ^[0-9]+$ ]] && [ "${NUM_NODES:-1}" -gt 1 ] \
+      && [[ "${NODE_RANK:-0}" =~ ^[0-9]+$ ]] && [ "${NODE_RANK:-0}" -gt 0 ]; then
+    printf -- '-node%s' "$NODE_RANK"
+  fi
+}
+
+torchrun_launcher() {  # the command before training/train.py, one word a line: python [-m torch.distributed.run ARGS]
+  local args
+  args="$("$PY" -m training.cluster launcher)" || return 2
+  printf '%s\n' "$PY"
+  if [ -n "$args" ]; then
+    printf '%s\n' -m torch.distributed.run "$args"
+  fi
 }
 
 run_child() {  # run_child CMD...: run CMD, forwarding SIGTERM/SIGINT/SIGHUP to it; return its exit code

@@ -102,3 +102,15 @@ def fake_gpu(directory: Path, name: str = "NVIDIA H100 80GB HBM3") -> dict:
     directory.mkdir(parents=True, exist_ok=True)
     (directory / "sitecustomize.py").write_text(FAKE_CUDA.format(name=name))
     return {"PYTHONPATH": str(directory)}
+
+
+@pytest.fixture(scope="session")
+def memorised(tmp_path_factory) -> Path:
+    """output_dir/final of a run that memorised the first 8 synthetic train headers: a model whose
+    greedy transcriptions are exact and end where the targets do."""
+    out = tmp_path_factory.mktemp("memorise") / "run"
+    result = train_here(out, "train_subset=8", "per_device_train_batch_size=8", "gradient_accumulation_steps=1",
+                        "max_steps=150", "lr_scheduler_type=constant", "eval_subset=1",
+                        "eval_steps=1000", "save_steps=1000", "logging_steps=50")
+    assert result.returncode == 0, result.stdout + result.stderr
+    return out / "final"

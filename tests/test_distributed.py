@@ -18,8 +18,10 @@ from safetensors.torch import load_file
 
 from conftest import QUICK_VAL, REPO, wait_for
 from training.checkpointing import checkpoints
+from training.data.sources import SyntheticSplit
 from training.metrics_log import read_events
 from training.run_status import read_status
+from training.scoring import scores
 
 RUN = ("max_steps=8", "save_steps=2", "eval_steps=4", "keep_recent=2", "keep_best=1", "logging_steps=1",
        "eval_generate_samples=2", "max_new_tokens=16", "save_every_minutes=0")
@@ -74,6 +76,11 @@ def test_two_ranks_write_once_and_save_every_ranks_state(reference):
     assert {"rng_state_0.pth", "rng_state_1.pth"} <= set(os.listdir(newest.path))
     assert read_status(str(reference))["status"] == "finished"
     assert len(os.listdir(reference / "worst_samples")) == 2 * (1 + 2)  # 2 evaluations, one writer
+    # each rank transcribed one of the 2 samples; rank 0 gathered both
+    worst = [json.loads(line) for line in (reference / "worst_samples" / "step-4.jsonl").read_text().splitlines()]
+    assert sorted(w["key"] for w in worst) == sorted(SyntheticSplit("validation", 2)[i]["key"] for i in range(2))
+    evaluated = [e for e in read_events(str(reference / "metrics.jsonl")) if "eval_cer" in e and e["step"] == 4]
+    assert evaluated[0]["eval_cer"] == scores([w["target"] for w in worst], [w["prediction"] for w in worst])["cer"]
 
 
 def test_two_ranks_killed_then_resume_auto_finishes_like_an_uninterrupted_run(reference, tmp_path):

@@ -1,12 +1,21 @@
-"""CER/WER and exact match against values computed by hand; early stopping as a table."""
+"""CER/WER and exact match against values computed by hand; early stopping as a table; the
+training-time evaluation against a separate pass."""
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
+from conftest import train_here
+from training.data.collator import VisionChatCollator
+from training.data.sources import SyntheticSplit
 from training.early_stopping import after_evaluation, should_stop
 from training.eval_loss import best_after
-from training.scoring import SampleResult, sample_cer, scores, worst
+from training.inference import load_trained
+from training.metrics_log import read_events
+from training.run_config import saved_config
+from training.scoring import SampleResult, evaluate_samples, sample_cer, scores, worst
 
 NAN, INF = float("nan"), float("inf")
 
@@ -68,3 +77,31 @@ def test_best_eval_loss_ignores_non_finite_losses(losses, best):
     for step, loss in enumerate(losses, start=1):
         got = best_after(*got, loss, step)
     assert got == best
+
+
+def test_evaluation_in_training_scores_as_a_separate_unbatched_pass_does(tmp_path):
+    """The scores of train.py's evaluation (batched transcription, each sample's loss taken from the
+    eval-loss pass) are those of transcribing one image at a time and a forward pass of its own."""
+    out = tmp_path / "run"
+    result = train_here(out, "max_steps=2", "eval_steps=2", "save_steps=2", "eval_subset=8", "eval_generate_samples=6",
+                        "eval_generate_batch_size=4", "worst_samples=3", "max_new_tokens=24")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "second forward pass" not in result.stdout, "the losses should come from the eval pass"
+    event = [e for e in read_events(str(out / "metrics.jsonl")) if "eval_cer" in e][-1]
+    assert event["step"] == 2
+
+    checkpoint = str(out / "checkpoint-2")  # the weights the evaluation at step 2 saw
+    config = saved_config(checkpoint)
+    loaded = load_trained(checkpoint, config, "transformers")
+    collator = VisionChatCollator(loaded.processor, config.instruction)
+    samples = [SyntheticSplit("validation", 8)[i] for i in range(6)]
+    metrics, results = evaluate_samples(loaded.model, collator, samples, 24, batch_size=1)
+    assert (event["eval_cer"], event["eval_wer"], event["eval_exact_match"]) == \
+        (metrics["cer"], metrics["wer"], metrics["exact_match"])
+
+    separate = {r.key: r for r in results}
+    written = [json.loads(line) for line in (out / "worst_samples" / "step-2.jsonl").read_text().splitlines()]
+    assert [w["key"] for w in written] == [r.key for r in worst(results, 3)]
+    for row in written:
+        assert row["prediction"] == separate[row["key"]].prediction
+        assert row["loss"] == pytest.approx(separate[row["key"]].loss, rel=1e-4)

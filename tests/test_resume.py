@@ -6,6 +6,7 @@ the loss at every step and the final adapter must be identical.
 
 from __future__ import annotations
 
+import json
 import os
 import random
 import signal
@@ -125,10 +126,44 @@ def test_sigterm_saves_at_the_step_reached_and_exits_143(tmp_path, reference):
     assert complete[-1].step == reached, (complete, reached)
     assert read_status(str(out))["status"] == "preempted"
     assert "SIGTERM received" in output and not (out / "final").exists()
+    # the save after SIGTERM published the checkpoint first, then added the optimizer state to it
+    assert f"checkpoint checkpoint-{reached}: optimizer state added" in output
+    assert checkpoints.OPTIMIZER_FILE in manifest(complete[-1].path)
     resumed = start(out)
     output, _ = resumed.communicate(timeout=300)
     assert resumed.returncode == 0 and f"resuming from {out / f'checkpoint-{reached}'}" in output
     assert_same_run(out, reference)
+
+
+def manifest(path) -> dict:
+    with open(os.path.join(path, checkpoints.MARKER_FILE), encoding="utf-8") as source:
+        return json.load(source)["files"]
+
+
+def test_a_checkpoint_whose_optimizer_state_was_cut_off_resumes_on_schedule(tmp_path, reference):
+    out = tmp_path / "run"
+    assert train_here(out, *RUN, "keep_recent=20").returncode == 0
+    # What a SIGKILL between the two halves of a SIGTERM save leaves at step 6: a published checkpoint,
+    # manifest and all, without optimizer.pt. (Later ones and final/ never happened.)
+    for step in (8, 10, 12):
+        checkpoints.delete(str(out / f"checkpoint-{step}"))
+    checkpoints.delete(str(out / "final"))
+    (out / "metrics.jsonl").write_text("")
+    os.remove(out / "checkpoint-6" / checkpoints.OPTIMIZER_FILE)
+    checkpoints.write_manifest(str(out / "checkpoint-6"), 6)
+    assert checkpoints.verify(str(out / "checkpoint-6")) is None
+
+    resumed = train_here(out, *RUN, extra=("--resume", "auto"))
+    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+    assert "checkpoint-6 has no optimizer state" in resumed.stdout
+    assert "the optimizer moments of checkpoint-4" in resumed.stdout
+    reference_rates = {e["step"]: e["learning_rate"] for e in read_events(str(reference[0] / "metrics.jsonl"))
+                       if "learning_rate" in e}
+    rates = {e["step"]: e["learning_rate"] for e in read_events(str(out / "metrics.jsonl")) if "learning_rate" in e}
+    assert rates == {step: reference_rates[step] for step in range(7, 13)}, "the schedule continues from step 6"
+    got = losses_by_step(out)
+    assert got[7] == reference[1][7], "step 7's loss depends on the weights of step 6 alone"
+    assert all(abs(got[step][0] - reference[1][step][0]) < 0.1 * reference[1][step][0] for step in range(8, 13))
 
 
 def test_resume_skips_data_without_decoding_it(tmp_path):

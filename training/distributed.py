@@ -113,3 +113,19 @@ def any_rank(flags: list[bool]) -> list[bool]:
         tensor = tensor.cuda()
     dist.all_reduce(tensor, op=dist.ReduceOp.MAX)
     return [bool(v) for v in tensor.tolist()]
+
+
+def gather_on_main(value) -> list | None:
+    """Every rank's `value`, in rank order, on rank 0 (None on the others)."""
+    if not active():
+        return [value]
+    import torch.distributed as dist
+
+    gathered = [None] * world_size() if is_main() else None
+    dist.gather_object(value, gathered, dst=0)
+    return gathered
+
+
+def my_share(count: int) -> range:
+    """The indices of `count` items this rank works on: every world_size-th, from its rank."""
+    return range(rank(), count, world_size())

@@ -8,6 +8,7 @@ from collections.abc import Callable
 import torch
 from transformers import StoppingCriteria, StoppingCriteriaList
 
+from training.data.collator import END_OF_TURN
 from training.signals import EvaluationStopped
 
 StopCheck = Callable[[], object]  # truthy once a stop is requested (training.signals.StopSignals.requested)
@@ -43,21 +44,38 @@ def evaluating(model):
         model.train(was_training)
 
 
-def transcribe(model, collator, images: list, max_new_tokens: int, batch_size: int = 8,
-               should_stop: StopCheck | None = None) -> list[str]:
+# Images transcribed at once when eval_generate_batch_size is -1: on a GPU a batch costs about what
+# one sequence does until the KV cache fills memory; on CPU larger batches stop paying off sooner.
+AUTO_BATCH_GPU = 16
+AUTO_BATCH_CPU = 8
+
+
+def generation_batch_size(configured: int, has_cuda: bool) -> int:
+    if configured != -1:
+        return configured
+    return AUTO_BATCH_GPU if has_cuda else AUTO_BATCH_CPU
+
+
+def transcribe(model, collator, images: list, max_new_tokens: int, batch_size: int = AUTO_BATCH_CPU,
+               should_stop: StopCheck | None = None, stopping_criteria: list | None = None) -> list[str]:
     """Greedy decoding from the training prompt; returns the text of each image, special tokens removed.
-    With `should_stop`, a stop request ends it within a token and raises EvaluationStopped (a
-    cut-short transcription is never returned)."""
+
+    Each batch ends as soon as every sequence in it has produced its end of turn. With
+    `should_stop`, a stop request ends it within a token and raises EvaluationStopped (a cut-short
+    transcription is never returned). `stopping_criteria`: more transformers StoppingCriteria,
+    checked after every generated token too."""
     tokenizer = collator.tokenizer
+    end_of_turn = tokenizer.convert_tokens_to_ids(END_OF_TURN)
     texts: list[str] = []
-    stopping = StoppingCriteriaList([StopOnRequest(should_stop)] if should_stop is not None else [])
+    stopping = StoppingCriteriaList([*([StopOnRequest(should_stop)] if should_stop is not None else []),
+                                     *(stopping_criteria or [])])
     with evaluating(model) as device:
         for start in range(0, len(images), batch_size):
             check_stop(should_stop)
             inputs = collator.generation_inputs(images[start:start + batch_size])
             inputs = {k: v.to(device) for k, v in inputs.items()}
             output = model.generate(**inputs, max_new_tokens=max_new_tokens, do_sample=False,
-                                    pad_token_id=collator.pad_id, eos_token_id=tokenizer.convert_tokens_to_ids("<|im_end|>"),
+                                    pad_token_id=collator.pad_id, eos_token_id=end_of_turn,
                                     stopping_criteria=stopping)
             check_stop(should_stop)
             new_tokens = output[:, inputs["input_ids"].shape[1]:]

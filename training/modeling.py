@@ -256,3 +256,27 @@ def inference_mode(model, backend: str):
         yield model
     finally:
         FastVisionModel.for_training(model)
+
+
+# Unsloth's fused loss returns empty logits unless this is "1"; read at each forward.
+UNSLOTH_RETURN_LOGITS = "UNSLOTH_RETURN_LOGITS"
+
+
+@contextlib.contextmanager
+def eval_logits(backend: str):
+    """The eval-loss pass with its logits, which give each sample's loss: Unsloth's fused loss skips
+    them unless asked (as its own trainer asks around evaluation); restored after."""
+    if backend != UNSLOTH:
+        yield
+        return
+    import os
+
+    previous = os.environ.get(UNSLOTH_RETURN_LOGITS)
+    os.environ[UNSLOTH_RETURN_LOGITS] = "1"
+    try:
+        yield
+    finally:
+        if previous is None:
+            os.environ.pop(UNSLOTH_RETURN_LOGITS, None)
+        else:
+            os.environ[UNSLOTH_RETURN_LOGITS] = previous

@@ -236,6 +236,7 @@ def build_trainer(config, backend, loaded, train_set, eval_set, start, meter, tr
         cost_meter=meter,
         tracker=tracker,
         outcome=outcome,
+        urgent_saves=lambda: outcome.signal is not None,
     )
 
 

@@ -4,10 +4,12 @@ with best/recent retention, and the harness state carried in every checkpoint.""
 from __future__ import annotations
 
 import logging
+import math
 import os
 import shutil
 import time
 
+import torch
 from transformers import PrinterCallback, Trainer, TrainingArguments
 
 from configs.base import TrainingConfig
@@ -17,10 +19,11 @@ from training.checkpointing import checkpoints
 from training.checkpointing.retention import checkpoints_to_delete
 from training.checkpointing.state import HarnessState
 from training.eval_loss import best_after, usable
-from training.modeling import compute_dtype, inference_mode
+from training.generation import generation_batch_size, transcribe
+from training.modeling import compute_dtype, eval_logits, inference_mode
 from training.outcome import ANOTHER_RANK, Outcome
 from training.progress import ThroughputMeter
-from training.scoring import evaluate_samples, worst
+from training.scoring import per_sample_loss, sample_losses, sample_results, score_results, worst
 from training.signals import EvaluationStopped
 from training.worst_samples import write_worst_samples
 
@@ -76,7 +79,7 @@ class HarnessTrainer(Trainer):
 
     def __init__(self, *args, config: TrainingConfig, harness_state: HarnessState, backend: str,
                  apply_new_learning_rate: bool = False, cost_meter=None, tracker=None,
-                 outcome: Outcome | None = None, **kwargs):
+                 outcome: Outcome | None = None, urgent_saves=None, **kwargs):
         super().__init__(*args, **kwargs)
         self.remove_callback(PrinterCallback)  # training.progress prints instead
         self.config = config
@@ -89,6 +92,10 @@ class HarnessTrainer(Trainer):
                                           * self.args.world_size)
         self.last_eval: tuple[int, float | None] = (-1, None)
         self.outcome = outcome or Outcome()  # why training stopped; early stopping sets it here
+        # Whether a save now must fit a stop signal's grace (optimizer state written last)
+        self.urgent_saves = urgent_saves or (lambda: False)
+        self._urgent_save = False
+        self._eval_losses: list | None = None  # during an evaluation: per-sample losses, batch by batch
         self._saving_into: str | None = None
 
     def log(self, logs: dict, start_time: float | None = None) -> None:
@@ -99,28 +106,68 @@ class HarnessTrainer(Trainer):
         super().log(logs, start_time)
 
     def evaluation_loop(self, *args, **kwargs):
-        output = super().evaluation_loop(*args, **kwargs)
+        # The eval-loss pass also yields each sample's loss (compute_loss), so the worst samples
+        # need no second forward pass; collected in dataset order, on every rank.
+        self._eval_losses = []
+        try:
+            with eval_logits(self.backend):
+                output = super().evaluation_loop(*args, **kwargs)
+            losses = torch.cat(self._eval_losses).tolist() if self._eval_losses else []
+        finally:
+            self._eval_losses = None
         prefix = kwargs.get("metric_key_prefix", "eval")
-        if self.is_world_process_zero() and self.config.eval_generate_samples != 0:
-            output.metrics.update({f"{prefix}_{k}": v for k, v in self.transcription_metrics().items()})
+        if self.config.eval_generate_samples != 0:
+            metrics = self.transcription_metrics(losses)
+            output.metrics.update({f"{prefix}_{k}": v for k, v in metrics.items()})
         return output
 
-    def transcription_metrics(self) -> dict[str, float]:
-        """CER/WER/exact match over the first eval_generate_samples eval samples, and the worst ones."""
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        if self._eval_losses is None or model.training:
+            return super().compute_loss(model, inputs, return_outputs=return_outputs,
+                                        num_items_in_batch=num_items_in_batch)
+        labels = inputs["labels"]
+        loss, outputs = super().compute_loss(model, inputs, return_outputs=True, num_items_in_batch=num_items_in_batch)
+        logits = getattr(outputs, "logits", None)
+        if logits is not None and logits.shape[:2] == labels.shape:
+            losses = per_sample_loss(logits, labels)
+        else:  # a backend that kept its logits to itself: NaN asks for a second pass
+            losses = torch.full((labels.shape[0],), float("nan"), device=labels.device)
+        # Every rank runs every eval batch, so this gather is collective; it drops the samples the
+        # sampler repeated to even out the last batch, as the Trainer's own gather does.
+        self._eval_losses.append(self.accelerator.gather_for_metrics(losses.detach()).cpu())
+        return (loss, outputs) if return_outputs else loss
+
+    def transcription_metrics(self, eval_losses: list[float]) -> dict[str, float]:
+        """CER/WER/exact match over the first eval_generate_samples eval samples, and the worst ones.
+        Every rank transcribes its share; rank 0 gathers, scores and returns them (the others: {})."""
         dataset = self.eval_dataset
         count = len(dataset) if self.config.eval_generate_samples < 0 else min(self.config.eval_generate_samples, len(dataset))
         log.info("transcribing %d eval samples at step %d", count, self.state.global_step)
-        samples = [dataset[i] for i in range(count)]
+        indices = distributed.my_share(count)
+        samples = [dataset[i] for i in indices]
+        batch_size = generation_batch_size(self.config.eval_generate_batch_size, self.args.device.type == "cuda")
         with inference_mode(self.model, self.backend):
-            metrics, results = evaluate_samples(self.model, self.data_collator, samples, self.config.max_new_tokens,
-                                                self.args.per_device_eval_batch_size, self.stop_requested)
+            predictions = transcribe(self.model, self.data_collator, [s["image"] for s in samples],
+                                     self.config.max_new_tokens, batch_size, self.stop_requested)
+        if len(eval_losses) == len(dataset) and not any(math.isnan(eval_losses[i]) for i in indices):
+            losses = [eval_losses[i] for i in indices]
+        else:
+            log.warning("per-sample losses were not in the eval pass: a second forward pass computes them")
+            losses = sample_losses(self.model, self.data_collator, samples, self.args.per_device_eval_batch_size,
+                                   self.stop_requested)
+        shares = distributed.gather_on_main(list(zip(indices, sample_results(samples, predictions, losses))))
+        if shares is None:
+            return {}
+        ordered = sorted((pair for share in shares for pair in share), key=lambda pair: pair[0])
+        results = [result for _, result in ordered]
         if self.config.worst_samples > 0 and results:
             chosen = worst(results, self.config.worst_samples)
-            images = {s["key"]: s["image"] for s in samples}
+            index_of = {result.key: index for index, result in ordered}
+            images = {r.key: dataset[index_of[r.key]]["image"] for r in chosen}
             write_worst_samples(self.args.output_dir, self.state.global_step, chosen, images)
             if self.tracker is not None:
                 self.tracker.worst_samples(self.state.global_step, chosen, images)
-        return metrics
+        return score_results(results)
 
     def stop_requested(self) -> str | None:
         """The stop signal's name once one arrived (checked between eval batches and generated tokens)."""
@@ -166,8 +213,11 @@ class HarnessTrainer(Trainer):
         return metrics
 
     def _load_optimizer_and_scheduler(self, checkpoint) -> None:
-        if checkpoint and self.args.world_size > 1 and self.args.device.type == "cpu":
-            self._load_on_cpu_ranks(checkpoint)
+        if checkpoint and not os.path.isfile(os.path.join(checkpoint, checkpoints.OPTIMIZER_FILE)):
+            self._load_without_optimizer(checkpoint)
+        elif checkpoint and self.args.world_size > 1 and self.args.device.type == "cpu":
+            self._load_states(os.path.join(checkpoint, checkpoints.OPTIMIZER_FILE),
+                              os.path.join(checkpoint, checkpoints.SCHEDULER_FILE))
         else:
             super()._load_optimizer_and_scheduler(checkpoint)
         if checkpoint and self.apply_new_learning_rate:
@@ -178,16 +228,29 @@ class HarnessTrainer(Trainer):
         self._load_from_checkpoint(checkpoint)
         self.state.global_step = self.harness_state.step
 
-    def _load_on_cpu_ranks(self, checkpoint: str) -> None:
-        """CPU ranks under torchrun: the Trainer maps the optimizer state to args.device, "cpu:<n>",
-        which torch.load cannot restore; the state is the same, so load it to plain "cpu"."""
-        import torch
+    def _load_states(self, optimizer_file: str | None, scheduler_file: str) -> None:
+        """Optimizer and scheduler states from these files. CPU ranks under torchrun load to plain
+        "cpu": the Trainer would map to args.device, "cpu:<n>", which torch.load cannot restore."""
+        location = self.args.device if self.args.world_size > 1 and self.args.device.type != "cpu" else "cpu"
+        if optimizer_file is not None:
+            self.optimizer.load_state_dict(torch.load(optimizer_file, map_location=location, weights_only=True))
+        self.lr_scheduler.load_state_dict(torch.load(scheduler_file, map_location="cpu", weights_only=True))
 
-        optimizer = os.path.join(checkpoint, "optimizer.pt")
-        scheduler = os.path.join(checkpoint, "scheduler.pt")
-        if os.path.isfile(optimizer) and os.path.isfile(scheduler):
-            self.optimizer.load_state_dict(torch.load(optimizer, map_location="cpu", weights_only=True))
-            self.lr_scheduler.load_state_dict(torch.load(scheduler, map_location="cpu", weights_only=True))
+    def _load_without_optimizer(self, checkpoint: str) -> None:
+        """A checkpoint whose optimizer state did not fit the SIGTERM grace: its schedule position,
+        and the Adam moments of the newest earlier checkpoint (a few steps old), else fresh ones.
+        The Trainer alone would load neither, and restart the learning-rate schedule."""
+        step = checkpoints.step_of(checkpoint)
+        donor = checkpoints.optimizer_donor(os.path.dirname(os.path.normpath(checkpoint)), step)
+        self._load_states(donor and os.path.join(donor, checkpoints.OPTIMIZER_FILE),
+                          os.path.join(checkpoint, checkpoints.SCHEDULER_FILE))
+        # The donor's parameter groups carry its own step's rates; this step's come from the schedule.
+        for group, rate in zip(self.optimizer.param_groups, self.lr_scheduler.get_last_lr()):
+            group["lr"] = rate
+        log.warning("%s has no optimizer state (the stop signal's grace ended before it was written): "
+                    "continuing with %s; the resumed run is close to, not exactly, an uninterrupted one",
+                    os.path.basename(os.path.normpath(checkpoint)),
+                    f"the optimizer moments of {os.path.basename(donor)}" if donor else "fresh optimizer moments")
 
     def _rebase_learning_rate(self, learning_rate: float) -> None:
         """After loading a checkpoint trained with another learning_rate: keep the schedule's
@@ -209,11 +272,20 @@ class HarnessTrainer(Trainer):
         # While saving, the Trainer writes its checkpoint-<step> under .staging/ instead.
         return self._saving_into or super()._get_output_dir(trial)
 
+    def _save_optimizer_and_scheduler(self, output_dir: str) -> None:
+        if not self._urgent_save:
+            super()._save_optimizer_and_scheduler(output_dir)
+        elif self.args.should_save:  # the optimizer state follows once the checkpoint is published
+            torch.save(self.lr_scheduler.state_dict(), os.path.join(output_dir, checkpoints.SCHEDULER_FILE))
+
     def _save_checkpoint(self, model, trial) -> None:
         step = self.state.global_step
         output_dir = self.args.output_dir
         staging = checkpoints.staging_path(output_dir, step)
         started = time.monotonic()
+        # After a stop signal the save races RunPod's SIGKILL (5 s): the optimizer state, the
+        # largest part, is written after everything a resume needs (see training.checkpointing.checkpoints).
+        self._urgent_save = self.urgent_saves() and not (self.is_deepspeed_enabled or self.is_fsdp_enabled)
         if self.args.should_save and os.path.exists(staging):
             shutil.rmtree(staging)  # left by a save that was killed at this same step
         self.accelerator.wait_for_everyone()
@@ -234,8 +306,17 @@ class HarnessTrainer(Trainer):
             path = checkpoints.publish(staging, output_dir, step)
             log.info("checkpoint %s saved (%.2f s, %.1f MB)", os.path.basename(path),
                      time.monotonic() - started, size / 1e6)
+            if self._urgent_save:
+                self.add_optimizer_state(path, started)
             self.apply_retention()
+        self._urgent_save = False
         self.accelerator.wait_for_everyone()
+
+    def add_optimizer_state(self, path: str, started: float) -> None:
+        """The second half of an urgent save: the optimizer state into the published checkpoint."""
+        checkpoints.add_file(path, checkpoints.OPTIMIZER_FILE, lambda file: torch.save(self.optimizer.state_dict(), file))
+        log.info("checkpoint %s: optimizer state added (%.2f s after the save began, %.1f MB)", os.path.basename(path),
+                 time.monotonic() - started, os.path.getsize(os.path.join(path, checkpoints.OPTIMIZER_FILE)) / 1e6)
 
     def apply_retention(self) -> None:
         complete, _ = checkpoints.scan(self.args.output_dir)

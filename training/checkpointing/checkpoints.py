@@ -16,6 +16,10 @@
 A checkpoint is written under .staging/, flushed, given its manifest, flushed again and renamed
 into place, so a crash at any moment leaves either the whole checkpoint or none of it. Resume
 still verifies the manifest, which catches files truncated or removed afterwards.
+
+A save that must fit the SIGTERM grace publishes the checkpoint without optimizer.pt, the largest
+file, and then adds it (add_file): a kill in between leaves a complete checkpoint that resumes with
+an earlier checkpoint's optimizer moments (HarnessTrainer), close to but not exactly the same run.
 """
 
 from __future__ import annotations
@@ -32,6 +36,8 @@ from training.eval_loss import usable
 
 PREFIX = "checkpoint-"
 MARKER_FILE = "COMPLETE"
+OPTIMIZER_FILE = "optimizer.pt"  # the Trainer's name for it
+SCHEDULER_FILE = "scheduler.pt"
 STAGING_DIR = ".staging"
 ABANDONED_DIR = "abandoned"  # checkpoints of a line a fork left, kept aside
 TRAINER_STATE_FILE = "trainer_state.json"
@@ -62,15 +68,21 @@ def step_of(path: str) -> int | None:
 
 
 def write_manifest(directory: str, step: int) -> None:
+    """The manifest of every file in `directory`, written to a temporary file and renamed into
+    place, so rewriting it (add_file) never leaves a torn one."""
     files = {}
     for root, _dirs, names in os.walk(directory):
         for name in names:
             full = os.path.join(root, name)
-            files[os.path.relpath(full, directory)] = os.path.getsize(full)
-    with open(os.path.join(directory, MARKER_FILE), "w", encoding="utf-8") as out:
+            relative = os.path.relpath(full, directory)
+            if relative not in (MARKER_FILE, MARKER_FILE + ".tmp"):
+                files[relative] = os.path.getsize(full)
+    temporary = os.path.join(directory, MARKER_FILE + ".tmp")
+    with open(temporary, "w", encoding="utf-8") as out:
         json.dump({"format": MANIFEST_FORMAT, "step": step, "files": files}, out, sort_keys=True)
         out.flush()
         os.fsync(out.fileno())
+    os.replace(temporary, os.path.join(directory, MARKER_FILE))
 
 
 def publish(staging: str, output_dir: str, step: int) -> str:
@@ -82,6 +94,21 @@ def publish(staging: str, output_dir: str, step: int) -> str:
     # Saved again at the same step (e.g. after a resume): the old one is replaced.
     move_into_place(staging, target, os.path.join(output_dir, STAGING_DIR))
     return target
+
+
+def add_file(checkpoint: str, name: str, write) -> None:
+    """Add the file `name` to the published `checkpoint`: `write(path)` writes it under .staging/,
+    then it is flushed, renamed in and listed in a rewritten manifest. A crash at any moment leaves
+    the checkpoint complete, with or without the file, never with a part of it."""
+    staging = os.path.join(os.path.dirname(os.path.normpath(checkpoint)), STAGING_DIR)
+    os.makedirs(staging, exist_ok=True)
+    temporary = os.path.join(staging, f"{os.path.basename(os.path.normpath(checkpoint))}-{name}")
+    write(temporary)
+    with open(temporary, "rb") as handle:
+        os.fsync(handle.fileno())
+    os.rename(temporary, os.path.join(checkpoint, name))
+    write_manifest(checkpoint, step_of(checkpoint))
+    fsync_dir(checkpoint)
 
 
 def verify(path: str) -> str | None:
@@ -167,3 +194,10 @@ def set_aside(output_dir: str, names: list[str], label: str) -> str:
     fsync_dir(aside)
     fsync_dir(output_dir)
     return aside
+
+
+def optimizer_donor(output_dir: str, step: int) -> str | None:
+    """The newest complete checkpoint before `step` that holds the optimizer state, if any."""
+    complete, _ = scan(output_dir)
+    holders = [c.path for c in complete if c.step < step and os.path.isfile(os.path.join(c.path, OPTIMIZER_FILE))]
+    return holders[-1] if holders else None
