@@ -9,7 +9,7 @@ from transformers import StoppingCriteria
 
 from training.data.collator import END_OF_TURN, VisionChatCollator
 from training.data.sources import SyntheticSplit
-from training.evaluation import scores
+from training.scoring import scores
 from training.generation import AUTO_BATCH_CPU, generation_batch_size, transcribe
 from training.inference import load_trained, saved_config
 
