@@ -204,3 +204,17 @@ def test_pull_an_experiment_by_name_from_its_branch_config(tmp_path, monkeypatch
     assert refused.returncode == 2
     assert refused.stderr == ("error: no-hub: the branch's configs/experiments/no_hub.py sets no hub_model_id; "
                               "pull ORG/NAME instead\n")
+
+
+@pytest.mark.parametrize("model_name, recorded, expected", [
+    ("unsloth/Qwen3-VL-2B-Instruct-unsloth-bnb-4bit", "org/other-base", "org/other-base"),
+    ("unsloth/Qwen3-VL-2B-Instruct-unsloth-bnb-4bit", "unsloth/qwen3-vl-2b-instruct-unsloth-bnb-4bit",
+     "unsloth/Qwen3-VL-2B-Instruct-unsloth-bnb-4bit"),  # the same repository, as Unsloth records it
+    ("standin:qwen3-vl-mini", "/home/me/.cache/well-log-harness/qwen3-vl-mini", "standin:qwen3-vl-mini"),
+    ("org/base", "/local/base", "org/base"),
+])
+def test_a_published_adapter_is_scored_on_the_base_it_names(tmp_path, model_name, recorded, expected):
+    from training.evaluate import on_adapter_base
+
+    (tmp_path / "adapter_config.json").write_text(json.dumps({"base_model_name_or_path": recorded}))
+    assert on_adapter_base(TrainingConfig(model_name=model_name), str(tmp_path)).model_name == expected

@@ -127,7 +127,8 @@ def on_adapter_base(config, model_dir: str):
             base = json.load(source).get("base_model_name_or_path") or ""
     except (OSError, ValueError):
         return config
-    if is_standin(config.model_name) or not base or is_local_path(base) or base == config.model_name:
+    # Hub ids are case-insensitive, and Unsloth records its base in lower case.
+    if is_standin(config.model_name) or not base or is_local_path(base) or base.lower() == config.model_name.lower():
         return config
     log.info("base model %s, as the adapter's config names it", base)
     return dataclasses.replace(config, model_name=base)
