@@ -80,6 +80,7 @@ class FakeRunPod:
         self.server_errors: list[str] = []  # bugs of the fake or requests it cannot read
         self.created = 0
         self.duplicates: list[str] = []
+        self.outcomes: dict[str, int] = {}  # how the fated runs really ended, for the controller's tally
         self.most_alive = 0  # the most pods alive at once, as the simulation went
         self._ids = itertools.count(1)
         self._lock = threading.Lock()
@@ -167,6 +168,7 @@ class FakeRunPod:
                     # Billing ended at the moment the run ended, not when someone looked.
                     pod["_billed"] -= max(0.0, age - PROVISION_S - fate.after)
                     pod["_log"] += [f"[setup_pod] {line.format(id=pod['id'])}" for line in LAST_LINES[fate.outcome]]
+                    self.outcomes[fate.outcome] = self.outcomes.get(fate.outcome, 0) + 1
                     pod.update(status="EXITED", cost=0.0, runtime=None)
             self.most_alive = max(self.most_alive, sum(p["status"] in ALIVE for p in self.pods.values()))
             pod["actions"] = {"RUNNING": ["stop", "restart", "terminate"], "EXITED": ["start", "terminate"],

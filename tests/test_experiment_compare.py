@@ -14,6 +14,7 @@ from experiment_repo import experiment, git, make_repo, tree_files
 
 from conftest import QUICK_VAL, REPO
 from training.experiment.__main__ import main
+from training.experiment.compare import pareto_front
 
 RUNS = {"lr-2e-3": "2e-3", "lr-5e-3": "5e-3", "lr-1e-2": "1e-2"}
 # quick_val, smaller still: three evaluations each, for lines worth plotting.
@@ -68,6 +69,17 @@ def test_compare_prints_one_row_per_run_best_first_and_plots(runs_root, tmp_path
                        f"{wer:.3f}", "6/6", "$0.00", "finished"]
     assert lines[4:] == [f"plot: {plot}"]
     assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and plot.stat().st_size > 20_000
+
+
+@pytest.mark.parametrize("points, front", [
+    ({"a": (1.0, 0.10), "b": (2.0, 0.05), "c": (3.0, 0.20)}, {"a", "b"}),    # c: dearer and worse than both
+    ({"a": (1.0, 0.10), "b": (1.0, 0.10)}, {"a", "b"}),                      # equal runs both stay
+    ({"a": (1.0, 0.10), "b": (1.0, 0.12), "c": (0.5, 0.30)}, {"a", "c"}),    # b: same cost, worse CER
+    ({"only": (0.0, 0.5)}, {"only"}),
+    ({}, set()),
+])
+def test_pareto_front_of_cost_and_cer(points, front):
+    assert pareto_front(points) == front
 
 
 def test_compare_markdown_from_the_volume_outside_a_repository(runs_root, tmp_path, monkeypatch, capsys):

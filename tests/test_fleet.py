@@ -134,6 +134,7 @@ def test_a_sweep_of_8_runs_itself_with_3_pods_and_survives_a_controller_restart(
     launches = fake.created
     assert launches == attempts + 0 and launches > created_before
     preemptions = sum(row["preemptions"] for row in rows.values())
+    assert preemptions == fake.outcomes["preempted"] and sum(row["failures"] for row in rows.values()) == 3
     print(f"\nsweep: {launches} launches, {preemptions} preemptions, {len(escalated)} escalations to on-demand, "
           f"${total:.2f} counted for ${billed:.2f} billed, {clock.now - 1_000_000:.0f} simulated seconds")
 

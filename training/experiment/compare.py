@@ -58,15 +58,32 @@ def render(table: list[list[str]], common: dict[str, object], markdown: bool) ->
     return "\n".join(lines)
 
 
+def pareto_front(points: dict[str, tuple[float, float]]) -> set[str]:
+    """The runs no other run beats on both (cost, CER), lower being better for both; equal runs all stay."""
+    return {name for name, (cost, cer) in points.items()
+            if not any(c <= cost and e <= cer and (c < cost or e < cer) for c, e in points.values())}
+
+
+def cost_and_cer(runs: list[Run]) -> dict[str, tuple[float, float]]:
+    """(cost so far in USD, best eval_cer) of each run that has both."""
+    points = {}
+    for run in runs:
+        best = run.best("eval_cer")
+        if run.cost is not None and best is not None:
+            points[run.name] = (run.cost, best[0])
+    return points
+
+
 def plot(runs: list[Run], path: str) -> None:
-    """eval_loss and cost against step, one colour per run in both panels, the best eval_loss starred."""
+    """eval_loss and cost against step, one colour per run in both panels, the best eval_loss starred;
+    and cost against best CER, one point per run, the Pareto front (nothing cheaper and better) marked."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     from matplotlib.ticker import MaxNLocator, StrMethodFormatter
 
-    figure, (loss_axes, cost_axes) = plt.subplots(1, 2, figsize=(12, 4.8), constrained_layout=True)
+    figure, (loss_axes, cost_axes, pareto_axes) = plt.subplots(1, 3, figsize=(18, 4.8), constrained_layout=True)
     colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
     for panel, key, title in ((loss_axes, "eval_loss", "eval_loss (lower is better)"),
                               (cost_axes, "cost_usd", "cost so far (USD)")):
@@ -96,7 +113,9 @@ def plot(runs: list[Run], path: str) -> None:
             panel.text(0.5, 0.5, f"no run has logged {key} yet", ha="center", va="center",
                        transform=panel.transAxes, color="gray")
     cost_axes.yaxis.set_major_formatter(StrMethodFormatter("${x:g}"))
-    figure.suptitle(f"{len(runs)} experiment{'s' if len(runs) != 1 else ''}: eval_loss and cost by step")
+    _pareto_panel(pareto_axes, runs, colours)
+    figure.suptitle(f"{len(runs)} experiment{'s' if len(runs) != 1 else ''}: eval_loss and cost by step, "
+                    "cost against CER")
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     figure.savefig(path, dpi=110)
     plt.close(figure)
@@ -108,3 +127,31 @@ def _value(value) -> str:
     if isinstance(value, str) and (" " in value or value == ""):
         return repr(value)
     return str(value)
+
+
+def _pareto_panel(axes, runs: list[Run], colours: list[str]) -> None:
+    from matplotlib.ticker import StrMethodFormatter
+
+    points = cost_and_cer(runs)
+    axes.set_title("cost against best CER (Pareto front: ringed)")
+    axes.set_xlabel("cost (USD)")
+    axes.set_ylabel("best eval_cer")
+    if not points:
+        axes.set_xticks([])
+        axes.set_yticks([])
+        axes.text(0.5, 0.5, "no run has both a cost and eval_cer yet", ha="center", va="center",
+                  transform=axes.transAxes, color="gray")
+        return
+    front = pareto_front(points)
+    for index, run in enumerate(runs):
+        if run.name not in points:
+            continue
+        cost, cer = points[run.name]
+        axes.scatter([cost], [cer], s=60, color=colours[index % len(colours)], zorder=3)
+        if run.name in front:
+            axes.scatter([cost], [cer], s=220, facecolors="none", edgecolors="black", linewidths=1.5, zorder=4)
+        axes.annotate(run.name, (cost, cer), textcoords="offset points", xytext=(6, 4), fontsize="small")
+    line = sorted(points[name] for name in front)
+    axes.plot([c for c, _ in line], [e for _, e in line], color="black", linewidth=1, linestyle="--", zorder=2)
+    axes.grid(True, alpha=0.3)
+    axes.xaxis.set_major_formatter(StrMethodFormatter("${x:g}"))

@@ -90,7 +90,8 @@ class Fleet:
         now = self.clock()
         pods = {experiment_of_pod(p.get("name")): p for p in runpod_client.experiment_pods(self.api)}
         for row in self.queue.rows(ACTIVE):
-            self.reconcile(row, pods.get(row["name"]), now)
+            if self.reconcile(row, pods.get(row["name"]), now) == "ended":
+                pods.pop(row["name"], None)  # terminated just now: not there to adopt below
         if self.budget_check(now):
             return False
         running = len(self.queue.rows(ACTIVE))
@@ -98,10 +99,16 @@ class Fleet:
             row = self.queue.claim(now)
             if row is None:
                 break
-            if pods.get(row["name"]) is not None:  # a pod of that name exists: adopt, never duplicate
-                self.queue.update(row["name"], state="running", pod_id=pods[row["name"]].get("id"))
-            elif not self.start(row, now):
-                continue
+            pod = pods.get(row["name"])
+            if pod is not None and pod.get("status") in runpod_client.ALIVE:
+                # A pod of that name runs (started by hand, or by a controller that lost its file): adopt it.
+                self.queue.update(row["name"], state="running", pod_id=pod.get("id"), billed_until=now)
+                self.say(f"{row['name']}: adopted pod {pod.get('id')}, already {pod.get('status')}")
+            else:
+                if pod is not None:  # a stopped pod of an earlier attempt: its checkpoints are on the volume
+                    self.api.terminate(pod["id"])
+                if not self.start(row, now):
+                    continue
             running += 1
         return bool(self.queue.rows(("queued", *ACTIVE)))
 
@@ -111,7 +118,8 @@ class Fleet:
         return 0
 
     # --- reconcile -------------------------------------------------------------------------------
-    def reconcile(self, row: dict, pod: dict | None, now: float) -> None:
+    def reconcile(self, row: dict, pod: dict | None, now: float) -> str:
+        """What became of the row's attempt: "running", "launching" (still being created) or "ended"."""
         name = row["name"]
         if pod is not None and pod.get("status") in runpod_client.ALIVE:
             rate = runpod_client.pod_rate(pod) or row["rate_usd_h"]
@@ -121,15 +129,16 @@ class Fleet:
                          else f"{name}: pod {pod.get('id')} is {pod.get('status')}")
             self.queue.update(name, state="running", pod_id=pod.get("id"), billed_until=now, rate_usd_h=rate,
                               uptime_s=uptime)
-            return
+            return "running"
         if pod is None and row["state"] == "launching":
             if now - (row["launched_at"] or now) < LAUNCH_GRACE_S:
-                return  # being created by the controller that claimed it
+                return "launching"  # being created by the controller that claimed it
             # Its controller died between the claim and the create: no pod, nothing spent, queue it again.
             self.queue.update(name, state="queued", launched_at=None, billed_until=None, reason="launch interrupted")
             self.say(f"{name}: its launch was interrupted (no pod {pod_name(name)}); queued again")
-            return
+            return "ended"
         self.ended(row, pod, now)
+        return "ended"
 
     def ended(self, row: dict, pod: dict | None, now: float) -> None:
         name = row["name"]
