@@ -147,7 +147,10 @@ def test_a_sweep_of_8_runs_itself_with_3_pods_and_survives_a_controller_restart(
 def test_the_sweep_budget_stops_every_pod_at_the_cap(sweep):
     fake, clock, controller, names = sweep
     fleet = controller(budget_usd=1.5)
-    drive(fleet, clock, fake, 2000)
+    fake.fail("GET /v2/pods", 502, body="<html>bad gateway</html>")  # a pass that cannot see RunPod: skipped
+    fake.fail("GET /v2/pods", 502, body="<html>bad gateway</html>")
+    fake.fail("GET /v2/pods", 502, body="<html>bad gateway</html>")
+    assert fleet.run(sleep=clock.sleep) == 0
     rows = fleet.queue.rows()
     assert fake.alive() == []  # every pod stopped, each got SIGTERM and saved
     assert {row["state"] for row in rows} <= {"finished", "early_stopped", "dead", "stopped"}
@@ -155,6 +158,8 @@ def test_the_sweep_budget_stops_every_pod_at_the_cap(sweep):
     total = fleet.total_usd()
     assert 1.5 <= total <= 1.5 + 3 * 60 * 1.64 / 3600 and fake.billed_usd() <= total
     assert any(line.startswith("warning: the fleet has spent") for line in fleet.out.lines)
+    assert any("list pods: HTTP 502" in line and "trying again in 60s" in line for line in fleet.out.lines)
+    assert fleet.out.lines[-1].startswith("fleet: ") and "$1.50" in fleet.out.lines[-1]
     assert fleet.step() is False and fake.created == sum(row["attempts"] for row in rows)  # nothing more launched
 
 
@@ -212,8 +217,13 @@ def test_fleet_run_once_and_fleet_status_through_the_cli(repo, tmp_path, monkeyp
 
         result = cli(work, *command, env=env)  # a second controller pass: adopts, launches no third pod
         assert result.returncode == 0 and len(fake.pods) == 2 and fake.duplicates == []
-        result = cli(work, "fleet", "status", "--db", db, "--outputs", str(tmp_path / "none"))
+        run = tmp_path / "runs" / names[0]  # the volume, mounted here: the run's own files give its results
+        run.mkdir(parents=True)
+        (run / "metrics.jsonl").write_text('{"step": 50, "eval_loss": 0.91, "eval_cer": 0.2}\n'
+                                           '{"step": 100, "eval_loss": 0.62, "eval_cer": 0.11}\n')
+        result = cli(work, "fleet", "status", "--db", db, "--outputs", str(tmp_path / "runs"))
         lines = result.stdout.splitlines()
         assert lines[1].split()[:9] == [names[0], "running", "1", "0", "NVIDIA", "GeForce", "RTX", "4090", "on-demand"]
+        assert lines[1].split()[-3:] == ["100", "0.6200", "0.1100"] and lines[2].split()[-3:] == ["-", "-", "-"]
         assert lines[-1].startswith("fleet total $") and "budget left $" in lines[-1]
         assert [line.split()[1] for line in lines[1:4]] == ["running", "running", "queued"]

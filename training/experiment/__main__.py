@@ -317,7 +317,11 @@ def cmd_fleet(args, argv) -> int:
         volume_id=args.volume_id, launch=dict(wandb_secret=args.wandb_secret, hf_secret=args.hf_secret,
                                               git_secret=args.git_secret, max_lifetime_h=args.max_lifetime_hours,
                                               idle_stop_min=args.idle_stop_minutes))
-    return fleet.Fleet(queue, runpod_client.connect(), Git.here(), options, sys.stdout).run(once=args.once)
+    try:
+        return fleet.Fleet(queue, runpod_client.connect(), Git.here(), options, sys.stdout).run(once=args.once)
+    except KeyboardInterrupt:
+        print("fleet: stopped (Ctrl-C); its pods run on, and `fleet run` again adopts them", file=sys.stderr)
+        return 130
 
 
 COMMANDS = {"queue": cmd_queue, "fleet": cmd_fleet, "new": cmd_new, "sweep": cmd_sweep, "launch": cmd_launch, "status": cmd_status, "stop": cmd_stop,

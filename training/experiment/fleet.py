@@ -113,8 +113,27 @@ class Fleet:
         return bool(self.queue.rows(("queued", *ACTIVE)))
 
     def run(self, once: bool = False, sleep=time.sleep) -> int:
-        while self.step() and not once:
+        while True:
+            try:
+                going = self.step()
+            except runpod_client.ApiError as problem:
+                if once or problem.status in (401, 402, 422):  # the key, the balance, a broken request
+                    raise
+                self.say(f"warning: {problem}; trying again in {self.o.poll_s:g}s")
+                going = True
+            except UserError as problem:  # RunPod unreachable after the retries: the pods run on regardless
+                if once:
+                    raise
+                self.say(f"warning: {problem}; trying again in {self.o.poll_s:g}s")
+                going = True
+            if not going or once:
+                break
             sleep(self.o.poll_s)
+        if not once:
+            states = [row["state"] for row in self.queue.rows()]
+            counts = ", ".join(f"{states.count(s)} {s}" for s in sorted(set(states)))
+            budget = f" of ${self.o.budget_usd:.2f}" if self.o.budget_usd else ""
+            self.say(f"fleet: {counts}; {self.launches} launches, ${self.total_usd():.2f}{budget}")
         return 0
 
     # --- reconcile -------------------------------------------------------------------------------
