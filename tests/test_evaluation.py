@@ -5,7 +5,10 @@ from __future__ import annotations
 import pytest
 
 from training.early_stopping import after_evaluation, should_stop
+from training.eval_loss import best_after
 from training.evaluation import SampleResult, sample_cer, scores, worst
+
+NAN, INF = float("nan"), float("inf")
 
 
 def test_scores_match_hand_computed_values():
@@ -38,6 +41,10 @@ def test_worst_is_by_loss():
     ([1.0, 0.995, 0.99, 0.985], 0.01, 2, 3),       # improvements smaller than min_delta don't count
     ([1.0, 1.1, 0.5, 0.6, 0.7], 0.0, 2, 5),        # an improvement resets the count
     ([1.0, 1.0, 1.0, 1.0], 0.0, 0, None),          # patience 0: never
+    # a non-finite eval_loss is no eval_loss: it neither becomes the reference nor counts
+    ([NAN, 1.0, 0.9, 0.8], 0.0, 2, None),
+    ([1.0, NAN, 0.9, NAN, 0.8], 0.0, 1, None),
+    ([1.0, INF, 1.0, 1.0], 0.0, 2, 4),
 ])
 def test_early_stopping(losses, min_delta, patience, stops_after):
     reference, bad = None, 0
@@ -48,3 +55,16 @@ def test_early_stopping(losses, min_delta, patience, stops_after):
             stopped = count
             break
     assert stopped == stops_after
+
+
+@pytest.mark.parametrize("losses, best", [
+    ([1.0, 0.5, 0.7], (0.5, 2)),
+    ([NAN, 1.0, 0.9], (0.9, 3)),       # a NaN first does not become an unbeatable best
+    ([1.0, NAN, INF, -INF], (1.0, 1)),  # nor later
+    ([NAN, NAN], (None, None)),
+])
+def test_best_eval_loss_ignores_non_finite_losses(losses, best):
+    got = (None, None)
+    for step, loss in enumerate(losses, start=1):
+        got = best_after(*got, loss, step)
+    assert got == best

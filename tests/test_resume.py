@@ -11,6 +11,7 @@ import random
 import signal
 import subprocess
 import sys
+import time
 
 import pytest
 import torch
@@ -259,3 +260,37 @@ def test_a_verified_staged_checkpoint_whose_target_is_missing_is_promoted(tmp_pa
     assert again.returncode == 0, again.stdout + again.stderr
     assert "promoted .staging/checkpoint-4" in again.stdout
     assert f"resuming from {out / 'checkpoint-4'}" in again.stdout
+
+
+def sigterm_when(process: subprocess.Popen, line_part: str, saved: str) -> tuple[str, float]:
+    """SIGTERM `process` as soon as it prints a line containing `line_part`; (its whole output,
+    seconds from the signal until the checkpoint `saved` was complete on disk)."""
+    seen = []
+    for line in process.stdout:
+        seen.append(line)
+        if line_part in line:
+            break
+    process.send_signal(signal.SIGTERM)
+    signalled = time.monotonic()
+    # The output is read after the process exits: a checkpoint of 4.6 MB needs no pipe drained.
+    wait_for(lambda: os.path.isfile(os.path.join(saved, checkpoints.MARKER_FILE)), timeout=120, poll=0.01)
+    seconds = time.monotonic() - signalled
+    rest, _ = process.communicate(timeout=120)
+    return "".join(seen) + rest, seconds
+
+
+@pytest.mark.parametrize("moment", ["evaluating at step 2", "transcribing 20 eval samples at step 2"])
+def test_sigterm_during_evaluation_saves_within_the_grace_and_records_no_evaluation(tmp_path, moment):
+    """RunPod kills 5 s after SIGTERM: an evaluation (20 eval losses, then 20 greedy
+    transcriptions, far longer than that here) is cut short between batches and between tokens."""
+    out = tmp_path / "run"
+    process = start(out, "max_steps=4", "eval_steps=2", "eval_subset=20", "eval_generate_samples=-1",
+                    "per_device_eval_batch_size=1", resume=False)
+    output, seconds = sigterm_when(process, moment, str(out / "checkpoint-2"))
+    assert process.returncode == 143, output
+    assert seconds < 5, (seconds, output)  # saved within the grace (the interpreter's exit comes after)
+    assert "evaluation at step 2 cut short by SIGTERM: not recorded" in output
+    complete, _ = checkpoints.scan(str(out))
+    assert [(c.step, c.eval_loss) for c in complete] == [(2, None)]
+    assert not any("eval_loss" in e for e in read_events(str(out / "metrics.jsonl")))
+    assert not (out / "worst_samples").exists()

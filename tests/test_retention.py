@@ -7,6 +7,8 @@ import pytest
 from training.checkpoints import CheckpointInfo
 from training.retention import checkpoints_to_delete, checkpoints_to_keep
 
+NAN, INF = float("nan"), float("inf")
+
 
 def ckpts(*pairs):
     return [CheckpointInfo(step, f"/x/checkpoint-{step}", loss) for step, loss in pairs]
@@ -32,6 +34,10 @@ def ckpts(*pairs):
     # more to keep than exist
     ([(10, 0.1), (20, 0.5)], 5, 5, {10, 20}),
     ([], 5, 5, set()),
+    # a non-finite eval_loss is no eval_loss: never best, never pushing the true best out
+    ([(10, 0.5), (20, NAN), (30, 0.9), (40, 0.8)], 1, 1, {10, 40}),
+    ([(10, NAN), (20, 0.7), (30, INF), (40, -INF), (50, 0.9)], 2, 1, {20, 50}),
+    ([(10, NAN), (20, NAN), (30, 0.9)], 1, 0, {30}),
 ])
 def test_checkpoints_to_keep(pairs, keep_best, keep_recent, kept):
     assert checkpoints_to_keep(ckpts(*pairs), keep_best, keep_recent) == kept

@@ -79,3 +79,25 @@ def test_missing_config_file(tmp_path):
 def test_help_is_fast_and_lists_exit_codes():
     result = run_cli(["training/train.py", "--help"])
     assert result.returncode == 0 and "143" in result.stdout and "--resume" in result.stdout
+
+
+def test_a_stop_during_config_loading_is_a_stop_not_a_bad_config(tmp_path):
+    # SIGTERM arriving while the experiment file is imported (it is code, and may be slow): the
+    # loader's `except Exception` for broken files must not turn it into exit 2.
+    config = tmp_path / "slow_import.py"
+    config.write_text("import os, signal\n\nos.kill(os.getpid(), signal.SIGTERM)\n"
+                      "from configs.experiments.quick_val import config  # noqa: E402,F401\n")
+    result = train(tmp_path / "run", config=str(config))
+    assert result.returncode == 143, result.stdout + result.stderr
+    assert "error:" not in result.stderr and not (tmp_path / "run").exists()
+
+
+def test_a_stop_inside_a_guarded_preflight_check_is_not_a_failed_check():
+    from training.preflight import guarded
+    from training.signals import Preempted
+
+    def interrupted():
+        raise Preempted("SIGTERM")
+
+    with pytest.raises(Preempted):
+        guarded("dataset", interrupted)

@@ -26,6 +26,7 @@ import re
 import shutil
 from dataclasses import dataclass
 
+from training.eval_loss import usable
 from training.save import discard, fsync_dir, fsync_tree, move_into_place
 from training.state import HARNESS_STATE_FILE, HarnessState
 
@@ -124,7 +125,7 @@ def scan(output_dir: str) -> tuple[list[CheckpointInfo], list[tuple[str, str]]]:
             rejected.append((path, problem))
             continue
         state = HarnessState.load(path)
-        complete.append(CheckpointInfo(step, path, state.eval_loss))
+        complete.append(CheckpointInfo(step, path, usable(state.eval_loss)))
     complete.sort(key=lambda c: c.step)
     rejected.sort(key=lambda item: step_of(item[0]) or 0)
     return complete, rejected

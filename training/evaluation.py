@@ -8,7 +8,7 @@ import jiwer
 import torch
 
 from training.data.collator import IGNORE_INDEX
-from training.generation import evaluating, transcribe
+from training.generation import StopCheck, check_stop, evaluating, transcribe
 
 
 @dataclass
@@ -39,11 +39,13 @@ def sample_cer(target: str, prediction: str) -> float:
     return jiwer.cer(target, prediction)
 
 
-def sample_losses(model, collator, samples: list[dict], batch_size: int) -> list[float]:
+def sample_losses(model, collator, samples: list[dict], batch_size: int,
+                  should_stop: StopCheck | None = None) -> list[float]:
     """Mean token loss of each sample's transcription, as the training loss counts it."""
     losses: list[float] = []
     with evaluating(model) as device:
         for start in range(0, len(samples), batch_size):
+            check_stop(should_stop)
             batch = {k: v.to(device) for k, v in collator(samples[start:start + batch_size]).items()}
             labels = batch.pop("labels")
             logits = model(**batch).logits.float()
@@ -55,11 +57,12 @@ def sample_losses(model, collator, samples: list[dict], batch_size: int) -> list
     return losses
 
 
-def evaluate_samples(model, collator, samples: list[dict], max_new_tokens: int,
-                     batch_size: int) -> tuple[dict[str, float], list[SampleResult]]:
-    """Greedy transcriptions of `samples`, their scores, and each sample's loss and CER."""
-    predictions = transcribe(model, collator, [s["image"] for s in samples], max_new_tokens, batch_size)
-    losses = sample_losses(model, collator, samples, batch_size)
+def evaluate_samples(model, collator, samples: list[dict], max_new_tokens: int, batch_size: int,
+                     should_stop: StopCheck | None = None) -> tuple[dict[str, float], list[SampleResult]]:
+    """Greedy transcriptions of `samples`, their scores, and each sample's loss and CER; a stop
+    request raises EvaluationStopped."""
+    predictions = transcribe(model, collator, [s["image"] for s in samples], max_new_tokens, batch_size, should_stop)
+    losses = sample_losses(model, collator, samples, batch_size, should_stop)
     results = [SampleResult(s["key"], s["text"], p, loss, sample_cer(s["text"], p))
                for s, p, loss in zip(samples, predictions, losses)]
     return scores([s["text"] for s in samples], predictions), results

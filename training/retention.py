@@ -1,6 +1,7 @@
 """Which checkpoints to keep: a pure policy over (step, eval_loss) pairs, apart from any I/O.
 
-Kept: the `keep_best` lowest eval_loss (checkpoints without one are never "best"; ties go to the
+Kept: the `keep_best` lowest eval_loss (checkpoints without one, or with a non-finite one, are
+never "best"; ties go to the
 newer step), the `keep_recent` newest by step, and always the newest of all, whatever the
 settings, since it is what a resume continues from. A checkpoint in both sets counts once.
 """
@@ -10,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from training.checkpoints import CheckpointInfo
+from training.eval_loss import usable
 
 
 def checkpoints_to_keep(checkpoints: Sequence[CheckpointInfo], keep_best: int, keep_recent: int) -> set[int]:
@@ -19,7 +21,7 @@ def checkpoints_to_keep(checkpoints: Sequence[CheckpointInfo], keep_best: int, k
     by_step = sorted(checkpoints, key=lambda c: c.step, reverse=True)
     keep = {by_step[0].step}
     keep.update(c.step for c in by_step[:keep_recent])
-    rated = [c for c in checkpoints if c.eval_loss is not None]
+    rated = [c for c in checkpoints if usable(c.eval_loss) is not None]
     rated.sort(key=lambda c: (c.eval_loss, -c.step))
     keep.update(c.step for c in rated[:keep_best])
     return keep

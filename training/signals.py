@@ -12,8 +12,17 @@ import signal
 log = logging.getLogger("training")
 
 
-class Preempted(Exception):
-    """A stop signal arrived before training started: there is nothing to save yet."""
+class Preempted(BaseException):
+    """A stop signal arrived before training started: there is nothing to save yet.
+
+    A BaseException, like KeyboardInterrupt: the broad `except Exception` of a guarded preflight
+    check, a config loader or a library would otherwise turn a stop into "bad input" (exit 2)."""
+
+
+class EvaluationStopped(BaseException):
+    """A stop request cut an evaluation short (between batches or generated tokens): the trainer
+    records nothing of it and saves at the step reached. A BaseException, so that no library's
+    `except Exception` in between can swallow it."""
 
 
 class StopSignals:

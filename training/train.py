@@ -180,6 +180,7 @@ def run(config: TrainingConfig, backend: str, resume: str | None, signals: StopS
         apply_new_learning_rate=learning_rate_changed,
         cost_meter=meter,
         tracker=tracker,
+        stop_requested=lambda: signals.requested,
     )
 
     def status(name: str, exit_code: int | None = None) -> None:

@@ -13,10 +13,12 @@ from transformers import PrinterCallback, Trainer, TrainingArguments
 from configs.base import TrainingConfig
 from training import checkpoints, distributed, early_stopping
 from training.backends import optimizer_name
+from training.eval_loss import best_after, usable
 from training.evaluation import evaluate_samples, worst
 from training.modeling import compute_dtype, inference_mode
 from training.progress import ThroughputMeter
 from training.retention import checkpoints_to_delete
+from training.signals import EvaluationStopped
 from training.state import HarnessState
 from training.worst_samples import write_worst_samples
 
@@ -71,7 +73,8 @@ class HarnessTrainer(Trainer):
     samples; and whose every logged event carries cost and throughput."""
 
     def __init__(self, *args, config: TrainingConfig, harness_state: HarnessState, backend: str,
-                 apply_new_learning_rate: bool = False, cost_meter=None, tracker=None, **kwargs):
+                 apply_new_learning_rate: bool = False, cost_meter=None, tracker=None,
+                 stop_requested=lambda: None, **kwargs):
         super().__init__(*args, **kwargs)
         self.remove_callback(PrinterCallback)  # training.progress prints instead
         self.config = config
@@ -84,6 +87,7 @@ class HarnessTrainer(Trainer):
                                           * self.args.world_size)
         self.last_eval: tuple[int, float | None] = (-1, None)
         self.stopped_early = False
+        self.stop_requested = stop_requested  # the stop signal's name, or None: checked while evaluating
         self._saving_into: str | None = None
 
     def log(self, logs: dict, start_time: float | None = None) -> None:
@@ -104,10 +108,11 @@ class HarnessTrainer(Trainer):
         """CER/WER/exact match over the first eval_generate_samples eval samples, and the worst ones."""
         dataset = self.eval_dataset
         count = len(dataset) if self.config.eval_generate_samples < 0 else min(self.config.eval_generate_samples, len(dataset))
+        log.info("transcribing %d eval samples at step %d", count, self.state.global_step)
         samples = [dataset[i] for i in range(count)]
         with inference_mode(self.model, self.backend):
             metrics, results = evaluate_samples(self.model, self.data_collator, samples, self.config.max_new_tokens,
-                                                self.args.per_device_eval_batch_size)
+                                                self.args.per_device_eval_batch_size, self.stop_requested)
         if self.config.worst_samples > 0 and results:
             chosen = worst(results, self.config.worst_samples)
             images = {s["key"]: s["image"] for s in samples}
@@ -116,16 +121,34 @@ class HarnessTrainer(Trainer):
                 self.tracker.worst_samples(self.state.global_step, chosen, images)
         return metrics
 
+    def prediction_step(self, *args, **kwargs):
+        # Every rank runs the same number of eval batches: they agree here, so all stop together.
+        if distributed.any_rank([bool(self.stop_requested())])[0]:
+            raise EvaluationStopped
+        return super().prediction_step(*args, **kwargs)
+
     def evaluate(self, *args, **kwargs):
-        metrics = super().evaluate(*args, **kwargs)
-        loss = metrics.get("eval_loss")
         step = self.state.global_step
+        log.info("evaluating at step %d: eval_loss over %d samples", step, len(self.eval_dataset))
+        try:
+            metrics, cut = super().evaluate(*args, **kwargs), False
+        except EvaluationStopped:
+            metrics, cut = {}, True
+        # Rank 0 alone transcribes, and may be cut short while the others wait: agree once more.
+        if distributed.any_rank([cut])[0]:
+            log.info("evaluation at step %d cut short by %s: not recorded; saving a checkpoint at this step",
+                     step, self.stop_requested() or "a stop on another rank")
+            # What the Trainer's on_evaluate would have reset: the epoch end must not evaluate again.
+            self.control.should_evaluate = False
+            self.control.should_save = True
+            self.control.should_training_stop = True
+            return {}
+        loss = usable(metrics.get("eval_loss"))  # NaN/inf: no eval_loss for retention, best, early stopping
         self.last_eval = (step, loss)
         state = self.harness_state
         if loss is None:
             return metrics
-        if state.best_eval_loss is None or loss < state.best_eval_loss:
-            state.best_eval_loss, state.best_step = loss, step
+        state.best_eval_loss, state.best_step = best_after(state.best_eval_loss, state.best_step, loss, step)
         state.early_stopping_reference, state.evals_without_improvement = early_stopping.after_evaluation(
             state.early_stopping_reference, state.evals_without_improvement, loss, self.config.early_stopping_min_delta)
         if early_stopping.should_stop(state.evals_without_improvement, self.config.early_stopping_patience):
