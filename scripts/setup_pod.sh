@@ -17,8 +17,11 @@
 # (secrets: passed on, never printed or written); GIT_USERNAME (x-access-token) goes with GIT_TOKEN;
 # VOLUME_PATH (default: the first of VOLUME_SEARCH="/runpod_volume /workspace" that exists);
 # SKIP_INSTALL=1 (use the Python on PATH, install nothing); AUTO_STOP=1;
+# SMOKE=1 (the supervisor runs python -m training.smoke on the config instead of training: launch --smoke);
 # RETRY_WAIT_SECONDS (2: clone/fetch and network calls are tried 3 times, waiting 2 s then 4 s).
-# RunPod sets RUNPOD_POD_ID, RUNPOD_API_KEY and RUNPOD_GPU_COUNT. scripts/README.md has the pod setup.
+# RunPod sets RUNPOD_POD_ID, RUNPOD_API_KEY and RUNPOD_GPU_COUNT, and on every node of an Instant
+# Cluster NUM_NODES, NODE_RANK, MASTER_ADDR/PRIMARY_ADDR, MASTER_PORT/PRIMARY_PORT and NUM_TRAINERS:
+# then each node runs this script and torchrun joins them. scripts/README.md has the pod setup.
 #
 # Exit codes: train.py's, through the supervisor (0 done, 2 bad config or failed preflight, 3 budget
 # cap, 4 output dir locked, 143 stopped by SIGTERM/SIGINT after a checkpoint); 2 also for a bad
@@ -50,6 +53,7 @@ main() {
   VOLUME_SEARCH="${VOLUME_SEARCH:-/runpod_volume /workspace}"
   SKIP_INSTALL="${SKIP_INSTALL:-0}"
   AUTO_STOP="${AUTO_STOP:-0}"
+  SMOKE="${SMOKE:-0}"
   RETRY_WAIT_SECONDS="${RETRY_WAIT_SECONDS:-$RETRY_DEFAULT_WAIT_SECONDS}"
   RUNPOD_POD_ID="${RUNPOD_POD_ID:-}"
   RUNPOD_GPU_COUNT="${RUNPOD_GPU_COUNT:-}"
@@ -62,6 +66,8 @@ main() {
   ASKPASS_DIR=""
   SLEEP_PID=""        # set while parked
   STOP_SIGNAL=""      # this script was asked to stop (preemption, Ctrl-C)
+  # A pod bills from its start: the cost ledger counts from here, not from the first step (training.cost).
+  export POD_STARTED_AT="${POD_STARTED_AT:-$(date +%s)}"
   trap on_exit EXIT
   trap 'on_signal TERM' TERM
   trap 'on_signal INT' INT
@@ -130,7 +136,7 @@ check_volume() {
 }
 
 start_log() {
-  LOG_FILE="$VOLUME_PATH/logs/training-$(date -u +%Y%m%dT%H%M%SZ).log"
+  LOG_FILE="$VOLUME_PATH/logs/training-$(date -u +%Y%m%dT%H%M%SZ)$(node_suffix).log"
   # Everything from here on goes through mask_secrets to the terminal and the log. Both ignore
   # INT/TERM so the trainer's last lines (the checkpoint it saved) still arrive after a Ctrl-C.
   exec > >(trap '' INT TERM HUP; mask_secrets | tee -a "$LOG_FILE") 2>&1
@@ -176,11 +182,11 @@ check_environment() {
     die "$EXIT_USER_ERROR" "RETRY_WAIT_SECONDS=$RETRY_WAIT_SECONDS: must be a number of seconds between 0 and" \
       "$RETRY_MAX_WAIT_SECONDS (default $RETRY_DEFAULT_WAIT_SECONDS)"
   fi
-  for name in SKIP_INSTALL AUTO_STOP; do
+  for name in SKIP_INSTALL AUTO_STOP SMOKE; do
     [[ "${!name}" =~ ^[01]?$ ]] || die "$EXIT_USER_ERROR" "$name=${!name}: must be 1 (on) or 0 (off)"
   done
   # One clone per branch: branches of one repository on one volume never share a working tree.
-  REPO_DIR="$VOLUME_PATH/repo/$GIT_BRANCH"
+  REPO_DIR="$VOLUME_PATH/repo$(node_suffix)/$GIT_BRANCH"
 }
 
 setup_git_auth() {
@@ -263,7 +269,8 @@ setup_python() {
     say "SKIP_INSTALL=1: using $PY as it is"
     return 0
   fi
-  local venv="$VOLUME_PATH/venv" lock_hash installed=""
+  local venv lock_hash installed=""
+  venv="$VOLUME_PATH/venv$(node_suffix)"
   # The venv lives on the volume and is rebuilt only when the lock (pyproject.toml) or the
   # installer changes; the stamp is written last, so an install cut short is redone.
   lock_hash="$(cat pyproject.toml scripts/install.sh | sha256sum | cut -c1-16)"
@@ -279,6 +286,15 @@ setup_python() {
     printf '%s\n' "$lock_hash" >"$venv/.installed"
   fi
   PY="$venv/bin/python"
+}
+
+node_suffix() {
+  # Instant Cluster nodes sharing one volume must not race on one clone or one venv: node 0 keeps the
+  # single-pod paths, every other node has its own (repo-node1/, venv-node1, and its own log).
+  if [[ "${NUM_NODES:-1}" =~ ^[0-9]+$ ]] && [ "${NUM_NODES:-1}" -gt 1 ] \
+      && [[ "${NODE_RANK:-0}" =~ ^[0-9]+$ ]] && [ "${NODE_RANK:-0}" -gt 0 ]; then
+    printf -- '-node%s' "$NODE_RANK"
+  fi
 }
 
 use_unsloth_cache() {

@@ -5,12 +5,14 @@ command `launch` gives a pod, which carries the script inside it."""
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import secrets
 import shlex
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -40,6 +42,11 @@ BRANCH_CONFIGS = {
         "import dataclasses\n\n"
         "from configs.experiments.quick_val import config as parent\n\n"
         "config = dataclasses.replace(parent, max_steps=2, save_steps=1, eval_steps=2)\n"),
+    "configs/experiments/pod_cluster.py": (
+        '"""quick_val on two nodes: checkpoints only when stopped, no evaluation, so the test is fast."""\n'
+        "import dataclasses\n\n"
+        "from configs.experiments.quick_val import config as parent\n\n"
+        "config = dataclasses.replace(parent, max_steps=8, save_steps=1000, eval_steps=1000)\n"),
 }
 # Made up per run, so the only place they can be found is where something leaked them.
 SECRETS = {name: f"{prefix}{secrets.token_hex(16)}" for name, prefix in
@@ -308,6 +315,12 @@ def test_missing_variables_exit_2_with_one_line(origin, tmp_path):
     assert not (tmp_path / "repo").exists()
 
 
+def test_smoke_must_be_0_or_1(origin, tmp_path):
+    result = run_pod(pod_env(tmp_path, origin, SMOKE="yes"), cwd=tmp_path, timeout=30)
+    assert result.returncode == 2 and "SMOKE=yes: must be 1 (on) or 0 (off)" in result.stdout
+    assert not (tmp_path / "repo").exists()
+
+
 def test_missing_volume_exits_2_before_writing_anything(origin, tmp_path):
     result = run_pod(pod_env(tmp_path / "not-mounted", origin), cwd=tmp_path, timeout=30)
     assert result.returncode == 2
@@ -377,6 +390,63 @@ def test_several_gpus_train_under_torchrun_and_a_preemption_is_still_143(origin,
     assert stop_requests(runpod) == [POD_ID]
     saved = [p.name for p in (volume / LONG_OUTPUT).glob("checkpoint-*/rng_state_*.pth")]
     assert {"rng_state_0.pth", "rng_state_1.pth"} <= set(saved)
+
+
+# --- several nodes: an Instant Cluster ---------------------------------------------------------------
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def run_nodes(volume: Path, origin: Path, outputs: Path, interrupt=None) -> tuple[list[int], list[str]]:
+    """Two nodes of one GPU (here one CPU rank, gloo) on 127.0.0.1 sharing `volume`, each its own
+    setup_pod.sh with the variables RunPod sets on an Instant Cluster; `interrupt(nodes)` runs while
+    they train. Their exit codes and outputs."""
+    port, nodes = str(free_port()), []
+    try:
+        for rank in (0, 1):
+            env = pod_env(volume, origin, CONFIG_PATH="configs/experiments/pod_cluster.py", NUM_NODES="2",
+                          NODE_RANK=str(rank), MASTER_ADDR="127.0.0.1", MASTER_PORT=port, NUM_TRAINERS="1",
+                          NODE_ADDR="127.0.0.1")
+            with open(outputs / f"node{rank}.txt", "w") as sink:
+                nodes.append(subprocess.Popen(["bash", str(SCRIPT)], cwd=volume.parent, env=env, stdout=sink,
+                                              stderr=subprocess.STDOUT))
+        if interrupt is not None:
+            interrupt(nodes)
+        codes = [node.wait(timeout=300) for node in nodes]
+    finally:
+        for node in nodes:
+            stop(node)
+    return codes, [(outputs / f"node{rank}.txt").read_text() for rank in (0, 1)]
+
+
+def test_two_nodes_sharing_a_volume_stop_together_and_resume(origin, tmp_path):
+    volume = tmp_path / "volume"
+    volume.mkdir()
+    out = volume / CHECKPOINTS
+
+    def preempt_node_1(nodes):  # node 0 must stop at the same step
+        wait_for(out / "metrics.jsonl", nodes[0])
+        nodes[1].send_signal(signal.SIGTERM)
+
+    codes, first = run_nodes(volume, origin, tmp_path, interrupt=preempt_node_1)
+    assert codes == [143, 143], first
+    assert "--nnodes=2 --node_rank=1 --master_addr=127.0.0.1" in first[1]
+    # one clone and one log per node: nothing on the shared volume is written by both
+    assert (volume / "repo" / BRANCH / ".git").is_dir() and (volume / "repo-node1" / BRANCH / ".git").is_dir()
+    assert len(list((volume / "logs").glob("training-*-node1.log"))) == 1
+    steps = checkpoint_steps(out)
+    assert len(steps) == 1 and steps[0] < 8, first
+    assert {"rng_state_0.pth", "rng_state_1.pth"} <= {p.name for p in (out / f"checkpoint-{steps[0]}").iterdir()}
+
+    codes, again = run_nodes(volume, origin, tmp_path)  # the cluster restarted
+    assert codes == [0, 0], again
+    assert f"resuming from {out / f'checkpoint-{steps[0]}'}" in again[0]
+    assert (out / "final" / "adapter_model.safetensors").is_file()
+    events = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert [e["step"] for e in events if "loss" in e] == list(range(1, 9)), "rank 0 alone writes metrics"
 
 
 # --- one home for the exit codes and the retry policy ------------------------------------------------

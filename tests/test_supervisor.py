@@ -14,6 +14,7 @@ import pytest
 
 from conftest import REPO, wait_for
 from fake_servers import FakeServer, runpod_api, stop_requests
+from training.cluster import launcher as cluster_launcher
 from training.errors import EXIT_BUDGET, EXIT_PREEMPTED, EXIT_USER_ERROR
 from training.supervisor import exit_code, launcher
 
@@ -21,12 +22,12 @@ POD_ID = "pod-5up3r"
 KEY = "rpa_supervisor_test_key_0123456789"
 
 
-@pytest.mark.parametrize("count, expected", [
-    ("", ["py"]), ("1", ["py"]), ("0", ["py"]), ("four", ["py"]),
-    ("2", ["py", "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2"]),
+@pytest.mark.parametrize("env, expected", [  # training.cluster's table has the arguments themselves
+    ({}, ["py"]), ({"RUNPOD_GPU_COUNT": "1"}, ["py"]),
+    ({"RUNPOD_GPU_COUNT": "2"}, ["py", "-m", "torch.distributed.run", *cluster_launcher({"RUNPOD_GPU_COUNT": "2"})]),
 ])
-def test_one_process_or_a_rank_per_gpu(count, expected):
-    assert launcher({"RUNPOD_GPU_COUNT": count}, python="py") == expected
+def test_one_process_or_torchrun(env, expected):
+    assert launcher(env, python="py") == expected
 
 
 @pytest.mark.parametrize("returncode, code", [(0, 0), (3, 3), (-signal.SIGTERM, 143), (-signal.SIGKILL, 137)])
@@ -59,6 +60,15 @@ def test_without_a_config_one_line_and_exit_2(tmp_path):
     out = (tmp_path / "out.txt").read_text()
     assert "error: CONFIG_PATH not set" in out and "setup ended with exit code 2" in out
     assert stop_requests(server) == [POD_ID]  # AUTO_STOP: a pod that cannot run does not bill on
+
+
+def test_a_node_that_cannot_join_its_cluster_exits_2_before_preflight(tmp_path):
+    with FakeServer(runpod_api) as server:
+        process = supervise(tmp_path, server, tiny_config(tmp_path), NUM_NODES="2", NODE_RANK="x")
+        assert process.wait(timeout=60) == EXIT_USER_ERROR
+    out = (tmp_path / "out.txt").read_text()
+    assert "error: NODE_RANK=x: must be an integer between 0 and 1" in out and "preflight:" not in out
+    assert stop_requests(server) == [POD_ID]
 
 
 @pytest.mark.parametrize("gpus", ["1", pytest.param("2", marks=pytest.mark.slow)])

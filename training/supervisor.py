@@ -1,5 +1,5 @@
 """The pod's run once scripts/setup_pod.sh has the clone and its Python: preflight, training (torchrun
-on several GPUs), the run's outcome, and the pod's end (AUTO_STOP=1 stops it, else it stays up).
+on several GPUs or the nodes of an Instant Cluster), the run's outcome, and the pod's end (AUTO_STOP=1 stops it, else it stays up).
 
     CONFIG_PATH=configs/experiments/x.py AUTO_STOP=1 python -m training.pod run
 
@@ -18,7 +18,7 @@ import sys
 import time
 from collections.abc import Mapping
 
-from training.errors import EXIT_PREEMPTED, EXIT_USER_ERROR, meaning
+from training.errors import EXIT_PREEMPTED, EXIT_USER_ERROR, UserError, meaning
 from training.timestamps import utc_now
 
 FORWARDED = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
@@ -33,11 +33,12 @@ def say(message: str) -> None:
 
 
 def launcher(environ: Mapping[str, str], python: str = sys.executable) -> list[str]:
-    """How to start the trainer: one process, or torchrun with a rank per GPU on a pod with several."""
-    count = environ.get("RUNPOD_GPU_COUNT", "").strip()
-    if count.isdigit() and int(count) > 1:
-        return [python, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={count}"]
-    return [python]
+    """How to start the trainer: one process, or torchrun with a rank per GPU on a pod with several,
+    or across the nodes of an Instant Cluster (training.cluster; UserError for a bad variable)."""
+    from training.cluster import launcher as torchrun_arguments
+
+    arguments = torchrun_arguments(environ)
+    return [python, "-m", "torch.distributed.run", *arguments] if arguments else [python]
 
 
 def exit_code(returncode: int) -> int:
@@ -91,6 +92,14 @@ class Supervisor:
     # --- the run ---------------------------------------------------------------------------------
     def train(self) -> int:
         """Preflight, then training; the exit code of whichever ended the run."""
+        try:
+            start = launcher(self.environ, self.python)
+        except UserError as error:  # before preflight: a node that cannot join its cluster trains nothing
+            for problem in error.problems:
+                say(f"error: {problem}")
+            return EXIT_USER_ERROR
+        if self.environ.get("SMOKE") == "1":
+            return self.smoke()
         self.phase = "preflight"
         preflight = [self.python, "training/train.py", "--config", self.config_path, "--preflight-only"]
         say(f"preflight: python {' '.join(preflight[1:])}")
@@ -100,14 +109,23 @@ class Supervisor:
         if self.stop_signal:  # stopped while the checks ran: no training starts
             return EXIT_PREEMPTED
         self.phase = "training"
-        start = launcher(self.environ, self.python)
         command = [*start, "training/train.py", "--config", self.config_path, "--resume", "auto"]
-        say(f"training: {' '.join(command[1:])} ({self.environ.get('RUNPOD_GPU_COUNT') or 1} GPU(s))")
+        gpus = self.environ.get("NUM_TRAINERS") or self.environ.get("RUNPOD_GPU_COUNT") or 1
+        nodes = self.environ.get("NUM_NODES") or "1"
+        where = "" if nodes == "1" else f" on node {self.environ.get('NODE_RANK', '?')} of {nodes}"
+        say(f"training: {' '.join(command[1:])} ({gpus} GPU(s){where})")
         started = utc_now()
         rc = self.run_child(command)
         if rc != 0 and len(start) > 1:  # torchrun: the ranks' own outcome is in run_status.json
             rc = self.recorded_exit_code(started, rc)
         return rc
+
+    def smoke(self) -> int:
+        """SMOKE=1 (launch --smoke): every path of a run, small (training.smoke), instead of training."""
+        self.phase = "smoke run"
+        out = os.path.join(self.environ.get("VOLUME_PATH") or ".", "smoke", time.strftime("%Y%m%dT%H%M%SZ", time.gmtime()))
+        say(f"smoke run: python -m training.smoke --config {self.config_path} --output {out}")
+        return self.run_child([self.python, "-m", "training.smoke", "--config", self.config_path, "--output", out])
 
     def recorded_exit_code(self, since: str, fallback: int) -> int:
         from configs.loader import load_config, resolve
