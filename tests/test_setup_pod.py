@@ -123,7 +123,7 @@ def finished(origin, tmp_path_factory):
         process = subprocess.Popen(start_argv(), cwd=cwd, env=pod_env(volume, origin, **autostop(runpod)),
                                    stdout=sink, stderr=subprocess.STDOUT)
         try:
-            returncode = process.wait(timeout=240)
+            returncode = process.wait(timeout=600)  # ~30 s alone; far more on a machine shared by many
         finally:
             stop(process)
         # Read the moment it exits: in a container everything else dies with the main process, so
