@@ -13,12 +13,14 @@
 #   GIT_REPO=$PWD GIT_BRANCH=$(git branch --show-current) CONFIG_PATH=configs/experiments/quick_val.py \
 #   VOLUME_PATH=/tmp/volume SKIP_INSTALL=1 bash scripts/setup_pod.sh
 #
-# Environment: GIT_REPO, GIT_BRANCH, CONFIG_PATH (required); WANDB_API_KEY, HF_TOKEN, GIT_TOKEN
+# Environment: GIT_REPO, GIT_BRANCH, CONFIG_PATH (required); GIT_COMMIT (train exactly this commit of
+# the branch, at every start; unset: the branch head); WANDB_API_KEY, HF_TOKEN, GIT_TOKEN
 # (secrets: passed on, never printed or written); GIT_USERNAME (x-access-token) goes with GIT_TOKEN;
 # VOLUME_PATH (default: the first of VOLUME_SEARCH="/runpod_volume /workspace" that exists);
 # SKIP_INSTALL=1 (use the Python on PATH, install nothing); AUTO_STOP=1;
 # SMOKE=1 (the supervisor runs python -m training.smoke on the config instead of training: launch --smoke);
-# RETRY_WAIT_SECONDS (2: clone/fetch and network calls are tried 3 times, waiting 2 s then 4 s).
+# RETRY_WAIT_SECONDS (2: clone/fetch and network calls are tried 3 times, waiting 2 s then 4 s);
+# GIT_STALL_SECONDS (60: a clone/fetch moving under 1 kB/s that long is abandoned and retried).
 # RunPod sets RUNPOD_POD_ID, RUNPOD_API_KEY and RUNPOD_GPU_COUNT, and on every node of an Instant
 # Cluster NUM_NODES, NODE_RANK, MASTER_ADDR/PRIMARY_ADDR, MASTER_PORT/PRIMARY_PORT and NUM_TRAINERS:
 # then each node runs this script and torchrun joins them. scripts/README.md has the pod setup.
@@ -45,8 +47,10 @@ RETRY_MAX_WAIT_SECONDS=60
 set -euo pipefail
 
 main() {
+  strip_repo_credentials  # first: before anything can print or trace GIT_REPO
   GIT_REPO="${GIT_REPO:-}"
   GIT_BRANCH="${GIT_BRANCH:-}"
+  GIT_COMMIT="${GIT_COMMIT:-}"
   CONFIG_PATH="${CONFIG_PATH:-}"
   GIT_USERNAME="${GIT_USERNAME:-x-access-token}"
   VOLUME_PATH="${VOLUME_PATH:-}"
@@ -55,6 +59,7 @@ main() {
   AUTO_STOP="${AUTO_STOP:-0}"
   SMOKE="${SMOKE:-0}"
   RETRY_WAIT_SECONDS="${RETRY_WAIT_SECONDS:-$RETRY_DEFAULT_WAIT_SECONDS}"
+  GIT_STALL_SECONDS="${GIT_STALL_SECONDS:-60}"
   RUNPOD_POD_ID="${RUNPOD_POD_ID:-}"
   RUNPOD_GPU_COUNT="${RUNPOD_GPU_COUNT:-}"
   # Secrets are only ever tested with ${VAR:+set}: expanding them would put them in `bash -x` output.
@@ -77,6 +82,8 @@ main() {
   check_volume
   start_log
   check_environment
+  [ "$CREDENTIALS_STRIPPED" = 0 ] || say "GIT_REPO carried credentials: removed from the URL; git gets them" \
+    "through GIT_ASKPASS (as GIT_TOKEN), and they are never printed or written"
   say "experiment branch $GIT_BRANCH of $GIT_REPO, config $CONFIG_PATH, volume $VOLUME_PATH" \
       "(pod ${RUNPOD_POD_ID:-none}, GPUs ${RUNPOD_GPU_COUNT:-?})"
   setup_git_auth
@@ -102,6 +109,29 @@ hand_over() {
   export POD_LOG_FILE="$LOG_FILE" POD_LOG_PID="$LOG_PID"
   say "setup done: $PY -m training.pod run (preflight, training, then the pod's end)"
   exec "$PY" -m training.pod run
+}
+
+strip_repo_credentials() {
+  # https://user:token@host/...: git would print the URL and write it to .git/config. The
+  # credentials move to GIT_USERNAME/GIT_TOKEN (given to git by GIT_ASKPASS, masked in every
+  # line printed) and GIT_REPO keeps the URL without them, for this script and its children.
+  # xtrace is off meanwhile: `bash -x` would otherwise show the token.
+  { local trace=${-//[^x]/}; set +x; } 2>/dev/null
+  CREDENTIALS_STRIPPED=0
+  if [[ "${GIT_REPO:-}" =~ ^([a-zA-Z][a-zA-Z0-9+.-]*://)([^/@]+)@(.*)$ ]]; then
+    local userinfo="${BASH_REMATCH[2]}" user token
+    GIT_REPO="${BASH_REMATCH[1]}${BASH_REMATCH[3]}"
+    if [[ "$userinfo" == *:* ]]; then user="${userinfo%%:*}" token="${userinfo#*:}"; else user="" token="$userinfo"; fi
+    printf -v token '%b' "${token//%/\\x}"  # the URL's percent-encoding, as git would decode it
+    if [ -z "${GIT_TOKEN:+set}" ]; then
+      GIT_TOKEN="$token"
+      [ -z "$user" ] || GIT_USERNAME="$user"
+      export GIT_TOKEN GIT_USERNAME
+    fi
+    export GIT_REPO
+    CREDENTIALS_STRIPPED=1
+  fi
+  [ -z "$trace" ] || set -x
 }
 
 say() { printf '[setup_pod %s] %s\n' "$(date -u +%H:%M:%S)" "$*"; }
@@ -174,6 +204,9 @@ check_environment() {
     "(the experiment branch) and CONFIG_PATH (e.g. configs/experiments/quick_val.py) in the pod's environment"
   git check-ref-format --branch "$GIT_BRANCH" >/dev/null 2>&1 \
     || die "$EXIT_USER_ERROR" "GIT_BRANCH=$GIT_BRANCH: not a valid branch name"
+  [[ -z "$GIT_COMMIT" || "$GIT_COMMIT" =~ ^[0-9a-f]{7,40}$ ]] \
+    || die "$EXIT_USER_ERROR" "GIT_COMMIT=$GIT_COMMIT: must be a commit id (7 to 40 hex digits), or unset to train" \
+      "the branch head"
   if [[ "$CONFIG_PATH" == /* || "/$CONFIG_PATH/" == */../* ]]; then
     die "$EXIT_USER_ERROR" "CONFIG_PATH=$CONFIG_PATH: must be a path inside the repository, e.g. configs/experiments/quick_val.py"
   fi
@@ -182,6 +215,12 @@ check_environment() {
     die "$EXIT_USER_ERROR" "RETRY_WAIT_SECONDS=$RETRY_WAIT_SECONDS: must be a number of seconds between 0 and" \
       "$RETRY_MAX_WAIT_SECONDS (default $RETRY_DEFAULT_WAIT_SECONDS)"
   fi
+  if [ -n "${GIT_TOKEN:+set}" ] && [[ "$GIT_REPO" =~ ^http:// ]] \
+      && ! [[ "$GIT_REPO" =~ ^http://(localhost|127\.[0-9.]+|\[::1\])(:[0-9]+)?/ ]]; then
+    die "$EXIT_USER_ERROR" "GIT_REPO=$GIT_REPO: plain http would send GIT_TOKEN unencrypted; use the https:// URL"
+  fi
+  [[ "$GIT_STALL_SECONDS" =~ ^[1-9][0-9]*$ ]] \
+    || die "$EXIT_USER_ERROR" "GIT_STALL_SECONDS=$GIT_STALL_SECONDS: must be a whole number of seconds >= 1 (default 60)"
   for name in SKIP_INSTALL AUTO_STOP SMOKE; do
     [[ "${!name}" =~ ^[01]?$ ]] || die "$EXIT_USER_ERROR" "$name=${!name}: must be 1 (on) or 0 (off)"
   done
@@ -216,8 +255,11 @@ git_retry() {  # git_retry WHAT GIT-ARGS...: RETRY_ATTEMPTS tries, exponential b
   errors="$(mktemp)"
   while :; do
     rc=0
-    # No credential helper: none may store the token, wherever git's global config points.
-    git -c credential.helper= "$@" 2>"$errors" || rc=$?
+    # No credential helper: none may store the token, wherever git's global config points. A
+    # transfer slower than 1 kB/s for GIT_STALL_SECONDS is abandoned (and retried): a hung
+    # remote must not keep a pod billing.
+    git -c credential.helper= -c http.lowSpeedLimit=1000 -c "http.lowSpeedTime=$GIT_STALL_SECONDS" "$@" \
+      2>"$errors" || rc=$?
     cat "$errors" >&2
     if [ "$rc" -eq 0 ]; then
       rm -f "$errors"
@@ -259,7 +301,26 @@ sync_repo() {
     git_retry "git clone" clone --quiet --single-branch --branch "$GIT_BRANCH" "$GIT_REPO" "$REPO_DIR.partial"
     mv "$REPO_DIR.partial" "$REPO_DIR"
   fi
+  [ -z "$GIT_COMMIT" ] || pin_commit
   say "code: $GIT_BRANCH @ $(git -C "$REPO_DIR" rev-parse --short HEAD)"
+}
+
+pin_commit() {
+  # The commit `launch` checked: every start, restarts included, trains exactly it, so a push after
+  # the launch cannot change the code mid-experiment.
+  local head commit
+  head="$(git -C "$REPO_DIR" rev-parse HEAD)"
+  if ! commit="$(git -C "$REPO_DIR" rev-parse --verify --quiet "$GIT_COMMIT^{commit}")"; then
+    # Not in the branch's history any more (a force-push): ask for it by id.
+    git_retry "git fetch $GIT_COMMIT" -C "$REPO_DIR" fetch --quiet origin "$GIT_COMMIT"
+    commit="$(git -C "$REPO_DIR" rev-parse --verify --quiet "$GIT_COMMIT^{commit}")" \
+      || die "$EXIT_USER_ERROR" "GIT_COMMIT=$GIT_COMMIT: not found in $GIT_REPO; launch the experiment again"
+  fi
+  if [ "$commit" != "$head" ]; then
+    say "$GIT_BRANCH has moved on to $(git -C "$REPO_DIR" rev-parse --short "$head"); training stays on" \
+        "GIT_COMMIT=$(git -C "$REPO_DIR" rev-parse --short "$commit") (launch a new experiment for the new code)"
+  fi
+  git -C "$REPO_DIR" checkout --quiet --force -B "$GIT_BRANCH" "$commit"
 }
 
 setup_python() {
@@ -269,22 +330,33 @@ setup_python() {
     say "SKIP_INSTALL=1: using $PY as it is"
     return 0
   fi
-  local venv lock_hash installed=""
-  venv="$VOLUME_PATH/venv$(node_suffix)"
-  # The venv lives on the volume and is rebuilt only when the lock (pyproject.toml) or the
-  # installer changes; the stamp is written last, so an install cut short is redone.
+  local lock_hash venv installed=""
+  # One venv per dependency set (pyproject.toml and the installer), on the volume: pods of other
+  # branches on the same volume use their own and never reinstall the one another pod trains
+  # from. The stamp is written last, so an install cut short is redone; two pods that need the
+  # same new venv take turns through a lock, and the second reuses the first's install.
+  # Nodes of an Instant Cluster other than node 0 keep their own (node_suffix): a lock on a
+  # network volume is not to be trusted across machines.
   lock_hash="$(cat pyproject.toml scripts/install.sh | sha256sum | cut -c1-16)"
+  venv="$VOLUME_PATH/venvs/$lock_hash$(node_suffix)"
+  mkdir -p "$VOLUME_PATH/venvs"
+  exec 8>"$venv.lock"
+  if command -v flock >/dev/null 2>&1 && ! flock -n 8; then
+    say "another pod is installing $venv: waiting for it"
+    flock 8
+  fi
   [ -f "$venv/.installed" ] && installed="$(cat "$venv/.installed")"
   if [ "$installed" = "$lock_hash" ] && "$venv/bin/python" -c "" 2>/dev/null; then
-    say "reusing $venv (pyproject.toml unchanged)"
+    say "reusing $venv (built for these dependencies)"
   else
     # A venv whose Python is gone (another image) cannot be repaired, only rebuilt.
     "$venv/bin/python" -c "" 2>/dev/null || rm -rf "$venv"
     rm -f "$venv/.installed"
-    say "installing into $venv (first run, or pyproject.toml changed): several minutes"
+    say "installing into $venv (first run with these dependencies): several minutes"
     VENV="$venv" bash scripts/install.sh gpu || die "$EXIT_SETUP_FAILED" "installing the environment failed (see above)"
     printf '%s\n' "$lock_hash" >"$venv/.installed"
   fi
+  exec 8>&-
   PY="$venv/bin/python"
 }
 

@@ -60,9 +60,10 @@ def launch(repo, api, *args, env=None, run=experiment):
     return result
 
 
-def expected_env(branch="lr-1e4", config="configs/experiments/lr_1e4.py", extra=()):
+def expected_env(repo, branch="lr-1e4", config="configs/experiments/lr_1e4.py", extra=()):
+    # GIT_COMMIT: the commit launch checked, which the pod trains whatever is pushed later
     return {"GIT_REPO": "https://git.example.invalid/team/harness.git", "GIT_BRANCH": branch,
-            "CONFIG_PATH": config, "VOLUME_PATH": "/runpod_volume", "AUTO_STOP": "1", **dict(extra),
+            "GIT_COMMIT": git(repo, "rev-parse", branch), "CONFIG_PATH": config, "VOLUME_PATH": "/runpod_volume", "AUTO_STOP": "1", **dict(extra),
             "WANDB_API_KEY": "{{ RUNPOD_SECRET_wandb_key }}", "HF_TOKEN": "{{ RUNPOD_SECRET_hf_token }}",
             "GIT_TOKEN": "{{ RUNPOD_SECRET_github_pat }}"}
 
@@ -94,7 +95,7 @@ def test_on_demand_launch_sends_the_v2_request(repo, api):
     catalog = api.requests[1]["query"]
     assert catalog == {"include": ["AVAILABILITY"], "product": ["POD"], "cloud": ["SECURE"], "count": ["1"]}
     sent = api.calls("POST", "/v2/pods")[0]["body"]
-    assert sent.pop("env") == expected_env(extra=[("WANDB_RUN_ID", run_id), ("WANDB_ENTITY", "oilco"),
+    assert sent.pop("env") == expected_env(repo, extra=[("WANDB_RUN_ID", run_id), ("WANDB_ENTITY", "oilco"),
                                                   ("POD_HOURLY_RATE", "0.69")])
     assert embedded(sent["args"]) == SETUP_POD
     assert sent == {
@@ -137,7 +138,7 @@ def test_spot_launch_sends_pod_rent_interruptable_with_the_network_volume(repo, 
     sent = rent["args"]["input"]
     env = {e["key"]: e["value"] for e in sent.pop("env")}
     run_id = run_id_of(result.stdout)
-    assert env == expected_env(extra=[("WANDB_RUN_ID", run_id), ("WANDB_ENTITY", "oilco"), ("POD_HOURLY_RATE", "0.35")])
+    assert env == expected_env(repo, extra=[("WANDB_RUN_ID", run_id), ("WANDB_ENTITY", "oilco"), ("POD_HOURLY_RATE", "0.35")])
     assert sent == {
         "name": "exp-lr-1e4", "imageName": "runpod/pytorch:1.0.3-cu1281-torch280-ubuntu2204",
         "gpuTypeId": "NVIDIA A100 80GB PCIe", "cloudType": "SECURE", "gpuCount": 1, "bidPerGpu": 0.35,

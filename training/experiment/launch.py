@@ -178,6 +178,8 @@ def pod_env(o: LaunchOptions, checked: Checked, run_id: str, price: float | None
     env = {
         "GIT_REPO": checked.repo_url,
         "GIT_BRANCH": o.name,
+        # The commit checked above: the pod trains exactly it, whatever is pushed later.
+        "GIT_COMMIT": checked.commit,
         "CONFIG_PATH": checked.config_path,
         "VOLUME_PATH": VOLUME_MOUNT,
         "AUTO_STOP": "1" if o.auto_stop else "0",
