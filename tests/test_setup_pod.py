@@ -351,6 +351,77 @@ def test_unreachable_remote_gives_up_after_3_tries(origin, tmp_path):
     assert host.count("/info/refs") == 3
 
 
+def test_a_stalled_remote_is_abandoned_and_retried(origin, tmp_path):
+    # A server that accepts and then sends nothing would keep a pod billing forever without a stall timeout.
+    def stall(request):
+        time.sleep(20)
+        return None
+
+    with FakeServer(stall) as host:
+        env = pod_env(tmp_path, origin, GIT_REPO=f"{host.url}/{origin.name}", GIT_STALL_SECONDS="1")
+        started = time.monotonic()
+        result = run_pod(env, cwd=tmp_path, timeout=45)
+    assert result.returncode == 1, result.stdout
+    assert "git clone failed (transient error, gave up after 3 tries)" in result.stdout
+    assert time.monotonic() - started < 30
+
+
+def test_credentials_in_git_repo_are_moved_out_of_the_url_and_never_shown(origin, tmp_path):
+    token = SECRETS["GIT_TOKEN"]
+    respond = git_http(str(origin.parent), "ci-bot", token)
+    with FakeServer(respond) as host:
+        # No GIT_TOKEN: the only copy of the token is in the URL (as RunPod templates sometimes have it).
+        env = pod_env(tmp_path, origin, GIT_REPO=f"http://ci-bot:{token}@127.0.0.1:{host.url.rsplit(':', 1)[1]}/"
+                      f"{origin.name}", CONFIG_PATH="configs/experiments/typo.py")
+        result = run_pod(env, cwd=tmp_path)
+    assert result.returncode == 2, result.stdout  # cloned, then the typo'd config fails preflight
+    assert "GIT_REPO carried credentials" in result.stdout
+    config = (tmp_path / "repo" / BRANCH / ".git" / "config").read_text()
+    assert token not in result.stdout + result.stderr + config
+    assert all(token not in p.read_text() for p in logs(tmp_path))
+
+
+def test_plain_http_is_refused_when_a_git_secret_is_given(origin, tmp_path):
+    env = pod_env(tmp_path, origin, GIT_REPO="http://git.example.invalid/acme/well-log-ocr.git",
+                  GIT_TOKEN=SECRETS["GIT_TOKEN"])
+    result = run_pod(env, cwd=tmp_path, timeout=30)
+    assert result.returncode == 2, result.stdout
+    assert "GIT_REPO=http://git.example.invalid/acme/well-log-ocr.git: plain http" in result.stdout
+    assert not (tmp_path / "repo").exists()
+
+
+# A stand-in for `scripts/install.sh gpu` on a branch, which needs the GPU wheels of the internet:
+# a "venv" whose python runs this one, and a count of the installs made into it.
+FAKE_INSTALLER = f"""#!/usr/bin/env bash
+set -euo pipefail
+mkdir -p "$VENV/bin"
+printf '#!/bin/sh\nexec {sys.executable} "$@"\n' >"$VENV/bin/python"
+chmod +x "$VENV/bin/python"
+echo install >>"$VENV/installs"
+"""
+
+
+def test_branches_with_other_dependencies_get_their_own_venv(origin, tmp_path):
+    work = tmp_path / "work"
+    git("clone", "-q", "--branch", BRANCH, str(origin), str(work), cwd=tmp_path)
+    (work / "scripts" / "install.sh").write_text(FAKE_INSTALLER)
+    git("commit", "-qam", "installer stand-in", cwd=work)
+    git("push", "-q", "origin", f"HEAD:refs/heads/{BRANCH}-deps-a", cwd=work)
+    with open(work / "pyproject.toml", "a") as out:
+        out.write("# another dependency set\n")
+    git("commit", "-qam", "other dependencies", cwd=work)
+    git("push", "-q", "origin", f"HEAD:refs/heads/{BRANCH}-deps-b", cwd=work)
+    volume = tmp_path / "volume"
+    volume.mkdir()
+    for branch in ("deps-a", "deps-b", "deps-a"):  # the third start reuses deps-a's venv
+        env = pod_env(volume, origin, GIT_BRANCH=f"{BRANCH}-{branch}", SKIP_INSTALL="0",
+                      CONFIG_PATH="configs/experiments/typo.py")
+        result = run_pod(env, cwd=tmp_path)
+        assert result.returncode == 2 and "no such file" in result.stdout, result.stdout
+    venvs = sorted((volume / "venvs").glob("*/installs"))
+    assert [p.read_text() for p in venvs] == ["install\n", "install\n"]  # two venvs, each installed once
+
+
 def test_without_auto_stop_a_pod_parks_instead_of_exiting(origin, tmp_path):
     # An exit would make RunPod restart the container and train (and bill) again.
     env = pod_env(tmp_path, origin, CONFIG_PATH="configs/experiments/typo.py", RUNPOD_POD_ID=POD_ID)
