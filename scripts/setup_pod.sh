@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
-# Run one experiment on a RunPod pod, and carry on after a restart: clone (or update) the experiment
-# branch on the network volume, install the pinned environment once per pyproject.toml, run the
-# preflight checks, train with `--resume auto`, and with AUTO_STOP=1 stop the pod when training ends.
+# Start one experiment on a RunPod pod, and carry on after a restart: clone (or update) the experiment
+# branch on the network volume, install the pinned environment once per pyproject.toml, then hand over
+# to the harness's supervisor (`python -m training.pod run`): preflight, training with `--resume auto`,
+# and with AUTO_STOP=1 stopping the pod when training ends. This script is only what must run before
+# that Python exists; `launch` embeds it in the pod's start command.
 #
 #   GIT_REPO=https://github.com/acme/well-log-ocr GIT_BRANCH=exp/r32 \
 #   CONFIG_PATH=configs/experiments/r32.py AUTO_STOP=1 bash scripts/setup_pod.sh
@@ -16,19 +18,29 @@
 # (secrets: passed on, never printed or written); GIT_USERNAME (x-access-token) goes with GIT_TOKEN;
 # VOLUME_PATH (default: the first of VOLUME_SEARCH="/runpod_volume /workspace" that exists);
 # SKIP_INSTALL=1 (use the Python on PATH, install nothing); AUTO_STOP=1;
-# SMOKE=1 (run python -m training.smoke on the config instead of training: launch --smoke);
+# SMOKE=1 (the supervisor runs python -m training.smoke on the config instead of training: launch --smoke);
 # RETRY_WAIT_SECONDS (2: clone/fetch and network calls are tried 3 times, waiting 2 s then 4 s);
 # GIT_STALL_SECONDS (60: a clone/fetch moving under 1 kB/s that long is abandoned and retried).
 # RunPod sets RUNPOD_POD_ID, RUNPOD_API_KEY and RUNPOD_GPU_COUNT, and on every node of an Instant
 # Cluster NUM_NODES, NODE_RANK, MASTER_ADDR/PRIMARY_ADDR, MASTER_PORT/PRIMARY_PORT and NUM_TRAINERS:
 # then each node runs this script and torchrun joins them. scripts/README.md has the pod setup.
 #
-# Exit codes: train.py's (0 done, 2 bad config or failed preflight, 3 budget cap, 4 output dir locked,
-# 143 stopped by SIGTERM/SIGINT after a checkpoint); 2 also for a bad environment (missing variable,
-# unknown branch or repository); 1 when setup failed (the network after 3 tries, the install).
+# Exit codes: train.py's, through the supervisor (0 done, 2 bad config or failed preflight, 3 budget
+# cap, 4 output dir locked, 143 stopped by SIGTERM/SIGINT after a checkpoint); 2 also for a bad
+# environment (missing variable, unknown branch or repository); 1 when setup failed (the network
+# after 3 tries, the install).
 #
 # Safe to re-run at any point. The whole script is one function, read before it runs, so updating
 # the clone it may have been started from cannot change it mid-run.
+
+# training/errors.py is the home of the exit codes and training/retry.py of the retry policy; these
+# copies are needed before Python is installed, and tests/test_setup_pod.py checks them against those.
+EXIT_SETUP_FAILED=1
+EXIT_USER_ERROR=2
+EXIT_PREEMPTED=143
+RETRY_ATTEMPTS=3
+RETRY_DEFAULT_WAIT_SECONDS=2
+RETRY_MAX_WAIT_SECONDS=60
 
 # The exit path (on_exit, on_signal and what they call) runs from traps, which shellcheck does not follow.
 # shellcheck disable=SC2329
@@ -46,20 +58,18 @@ main() {
   SKIP_INSTALL="${SKIP_INSTALL:-0}"
   AUTO_STOP="${AUTO_STOP:-0}"
   SMOKE="${SMOKE:-0}"
-  RETRY_WAIT_SECONDS="${RETRY_WAIT_SECONDS:-2}"
+  RETRY_WAIT_SECONDS="${RETRY_WAIT_SECONDS:-$RETRY_DEFAULT_WAIT_SECONDS}"
   GIT_STALL_SECONDS="${GIT_STALL_SECONDS:-60}"
   RUNPOD_POD_ID="${RUNPOD_POD_ID:-}"
   RUNPOD_GPU_COUNT="${RUNPOD_GPU_COUNT:-}"
   # Secrets are only ever tested with ${VAR:+set}: expanding them would put them in `bash -x` output.
 
-  PHASE="setup"       # what an exit ends: setup, preflight or training
   PY=""               # the Python that runs the harness, once known
   REPO_DIR=""
   LOG_FILE=""
   LOG_PID=""
   ASKPASS_DIR=""
-  CHILD_PID=""        # the process signals are forwarded to
-  SIGNALLED=0         # a trapped signal interrupted `wait`
+  SLEEP_PID=""        # set while parked
   STOP_SIGNAL=""      # this script was asked to stop (preemption, Ctrl-C)
   # A pod bills from its start: the cost ledger counts from here, not from the first step (training.cost).
   export POD_STARTED_AT="${POD_STARTED_AT:-$(date +%s)}"
@@ -86,37 +96,19 @@ main() {
   export WELL_LOG_CACHE="${WELL_LOG_CACHE:-$VOLUME_PATH/cache/well-log-harness}"
   use_unsloth_cache
   export RETRY_WAIT_SECONDS
-
-  if [ "$SMOKE" = 1 ]; then run_smoke; fi
-  local launcher=() rc=0
-  mapfile -t launcher < <(torchrun_launcher)
-  [ "${launcher[0]:-}" = "$PY" ] || exit 2  # training.cluster said what is wrong
-
-  PHASE="preflight"
-  say "preflight: python training/train.py --config $CONFIG_PATH --preflight-only"
-  run_child "$PY" training/train.py --config "$CONFIG_PATH" --preflight-only || exit $?
-  PHASE="training"
-  say "training: ${launcher[*]:1} training/train.py --config $CONFIG_PATH --resume auto" \
-      "(${NUM_TRAINERS:-${RUNPOD_GPU_COUNT:-1}} GPU(s)$( [ "${NUM_NODES:-1}" = 1 ] || echo " on node ${NODE_RANK:-?} of $NUM_NODES"))"
-  local started
-  started="$(date -u +%Y-%m-%dT%H:%M:%SZ)"
-  run_child "${launcher[@]}" training/train.py --config "$CONFIG_PATH" --resume auto || rc=$?
-  if [ "$rc" -ne 0 ] && [ ${#launcher[@]} -gt 1 ]; then
-    # torchrun exits 1 whenever a rank exits non-zero (143, 3, ...): the run's own outcome is in
-    # run_status.json, if this run got as far as writing one.
-    rc="$("$PY" -m training.run_status --config "$CONFIG_PATH" --since "$started" --exit-code 2>/dev/null \
-          || echo "$rc")"
-  fi
-  exit "$rc"
+  hand_over
 }
 
-run_smoke() {  # SMOKE=1 (launch --smoke): every path of a run, small, instead of training; exits
-  PHASE="smoke run"
-  local out
-  out="$VOLUME_PATH/smoke/$(date -u +%Y%m%dT%H%M%SZ)"
-  say "smoke run: python -m training.smoke --config $CONFIG_PATH --output $out"
-  run_child "$PY" -m training.smoke --config "$CONFIG_PATH" --output "$out" || exit $?
-  exit 0
+hand_over() {
+  # The clone is in place: git's credentials are not needed again.
+  [ -z "$ASKPASS_DIR" ] || rm -rf "$ASKPASS_DIR"
+  unset GIT_ASKPASS
+  # exec: the supervisor becomes this process, the one RunPod signals, and its exit code the pod's.
+  # It writes through the same log pipe and lets the log writer (LOG_PID) drain before it ends.
+  trap - EXIT TERM INT HUP
+  export POD_LOG_FILE="$LOG_FILE" POD_LOG_PID="$LOG_PID"
+  say "setup done: $PY -m training.pod run (preflight, training, then the pod's end)"
+  exec "$PY" -m training.pod run
 }
 
 strip_repo_credentials() {
@@ -162,15 +154,15 @@ find_volume() {
       return 0
     fi
   done
-  die 2 "no volume at any of: $VOLUME_SEARCH: attach the network volume (or set VOLUME_PATH to where it is mounted);" \
+  die "$EXIT_USER_ERROR" "no volume at any of: $VOLUME_SEARCH: attach the network volume (or set VOLUME_PATH to where it is mounted);" \
     "checkpoints must not go to the container disk"
 }
 
 check_volume() {
-  [ -d "$VOLUME_PATH" ] || die 2 "VOLUME_PATH=$VOLUME_PATH does not exist: attach the network volume with" \
+  [ -d "$VOLUME_PATH" ] || die "$EXIT_USER_ERROR" "VOLUME_PATH=$VOLUME_PATH does not exist: attach the network volume with" \
     "that mount path (or set VOLUME_PATH to where it is mounted); checkpoints must not go to the container disk"
   VOLUME_PATH="$(cd "$VOLUME_PATH" && pwd)"
-  mkdir -p "$VOLUME_PATH/logs" 2>/dev/null || die 2 "VOLUME_PATH=$VOLUME_PATH is not writable"
+  mkdir -p "$VOLUME_PATH/logs" 2>/dev/null || die "$EXIT_USER_ERROR" "VOLUME_PATH=$VOLUME_PATH is not writable"
 }
 
 start_log() {
@@ -208,27 +200,29 @@ check_environment() {
   for name in GIT_REPO GIT_BRANCH CONFIG_PATH; do
     [ -n "${!name}" ] || missing+=("$name")
   done
-  [ ${#missing[@]} -eq 0 ] || die 2 "${missing[*]} not set: set GIT_REPO (the repository URL), GIT_BRANCH" \
+  [ ${#missing[@]} -eq 0 ] || die "$EXIT_USER_ERROR" "${missing[*]} not set: set GIT_REPO (the repository URL), GIT_BRANCH" \
     "(the experiment branch) and CONFIG_PATH (e.g. configs/experiments/quick_val.py) in the pod's environment"
   git check-ref-format --branch "$GIT_BRANCH" >/dev/null 2>&1 \
-    || die 2 "GIT_BRANCH=$GIT_BRANCH: not a valid branch name"
+    || die "$EXIT_USER_ERROR" "GIT_BRANCH=$GIT_BRANCH: not a valid branch name"
   [[ -z "$GIT_COMMIT" || "$GIT_COMMIT" =~ ^[0-9a-f]{7,40}$ ]] \
-    || die 2 "GIT_COMMIT=$GIT_COMMIT: must be a commit id (7 to 40 hex digits), or unset to train the branch head"
+    || die "$EXIT_USER_ERROR" "GIT_COMMIT=$GIT_COMMIT: must be a commit id (7 to 40 hex digits), or unset to train" \
+      "the branch head"
   if [[ "$CONFIG_PATH" == /* || "/$CONFIG_PATH/" == */../* ]]; then
-    die 2 "CONFIG_PATH=$CONFIG_PATH: must be a path inside the repository, e.g. configs/experiments/quick_val.py"
+    die "$EXIT_USER_ERROR" "CONFIG_PATH=$CONFIG_PATH: must be a path inside the repository, e.g. configs/experiments/quick_val.py"
   fi
   if ! [[ "$RETRY_WAIT_SECONDS" =~ ^[0-9]+([.][0-9]+)?$ ]] \
-      || ! awk -v wait="$RETRY_WAIT_SECONDS" 'BEGIN { exit !(wait <= 60) }'; then
-    die 2 "RETRY_WAIT_SECONDS=$RETRY_WAIT_SECONDS: must be a number of seconds between 0 and 60 (default 2)"
+      || ! awk -v wait="$RETRY_WAIT_SECONDS" -v most="$RETRY_MAX_WAIT_SECONDS" 'BEGIN { exit !(wait <= most) }'; then
+    die "$EXIT_USER_ERROR" "RETRY_WAIT_SECONDS=$RETRY_WAIT_SECONDS: must be a number of seconds between 0 and" \
+      "$RETRY_MAX_WAIT_SECONDS (default $RETRY_DEFAULT_WAIT_SECONDS)"
   fi
   if [ -n "${GIT_TOKEN:+set}" ] && [[ "$GIT_REPO" =~ ^http:// ]] \
       && ! [[ "$GIT_REPO" =~ ^http://(localhost|127\.[0-9.]+|\[::1\])(:[0-9]+)?/ ]]; then
-    die 2 "GIT_REPO=$GIT_REPO: plain http would send GIT_TOKEN unencrypted; use the https:// URL"
+    die "$EXIT_USER_ERROR" "GIT_REPO=$GIT_REPO: plain http would send GIT_TOKEN unencrypted; use the https:// URL"
   fi
   [[ "$GIT_STALL_SECONDS" =~ ^[1-9][0-9]*$ ]] \
-    || die 2 "GIT_STALL_SECONDS=$GIT_STALL_SECONDS: must be a whole number of seconds >= 1 (default 60)"
+    || die "$EXIT_USER_ERROR" "GIT_STALL_SECONDS=$GIT_STALL_SECONDS: must be a whole number of seconds >= 1 (default 60)"
   for name in SKIP_INSTALL AUTO_STOP SMOKE; do
-    [[ "${!name}" =~ ^[01]?$ ]] || die 2 "$name=${!name}: must be 1 (on) or 0 (off)"
+    [[ "${!name}" =~ ^[01]?$ ]] || die "$EXIT_USER_ERROR" "$name=${!name}: must be 1 (on) or 0 (off)"
   done
   # One clone per branch: branches of one repository on one volume never share a working tree.
   REPO_DIR="$VOLUME_PATH/repo$(node_suffix)/$GIT_BRANCH"
@@ -255,7 +249,7 @@ EOF
 # git's messages for failures that no retry can fix: a wrong URL, branch or token.
 GIT_PERMANENT='not found|does not exist|does not appear to be a git repository|could not find remote|couldn.t find remote ref|authentication failed|invalid username or password|returned error: 40[0-4]|permission denied|could not read (username|password)|terminal prompts disabled'
 
-git_retry() {  # git_retry WHAT GIT-ARGS...: 3 tries with exponential backoff on transient errors
+git_retry() {  # git_retry WHAT GIT-ARGS...: RETRY_ATTEMPTS tries, exponential backoff, transient errors only
   local what=$1 attempt=1 rc errors delay
   shift
   errors="$(mktemp)"
@@ -273,15 +267,16 @@ git_retry() {  # git_retry WHAT GIT-ARGS...: 3 tries with exponential backoff on
     fi
     if grep -qiE "$GIT_PERMANENT" "$errors"; then
       rm -f "$errors"
-      die 2 "$what failed (permanent error, not retried): check GIT_REPO=$GIT_REPO, GIT_BRANCH=$GIT_BRANCH" \
+      die "$EXIT_USER_ERROR" "$what failed (permanent error, not retried): check GIT_REPO=$GIT_REPO, GIT_BRANCH=$GIT_BRANCH" \
         "and, for a private repository, GIT_TOKEN"
     fi
-    if [ "$attempt" -ge 3 ]; then
+    if [ "$attempt" -ge "$RETRY_ATTEMPTS" ]; then
       rm -f "$errors"
-      die 1 "$what failed (transient error, gave up after 3 tries): check the network and GIT_REPO"
+      die "$EXIT_SETUP_FAILED" "$what failed (transient error, gave up after $RETRY_ATTEMPTS tries): check the" \
+        "network and GIT_REPO"
     fi
     delay="$(awk -v base="$RETRY_WAIT_SECONDS" -v n="$attempt" 'BEGIN { print base * 2 ^ (n - 1) }')"
-    say "$what failed (try $attempt/3, transient); retrying in ${delay}s"
+    say "$what failed (try $attempt/$RETRY_ATTEMPTS, transient); retrying in ${delay}s"
     sleep "$delay"
     attempt=$((attempt + 1))
   done
@@ -319,7 +314,7 @@ pin_commit() {
     # Not in the branch's history any more (a force-push): ask for it by id.
     git_retry "git fetch $GIT_COMMIT" -C "$REPO_DIR" fetch --quiet origin "$GIT_COMMIT"
     commit="$(git -C "$REPO_DIR" rev-parse --verify --quiet "$GIT_COMMIT^{commit}")" \
-      || die 2 "GIT_COMMIT=$GIT_COMMIT: not found in $GIT_REPO; launch the experiment again"
+      || die "$EXIT_USER_ERROR" "GIT_COMMIT=$GIT_COMMIT: not found in $GIT_REPO; launch the experiment again"
   fi
   if [ "$commit" != "$head" ]; then
     say "$GIT_BRANCH has moved on to $(git -C "$REPO_DIR" rev-parse --short "$head"); training stays on" \
@@ -331,7 +326,7 @@ pin_commit() {
 setup_python() {
   if [ "$SKIP_INSTALL" = 1 ]; then
     PY="$(command -v python3 || command -v python || true)"
-    [ -n "$PY" ] || die 2 "SKIP_INSTALL=1 but there is no python3 on PATH"
+    [ -n "$PY" ] || die "$EXIT_USER_ERROR" "SKIP_INSTALL=1 but there is no python3 on PATH"
     say "SKIP_INSTALL=1: using $PY as it is"
     return 0
   fi
@@ -340,8 +335,10 @@ setup_python() {
   # branches on the same volume use their own and never reinstall the one another pod trains
   # from. The stamp is written last, so an install cut short is redone; two pods that need the
   # same new venv take turns through a lock, and the second reuses the first's install.
+  # Nodes of an Instant Cluster other than node 0 keep their own (node_suffix): a lock on a
+  # network volume is not to be trusted across machines.
   lock_hash="$(cat pyproject.toml scripts/install.sh | sha256sum | cut -c1-16)"
-  venv="$VOLUME_PATH/venvs/$lock_hash"
+  venv="$VOLUME_PATH/venvs/$lock_hash$(node_suffix)"
   mkdir -p "$VOLUME_PATH/venvs"
   exec 8>"$venv.lock"
   if command -v flock >/dev/null 2>&1 && ! flock -n 8; then
@@ -356,11 +353,20 @@ setup_python() {
     "$venv/bin/python" -c "" 2>/dev/null || rm -rf "$venv"
     rm -f "$venv/.installed"
     say "installing into $venv (first run with these dependencies): several minutes"
-    VENV="$venv" bash scripts/install.sh gpu || die 1 "installing the environment failed (see above)"
+    VENV="$venv" bash scripts/install.sh gpu || die "$EXIT_SETUP_FAILED" "installing the environment failed (see above)"
     printf '%s\n' "$lock_hash" >"$venv/.installed"
   fi
   exec 8>&-
   PY="$venv/bin/python"
+}
+
+node_suffix() {
+  # Instant Cluster nodes sharing one volume must not race on one clone or one venv: node 0 keeps the
+  # single-pod paths, every other node has its own (repo-node1/, venv-node1, and its own log).
+  if [[ "${NUM_NODES:-1}" =~ ^[0-9]+$ ]] && [ "${NUM_NODES:-1}" -gt 1 ] \
+      && [[ "${NODE_RANK:-0}" =~ ^[0-9]+$ ]] && [ "${NODE_RANK:-0}" -gt 0 ]; then
+    printf -- '-node%s' "$NODE_RANK"
+  fi
 }
 
 use_unsloth_cache() {
@@ -371,91 +377,37 @@ use_unsloth_cache() {
   say "UNSLOTH_COMPILE_LOCATION=$UNSLOTH_COMPILE_LOCATION"
 }
 
-# --- Instant Clusters: several nodes, one run ---------------------------------------------------
-# RunPod sets NUM_NODES, NODE_RANK, MASTER_ADDR/PRIMARY_ADDR, MASTER_PORT/PRIMARY_PORT, NUM_TRAINERS
-# and NODE_ADDR on every node; training.cluster turns them into torchrun's arguments.
-
-node_suffix() {
-  # Nodes sharing one volume must not race on one clone or one venv: node 0 keeps the single-pod
-  # paths, every other node has its own (repo-node1/, venv-node1, and its own log).
-  if [[ "${NUM_NODES:-1}" =~ ^[0-9]+$ ]] && [ "${NUM_NODES:-1}" -gt 1 ] \
-      && [[ "${NODE_RANK:-0}" =~ ^[0-9]+$ ]] && [ "${NODE_RANK:-0}" -gt 0 ]; then
-    printf -- '-node%s' "$NODE_RANK"
-  fi
-}
-
-torchrun_launcher() {  # the command before training/train.py, one word a line: python [-m torch.distributed.run ARGS]
-  local args
-  args="$("$PY" -m training.cluster launcher)" || return 2
-  printf '%s\n' "$PY"
-  if [ -n "$args" ]; then
-    printf '%s\n' -m torch.distributed.run "$args"
-  fi
-}
-
-run_child() {  # run_child CMD...: run CMD, forwarding SIGTERM/SIGINT/SIGHUP to it; return its exit code
-  local rc
-  # Its own session, so a Ctrl-C reaches it once, forwarded from here, not also from the terminal.
-  if command -v setsid >/dev/null 2>&1; then
-    setsid "$@" &
-  else
-    "$@" &
-  fi
-  CHILD_PID=$!
-  while :; do
-    SIGNALLED=0
-    rc=0
-    wait "$CHILD_PID" || rc=$?
-    # A trapped signal ends `wait` early while the child is still saving; wait for it again.
-    [ "$SIGNALLED" = 1 ] || break
-  done
-  CHILD_PID=""
-  return "$rc"
-}
-
-on_signal() {  # on_signal NAME
+on_signal() {  # on_signal NAME: during setup there is no trainer to save, so stop; while parked, end the park
   STOP_SIGNAL=$1
-  SIGNALLED=1
-  if [ -n "$CHILD_PID" ]; then
-    say "got SIG$1: forwarding SIGTERM to pid $CHILD_PID so the trainer saves a checkpoint and stops"
-    kill -TERM "$CHILD_PID" 2>/dev/null || true
-  else
-    say "got SIG$1 during $PHASE: stopping"
-    exit 143
+  if [ -n "$SLEEP_PID" ]; then
+    kill "$SLEEP_PID" 2>/dev/null || true
+    return 0
   fi
+  say "got SIG$1 during setup: stopping"
+  exit "$EXIT_PREEMPTED"
 }
 
-exit_meaning() {
+exit_meaning() {  # setup's own codes; the supervisor says what the harness's codes mean
   case "$1" in
-    0) echo "finished" ;;
-    2) echo "bad config or environment, or failed preflight" ;;
-    3) echo "budget cap reached" ;;
-    4) echo "output directory locked by another trainer" ;;
-    143) echo "stopped by a signal after saving a checkpoint" ;;
+    "$EXIT_USER_ERROR") echo "bad environment (see the error above)" ;;
+    "$EXIT_SETUP_FAILED") echo "setup failed (see the error above)" ;;
+    "$EXIT_PREEMPTED") echo "stopped by a signal" ;;
     *) echo "failed" ;;
   esac
 }
 
 stop_this_pod() {
+  # Before the harness and its Python are in place (an unknown branch, a failed install): the same
+  # REST API v2 call training.pod makes. awk writes the key into curl's stdin, never into argv.
   if [ -z "$RUNPOD_POD_ID" ]; then
     say "AUTO_STOP=1 but RUNPOD_POD_ID is not set: not on a RunPod pod, nothing to stop"
     return 0
   fi
   say "AUTO_STOP=1: stopping pod $RUNPOD_POD_ID through the RunPod API"
-  if [ -n "$PY" ] && [ -f "$REPO_DIR/training/pod.py" ]; then
-    (cd "$REPO_DIR" && "$PY" -m training.pod stop)
-  else
-    stop_with_curl
-  fi
-}
-
-stop_with_curl() {
-  # Before the harness and its Python are in place (an unknown branch, a failed install): the same
-  # REST API v2 call training.pod makes. awk writes the key into curl's stdin, never into argv.
   [ -n "${RUNPOD_API_KEY:+set}" ] || { say "error: RUNPOD_API_KEY is not set: cannot stop the pod"; return 1; }
   local answer url="${RUNPOD_API_BASE_URL:-https://api.runpod.io}/v2/pods/$RUNPOD_POD_ID/action"
   answer="$(awk 'BEGIN { printf "Authorization: Bearer %s\n", ENVIRON["RUNPOD_API_KEY"] }' \
-    | curl -sS --fail-with-body --max-time 30 --retry 2 --retry-connrefused -H @- \
+    | curl -sS --fail-with-body --max-time 30 --retry "$((RETRY_ATTEMPTS - 1))" --retry-connrefused -H @- \
       -H "Content-Type: application/json" --data '{"action": "stop"}' "$url")" \
     || { say "error: RunPod did not stop the pod: ${answer:-no answer (curl: see above)}"; return 1; }
   say "asked RunPod to stop pod $RUNPOD_POD_ID"
@@ -463,21 +415,23 @@ stop_with_curl() {
 
 park() {  # park WHY: keep the container alive instead of exiting, which would make RunPod restart it
   say "$1: this pod stays up, and billed, until you stop it in the RunPod console (logs: $LOG_FILE)"
-  run_child sleep infinity || true
+  sleep infinity &
+  SLEEP_PID=$!
+  wait "$SLEEP_PID" || true
 }
 
-on_exit() {
+on_exit() {  # setup ended before the hand-over (after it, the supervisor owns the exit)
   local rc=$?
   set +e
   trap - EXIT
-  if [ -n "$STOP_SIGNAL" ] || [ "$rc" -eq 143 ]; then
-    say "stopped during $PHASE (exit $rc): a restart of this script carries on from the last checkpoint"
+  if [ -n "$STOP_SIGNAL" ]; then
+    say "stopped during setup (exit $rc): a restart of this script carries on from the last checkpoint"
   else
-    say "$PHASE ended with exit code $rc: $(exit_meaning "$rc")"
+    say "setup ended with exit code $rc: $(exit_meaning "$rc")"
     if [ "$AUTO_STOP" = 1 ]; then
       stop_this_pod || park "AUTO_STOP=1 but the pod could not be stopped"
     elif [ -n "$RUNPOD_POD_ID" ]; then
-      # RunPod restarts a container whose command exits: that would train again, and bill again.
+      # RunPod restarts a container whose command exits: that would set up again, and bill again.
       park "AUTO_STOP is not set"
     fi
   fi

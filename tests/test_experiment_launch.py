@@ -1,9 +1,12 @@
 """`launch` against a local fake of RunPod's REST API v2 (and GraphQL for spot, through the real runpod SDK):
 the exact requests for on-demand and spot pods, the data-center check, spot that cannot be had, the checks before any request, API errors, secrets never shown,
-and the start command really cloning the branch and running scripts/setup_pod.sh."""
+and the start command carrying the branch's own scripts/setup_pod.sh and really running it (the real
+script's runs through it are in tests/test_setup_pod.py)."""
 
 from __future__ import annotations
 
+import base64
+import gzip
 import json
 import os
 import re
@@ -16,7 +19,8 @@ from fake_runpod import API_KEY, FakeRunPod
 from graphql import parse
 from graphql.utilities import value_from_ast_untyped
 
-from training.experiment.launch import START_COMMAND
+from conftest import QUICK_VAL, REPO
+from training.experiment.launch import start_command
 
 LOCAL_SECRETS = {"WANDB_API_KEY": "0123456789abcdef0123456789abcdef01234567", "HF_TOKEN": "hf_local_value_never_sent",
                  "GIT_TOKEN": "ghp_local_value_never_sent"}
@@ -65,6 +69,15 @@ def expected_env(repo, branch="lr-1e4", config="configs/experiments/lr_1e4.py", 
             "GIT_TOKEN": "{{ RUNPOD_SECRET_github_pat }}"}
 
 
+def embedded(command: str) -> bytes:
+    """The script a start command carries, decoded as the pod decodes it."""
+    [payload] = re.findall(r"echo ([A-Za-z0-9+/=]+) \| base64 -d \| gzip -dc > \$F", command)
+    return gzip.decompress(base64.b64decode(payload))
+
+
+SETUP_POD = (REPO / "scripts" / "setup_pod.sh").read_bytes()  # what the test repo's branches hold
+
+
 def run_id_of(output: str) -> str:
     return re.search(r"runs/(lr-1e4-[0-9a-f]{8})", output).group(1)
 
@@ -85,9 +98,11 @@ def test_on_demand_launch_sends_the_v2_request(repo, api):
     sent = api.calls("POST", "/v2/pods")[0]["body"]
     assert sent.pop("env") == expected_env(repo, extra=[("WANDB_RUN_ID", run_id), ("WANDB_ENTITY", "oilco"), ("POD_PRICING", "on-demand"),
                                                   ("POD_HOURLY_RATE", "0.69")])
+    assert embedded(sent["args"]) == SETUP_POD
     assert sent == {
         "name": "exp-lr-1e4", "image": "runpod/pytorch:1.0.3-cu1281-torch280-ubuntu2204",
-        "gpu": {"id": "NVIDIA GeForce RTX 4090", "count": 1}, "cloud": "SECURE", "disk": 40, "args": START_COMMAND,
+        "gpu": {"id": "NVIDIA GeForce RTX 4090", "count": 1}, "cloud": "SECURE", "disk": 40,
+        "args": start_command(SETUP_POD),
         "mounts": {"persistent": {"size": 50, "path": "/runpod_volume"}}, "startSsh": True,
     }
 
@@ -129,7 +144,8 @@ def test_spot_launch_sends_pod_rent_interruptable_with_the_network_volume(repo, 
     assert sent == {
         "name": "exp-lr-1e4", "imageName": "runpod/pytorch:1.0.3-cu1281-torch280-ubuntu2204",
         "gpuTypeId": "NVIDIA A100 80GB PCIe", "cloudType": "SECURE", "gpuCount": 1, "bidPerGpu": 0.35,
-        "containerDiskInGb": 40, "volumeInGb": 0, "volumeMountPath": "/runpod_volume", "dockerArgs": START_COMMAND,
+        "containerDiskInGb": 40, "volumeInGb": 0, "volumeMountPath": "/runpod_volume",
+        "dockerArgs": start_command(SETUP_POD),
         "startSsh": True, "networkVolumeId": "vol-eu1", "dataCenterId": "EU-RO-1",
     }
 
@@ -158,7 +174,7 @@ def test_dry_run_prints_the_request_and_sends_nothing(repo, api, cli):
     assert api.requests == []
     assert "dry run: nothing was sent" in result.stdout and "POST $RUNPOD_API_BASE_URL/v2/pods" in result.stdout
     body = json.loads(result.stdout[result.stdout.index("{"):result.stdout.index("\nW&B: ")])
-    assert body["env"]["WANDB_API_KEY"] == "{{ RUNPOD_SECRET_wandb_key }}" and body["args"] == START_COMMAND
+    assert body["env"]["WANDB_API_KEY"] == "{{ RUNPOD_SECRET_wandb_key }}" and embedded(body["args"]) == SETUP_POD
     assert "SMOKE" not in body["env"]
 
     result = launch(repo, api, "lr-1e4", "--dry-run", "--smoke", *SECRETS, env={"RUNPOD_API_KEY": ""}, run=cli)
@@ -172,7 +188,7 @@ def test_dry_run_prints_the_request_and_sends_nothing(repo, api, cli):
     mutation = result.stdout[result.stdout.index("mutation {"):result.stdout.index("\nW&B: ")]
     field = parse(mutation).definitions[0].selection_set.selections[0]
     sent = value_from_ast_untyped(field.arguments[0].value)
-    assert field.name.value == "podRentInterruptable" and sent["bidPerGpu"] == 0.3 and sent["dockerArgs"] == START_COMMAND
+    assert field.name.value == "podRentInterruptable" and sent["bidPerGpu"] == 0.3 and embedded(sent["dockerArgs"]) == SETUP_POD
     assert "entity unknown, so no URL (set WANDB_ENTITY or pass --wandb-entity)" in result.stdout
 
 
@@ -260,44 +276,43 @@ def test_wrong_key_and_unknown_gpu(repo, api, cli):
     assert api.pods == {}
 
 
-def test_start_command_clones_the_branch_and_runs_setup_pod(tmp_path):
-    work = make_repo(tmp_path, tree_files())
-    # A stand-in for scripts/setup_pod.sh (written elsewhere): it records where it runs and what it got.
-    head = push_branch(work, "probe", {"scripts/setup_pod.sh": (
-        '#!/usr/bin/env bash\nset -eu\n{ pwd; git rev-parse HEAD; git rev-parse --abbrev-ref HEAD; echo "$CONFIG_PATH";'
-        ' echo "token:${GIT_TOKEN:+set}"; echo "header:${GIT_CONFIG_COUNT:-unset}"; } > "$PROBE"\n')})
-    source, probe = tmp_path / "pod-src", tmp_path / "probe.txt"
-    env = {"PATH": os.environ["PATH"], "HOME": str(tmp_path), "GIT_REPO": f"file://{tmp_path / 'remote.git'}",
-           "GIT_BRANCH": "probe", "CONFIG_PATH": "configs/experiments/quick_val.py", "EXPERIMENT_SRC": str(source),
+def test_the_start_command_carries_the_branchs_own_setup_pod_and_runs_it(repo, api, cli, tmp_path):
+    # A stand-in for scripts/setup_pod.sh, on the branch only: it records where it runs and what it got.
+    probe_script = ('#!/usr/bin/env bash\nset -eu\n{ echo "$CONFIG_PATH"; echo "token:${GIT_TOKEN:+set}"; '
+                    'echo "askpass:${GIT_ASKPASS:-unset}"; echo "pid:$$"; } > "$PROBE"\n')
+    push_branch(repo, "probe", {"scripts/setup_pod.sh": probe_script,
+                                "configs/experiments/probe.py": (REPO / QUICK_VAL).read_text()})
+    result = launch(repo, api, "probe", "--dry-run", *SECRETS, run=cli)
+    assert result.returncode == 0, result.stderr
+    args = json.loads(result.stdout[result.stdout.index("{"):result.stdout.index("\nW&B: ")])["args"]
+    assert embedded(args) == probe_script.encode()  # the commit's own, not this checkout's
+    assert '"' not in args and "\\" not in args  # nothing for JSON, GraphQL or a shell to unquote
+
+    probe = tmp_path / "probe.txt"
+    env = {"PATH": os.environ["PATH"], "HOME": str(tmp_path), "CONFIG_PATH": "configs/experiments/probe.py",
            "GIT_TOKEN": "ghp_token_value_for_this_test", "PROBE": str(probe)}
-    for _ in range(2):  # a restarted spot pod runs it again over the previous copy
-        result = subprocess.run(shlex.split(START_COMMAND), env=env, capture_output=True, text=True, timeout=60)
-        assert result.returncode == 0, result.stderr
-        assert probe.read_text().splitlines() == [str(source), head, "probe", "configs/experiments/quick_val.py",
-                                                  "token:set", "header:unset"]
-        assert "ghp_token_value_for_this_test" not in result.stdout + result.stderr
-        assert "ghp_token_value_for_this_test" not in (source / ".git/config").read_text()
+    for _ in range(2):  # a restarted pod runs it again
+        process = subprocess.Popen(shlex.split(args), env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        out, err = process.communicate(timeout=30)
+        assert process.returncode == 0, err
+        # exec'd: the script is the start command's own process, the one RunPod signals
+        assert probe.read_text().splitlines() == ["configs/experiments/probe.py", "token:set", "askpass:unset",
+                                                  f"pid:{process.pid}"]
+        assert "ghp_token_value_for_this_test" not in out + err
 
 
-def test_start_command_stops_the_pod_when_the_clone_fails(tmp_path):
-    bin_dir, calls = tmp_path / "bin", tmp_path / "runpodctl.txt"
-    bin_dir.mkdir()
-    # RunPod's images ship runpodctl; this one records how it was called.
-    (bin_dir / "runpodctl").write_text(f'#!/usr/bin/env bash\necho "$@" >> {calls}\n')
-    (bin_dir / "runpodctl").chmod(0o755)
-    env = {"PATH": f"{bin_dir}:{os.environ['PATH']}", "HOME": str(tmp_path), "GIT_REPO": f"file://{tmp_path}/none.git",
-           "GIT_BRANCH": "lr-1e4", "EXPERIMENT_SRC": str(tmp_path / "src"), "RUNPOD_POD_ID": "pod42",
-           "GIT_TOKEN": "ghp_token_value_for_this_test", "AUTO_STOP": "1"}
-    result = subprocess.run(shlex.split(START_COMMAND), env=env, capture_output=True, text=True, timeout=60)
-    assert result.returncode == 1
-    assert "clone of branch lr-1e4 failed: check GIT_REPO and --git-secret" in result.stderr
-    assert "ghp_token_value_for_this_test" not in result.stdout + result.stderr
-    assert calls.read_text() == "stop pod pod42\n"
-
-    calls.unlink()
-    result = subprocess.run(shlex.split(START_COMMAND), env={**env, "AUTO_STOP": "0"}, capture_output=True, text=True,
-                            timeout=60)
-    assert result.returncode == 1 and not calls.exists()
+def test_a_branch_without_setup_pod_is_refused(repo, api, cli):
+    git(repo, "checkout", "-q", "-b", "nosetup", "main")
+    (repo / "configs/experiments/nosetup.py").write_text((REPO / QUICK_VAL).read_text())
+    git(repo, "rm", "-q", "scripts/setup_pod.sh")
+    git(repo, "add", "-A")
+    git(repo, "commit", "-q", "-m", "no bootstrap")
+    git(repo, "push", "-q", "origin", "nosetup")
+    git(repo, "checkout", "-q", "main")
+    result = launch(repo, api, "nosetup", *SECRETS, run=cli)
+    assert result.returncode == 2 and api.requests == []
+    assert result.stderr == ("error: experiment nosetup: branch has no scripts/setup_pod.sh, which the pod starts "
+                             "with: merge the harness's main branch into nosetup\n")
 
 
 @pytest.mark.parametrize("extra, gpu_use, why", [
@@ -314,8 +329,10 @@ def test_the_dead_man_switch_stops_the_pod_itself(tmp_path, extra, gpu_use, why)
     env = {"PATH": f"{bin_dir}:{os.environ['PATH']}", "HOME": str(tmp_path), "GIT_REPO": f"file://{tmp_path}/none.git",
            "GIT_BRANCH": "lr-1e4", "EXPERIMENT_SRC": str(tmp_path / "src"), "RUNPOD_POD_ID": "pod42", "AUTO_STOP": "0",
            **extra}
-    result = subprocess.run(shlex.split(START_COMMAND), env=env, capture_output=True, text=True, timeout=30)
-    assert result.returncode == 1  # the clone failed; the switch, started first, still fires
+    # A setup that fails at once: the switch, started first, still fires.
+    result = subprocess.run(shlex.split(start_command(b"exit 1\n")), env=env, capture_output=True, text=True,
+                            timeout=30)
+    assert result.returncode == 1
     assert f"dead-man switch: {why}: stopping pod pod42" in result.stderr
     assert calls.read_text() == "stop pod pod42\n"
 

@@ -1,5 +1,7 @@
-"""scripts/setup_pod.sh end to end on the CPU: a local "git host", a temp dir as the network volume,
-SKIP_INSTALL=1 with this venv's Python, and local fakes of RunPod's API and of an HTTPS git remote."""
+"""scripts/setup_pod.sh and the supervisor it hands over to (`python -m training.pod run`) end to end
+on the CPU: a local "git host", a temp dir as the network volume, SKIP_INSTALL=1 with this venv's
+Python, and local fakes of RunPod's API and of an HTTPS git remote. Some runs go through the start
+command `launch` gives a pod, which carries the script inside it."""
 
 from __future__ import annotations
 
@@ -7,6 +9,7 @@ import json
 import os
 import re
 import secrets
+import shlex
 import shutil
 import signal
 import socket
@@ -19,6 +22,8 @@ import pytest
 
 from conftest import QUICK_VAL, REPO
 from fake_servers import FakeServer, failing_first, git_http, runpod_api, stop_requests
+from training import errors, retry
+from training.experiment.launch import start_command
 
 SCRIPT = REPO / "scripts" / "setup_pod.sh"
 BRANCH = "exp/pod-test"
@@ -89,6 +94,11 @@ def run_pod(env: dict, cwd: Path, timeout: float = 240, command: tuple[str, ...]
                           timeout=timeout)
 
 
+def start_argv() -> list[str]:
+    """The start command `launch` gives a pod, with this tree's setup_pod.sh inside, split as RunPod does."""
+    return shlex.split(start_command(SCRIPT.read_bytes()))
+
+
 def checkpoint_steps(output_dir: Path) -> list[int]:
     found = (re.fullmatch(r"checkpoint-(\d+)", p.name) for p in output_dir.glob("checkpoint-*") if p.is_dir())
     return sorted(int(match.group(1)) for match in found if match)
@@ -107,14 +117,24 @@ def autostop(server: FakeServer) -> dict:
 
 @pytest.fixture(scope="module")
 def finished(origin, tmp_path_factory):
-    volume = tmp_path_factory.mktemp("volume")
-    with FakeServer(runpod_api) as runpod:
-        result = run_pod(pod_env(volume, origin, **autostop(runpod)), cwd=tmp_path_factory.mktemp("cwd"))
-    return volume, result, stop_requests(runpod)
+    """quick_val through the pod's real start command, as a launched pod runs it."""
+    volume, cwd = tmp_path_factory.mktemp("volume"), tmp_path_factory.mktemp("cwd")
+    with FakeServer(runpod_api) as runpod, open(cwd / "out.txt", "w") as sink:
+        process = subprocess.Popen(start_argv(), cwd=cwd, env=pod_env(volume, origin, **autostop(runpod)),
+                                   stdout=sink, stderr=subprocess.STDOUT)
+        try:
+            returncode = process.wait(timeout=600)  # ~30 s alone; far more on a machine shared by many
+        finally:
+            stop(process)
+        # Read the moment it exits: in a container everything else dies with the main process, so
+        # the log must be complete by then.
+        log_at_exit = [p.read_text() for p in logs(volume)]
+    output = (cwd / "out.txt").read_text()
+    return volume, subprocess.CompletedProcess(process.args, returncode, output, ""), stop_requests(runpod), log_at_exit
 
 
 def test_end_to_end_clones_logs_and_checkpoints_on_the_volume(finished, origin):
-    volume, result, _ = finished
+    volume, result, _, log_at_exit = finished
     assert result.returncode == 0, result.stdout + result.stderr
     clone = volume / "repo" / BRANCH
     assert git("rev-parse", "--abbrev-ref", "HEAD", cwd=clone) == BRANCH
@@ -123,16 +143,15 @@ def test_end_to_end_clones_logs_and_checkpoints_on_the_volume(finished, origin):
     assert (out / "final" / "adapter_model.safetensors").is_file()
     assert checkpoint_steps(out)  # which ones are kept is the retention policy's business
     assert (out / "metrics.jsonl").is_file()
-    [log] = logs(volume)
-    text = log.read_text()
-    for line in ("cloning exp/pod-test", "preflight  git", "step 10/10", "final adapter",
-                 "training ended with exit code 0: finished"):
+    [text] = log_at_exit
+    for line in ("cloning exp/pod-test", "setup done", "preflight  git", "step 10/10", "final adapter",
+                 "training ended with exit code 0: finished", f"asked RunPod to stop pod {POD_ID}"):
         assert line in text, line
     assert text == result.stdout  # the terminal saw what the log keeps, stderr included
 
 
 def test_auto_stop_stops_the_pod_once_after_a_finished_run(finished):
-    _, result, stops = finished
+    _, result, stops, _ = finished
     assert stops == [POD_ID], result.stdout
     assert f"asked RunPod to stop pod {POD_ID}" in result.stdout
 
@@ -151,12 +170,15 @@ def test_auto_stop_after_a_failing_run(origin, tmp_path):
 
 def test_unknown_branch_fails_at_once_and_still_stops_the_pod(origin, tmp_path):
     # No clone, so no harness Python: the stop goes out through curl, the same v2 action as training.pod's.
+    # Through the start command: its one clone is setup_pod.sh's.
     volume = tmp_path / "volume"
     volume.mkdir()
     with FakeServer(runpod_api) as runpod:
-        result = run_pod(pod_env(volume, origin, GIT_BRANCH="exp/no-such-branch", **autostop(runpod)), cwd=tmp_path)
+        env = pod_env(volume, origin, GIT_BRANCH="exp/no-such-branch", **autostop(runpod))
+        result = subprocess.run(start_argv(), cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60)
     assert result.returncode == 2, result.stdout
     assert "git clone failed (permanent error, not retried)" in result.stdout
+    assert "setup ended with exit code 2: bad environment" in result.stdout
     assert "try 1/3" not in result.stdout
     assert stop_requests(runpod) == [POD_ID]
     assert runpod.requests[0].headers["Authorization"] == f"Bearer {SECRETS['RUNPOD_API_KEY']}"
@@ -213,7 +235,7 @@ def test_preempted_run_exits_143_and_does_not_stop_the_pod(preempted):
     volume, returncode, output, stops, checkpoints = preempted
     assert returncode == 143, output
     assert stops == []
-    assert "got SIGTERM: forwarding SIGTERM" in output
+    assert "got SIGTERM: forwarding SIGTERM" in output  # the supervisor, which setup_pod.sh became
     assert "stopped during training (exit 143)" in output
     assert checkpoints and "step 12/12" not in output
 
@@ -507,3 +529,18 @@ def test_two_nodes_sharing_a_volume_stop_together_and_resume(origin, tmp_path):
     assert (out / "final" / "adapter_model.safetensors").is_file()
     events = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     assert [e["step"] for e in events if "loss" in e] == list(range(1, 9)), "rank 0 alone writes metrics"
+
+
+# --- one home for the exit codes and the retry policy ------------------------------------------------
+
+def test_the_scripts_exit_codes_and_retries_are_the_harness_s():
+    """The script needs them before Python exists; training/errors.py and training/retry.py own them."""
+    text = SCRIPT.read_text()
+    copies = dict(re.findall(r"^([A-Z_]+)=(\d+)$", text, re.M))
+    assert copies == {"EXIT_SETUP_FAILED": str(errors.EXIT_SETUP_FAILED), "EXIT_USER_ERROR": str(errors.EXIT_USER_ERROR),
+                      "EXIT_PREEMPTED": str(errors.EXIT_PREEMPTED), "RETRY_ATTEMPTS": str(retry.ATTEMPTS),
+                      "RETRY_DEFAULT_WAIT_SECONDS": f"{retry.DEFAULT_WAIT_SECONDS:g}",
+                      "RETRY_MAX_WAIT_SECONDS": f"{retry.MAX_WAIT_SECONDS:g}"}
+    code = "\n".join(line.split("#")[0] for line in text.splitlines())  # comments may name numbers
+    assert not re.findall(r"\b(?:die|exit) +[0-9]*[1-9]", code), "an exit code written as a number"
+    assert not re.findall(r"\b[0-9]+ tries|/[0-9]+\b.*transient|--retry [0-9]", code), "a retry count written as a number"

@@ -1,4 +1,8 @@
-"""How a run ends: the user-facing error type and the documented exit codes."""
+"""How a run ends: the user-facing error type and the documented exit codes.
+
+The one home of the exit codes: train.py, the pod's supervisor (training.pod run) and
+scripts/setup_pod.sh use them (the script's copies are checked against these by tests/test_setup_pod.py).
+"""
 
 from __future__ import annotations
 
@@ -7,6 +11,22 @@ EXIT_USER_ERROR = 2  # bad config, bad input or failed preflight; nothing was cr
 EXIT_BUDGET = 3  # budget_cap reached: a checkpoint was saved, resuming needs a higher cap
 EXIT_LOCKED = 4  # another trainer holds the output directory
 EXIT_PREEMPTED = 143  # SIGTERM/SIGINT: a checkpoint was saved, `--resume auto` continues
+# setup_pod.sh only, before the harness runs: the network after the retries, or the install, failed.
+# (A trainer that crashes exits 1 too: "failed".)
+EXIT_SETUP_FAILED = 1
+
+# What each code means, in the pod's log: `experiment fleet` reads "ended with exit code N" from it.
+MEANINGS = {
+    EXIT_OK: "finished",
+    EXIT_USER_ERROR: "bad config or environment, or failed preflight",
+    EXIT_BUDGET: "budget cap reached",
+    EXIT_LOCKED: "output directory locked by another trainer",
+    EXIT_PREEMPTED: "stopped by a signal after saving a checkpoint",
+}
+
+
+def meaning(code: int) -> str:
+    return MEANINGS.get(code, "failed")
 
 
 class UserError(Exception):

@@ -43,6 +43,13 @@ def read_status(output_dir: str) -> dict | None:
         return None
 
 
+def recorded_since(output_dir: str, since: str) -> dict | None:
+    """The status in output_dir if it was written at or after `since` (a utc_now() time), else None:
+    an older one is a previous run's."""
+    status = read_status(output_dir)
+    return status if status is not None and status.get("updated_at", "") >= since else None
+
+
 def main(argv: list[str] | None = None) -> int:
     """`python -m training.run_status --config FILE [--exit-code]`: how the experiment's last run
     ended (for scripts: under torchrun the launcher's exit code is 1 whatever the ranks returned)."""
@@ -57,8 +64,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--exit-code", action="store_true", help="print only the exit code of the last run")
     parser.add_argument("--since", default="", help="ignore a status older than this UTC time (YYYY-MM-DDTHH:MM:SSZ)")
     args = parser.parse_args(argv)
-    status = read_status(resolve(load_config(args.config, args.overrides)).output_dir)
-    if status is None or status.get("updated_at", "") < args.since or (args.exit_code and status.get("exit_code") is None):
+    status = recorded_since(resolve(load_config(args.config, args.overrides)).output_dir, args.since)
+    if status is None or (args.exit_code and status.get("exit_code") is None):
         print("no run recorded an outcome" + (f" since {args.since}" if args.since else ""), file=sys.stderr)
         return 1
     print(status["exit_code"] if args.exit_code else json.dumps(status, indent=2, sort_keys=True))

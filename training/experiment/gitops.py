@@ -57,6 +57,10 @@ class Git:
     def has_file(self, rev: str, path: str) -> bool:
         return self.run("cat-file", "-e", f"{rev}:{path}", check=False).returncode == 0
 
+    def show(self, rev: str, path: str) -> bytes:
+        """The file at `path` as it is in `rev`."""
+        return self.run("show", f"{rev}:{path}", binary=True).stdout
+
     def extract(self, rev: str, paths: list[str], into: str) -> None:
         """Write the files under `paths` as they are in `rev` into the directory `into`."""
         archive = self.run("archive", "--format=tar", rev, "--", *paths, binary=True).stdout

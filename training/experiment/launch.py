@@ -1,17 +1,20 @@
-"""`launch`: check an experiment branch, then rent a pod that clones it and runs scripts/setup_pod.sh.
+"""`launch`: check an experiment branch, then rent a pod whose start command runs its scripts/setup_pod.sh.
 
 Checks before any request: the branch exists, its config validates as the branch has it, the branch
 is pushed (local head == the remote's head), the secrets are given by name. Then, before anything is
 rented: no pod of the experiment exists, the GPU type is in RunPod's catalog with pods to rent (in
 the network volume's data center, when there is one). The pod gets the setup_pod.sh environment
 (scripts/README.md), secrets only as RunPod secret references `{{ RUNPOD_SECRET_<name> }}`, its volume
-mounted at VOLUME_MOUNT (RunPod's default would be /workspace) and a start command that clones the
-branch. On-demand pods are created through REST API v2; spot pods, which v2 does not offer, through
+mounted at VOLUME_MOUNT (RunPod's default would be /workspace) and a start command that carries the
+branch's scripts/setup_pod.sh inside it (`start_command`): that script makes the pod's one clone.
+On-demand pods are created through REST API v2; spot pods, which v2 does not offer, through
 GraphQL while RunPod still has it, else (--fallback-on-demand) on-demand.
 """
 
 from __future__ import annotations
 
+import base64
+import gzip
 import json
 import os
 import re
@@ -34,15 +37,11 @@ CONTAINER_DISK_GB = 40  # the clone, pip's cache and the environment setup_pod.s
 # Without --volume-id the run writes to a pod volume: it survives stop and spot preemption, and is
 # deleted with the pod on terminate.
 POD_VOLUME_GB = 50
-# Runs on the pod: clone the branch (a fresh copy each start, so a restarted spot pod runs it again)
-# and hand over to setup_pod.sh. One line with no double quote or backslash: the spot path writes it
-# into a GraphQL mutation. The token goes to git as a header in its environment, never into a URL,
-# a file or the output. A failed clone (wrong URL, private repo without --git-secret) stops the pod
-# with runpodctl (in RunPod's images) when AUTO_STOP=1, rather than restarting and billing forever.
-# The dead-man switch, first of all (a hung clone counts too): with MAX_LIFETIME_S the pod stops
-# itself that long after it started; with IDLE_STOP_S, after the busiest GPU has stayed under 5%
-# for that long (nvidia-smi read every IDLE_POLL_S, 60). Both stop through runpodctl, which RunPod's
-# images ship, and outlive the exec below as children of this shell.
+SETUP_SCRIPT = "scripts/setup_pod.sh"  # the pod's bootstrap, as the experiment's commit has it
+# The dead-man switch, first of all in the start command (a hung clone or install counts too): with
+# MAX_LIFETIME_S the pod stops itself that long after it started; with IDLE_STOP_S, after the busiest
+# GPU has stayed under 5% for that long (nvidia-smi read every IDLE_POLL_S, 60). Both stop through
+# runpodctl, which RunPod's images ship, and outlive the exec of setup_pod.sh as children of this shell.
 DEADMAN = [
     "S=${IDLE_POLL_S:-60}",
     "stop_pod() { echo dead-man switch: $1: stopping pod ${RUNPOD_POD_ID:-unknown} >&2; "
@@ -53,23 +52,20 @@ DEADMAN = [
     "if [ ${u:-0} -lt 5 ]; then idle=$((idle+S)); else idle=0; fi; "
     "if [ $idle -ge $IDLE_STOP_S ]; then stop_pod gpu_idle_${idle}s; break; fi; done) & fi",
 ]
-START_SCRIPT = "; ".join([
-    "set -eu",
-    *DEADMAN,
-    "D=${EXPERIMENT_SRC:-/root/experiment}",
-    "rm -rf $D",
-    "if [ ${GIT_TOKEN:+set}x = setx ]; then export GIT_CONFIG_COUNT=1 GIT_CONFIG_KEY_0=http.extraHeader",
-    "GIT_CONFIG_VALUE_0=$(echo Authorization: Basic $(printf x-access-token:%s $GIT_TOKEN | base64 -w0))",
-    "export GIT_CONFIG_VALUE_0; fi",
-    "if ! git clone --quiet --depth 1 --single-branch --branch $GIT_BRANCH $GIT_REPO $D; then "
-    "echo clone of branch $GIT_BRANCH failed: check GIT_REPO and --git-secret >&2",
-    "if [ ${AUTO_STOP:-0} = 1 ]; then runpodctl stop pod ${RUNPOD_POD_ID:-unknown} || true; fi",
-    "exit 1; fi",
-    "unset GIT_CONFIG_COUNT GIT_CONFIG_KEY_0 GIT_CONFIG_VALUE_0",
-    "cd $D",
-    "exec bash scripts/setup_pod.sh",
-])
-START_COMMAND = f"bash -c '{START_SCRIPT}'"
+
+
+def start_command(setup_script: bytes) -> str:
+    """The pod's start command: the dead-man switch, then `setup_script` written to a temporary file
+    and exec'd (so it is the container's main process, the one RunPod sends SIGTERM to). The script
+    travels gzipped and base64-encoded inside the command, as SkyPilot ships its start scripts: base64
+    has no quote, space or backslash for JSON, GraphQL or RunPod's shell-style split of the command
+    to break, and the pod needs no second download (nor a token for one) before the clone."""
+    payload = base64.b64encode(gzip.compress(setup_script, mtime=0)).decode()
+    script = "; ".join(["set -eu", *DEADMAN, "F=$(mktemp)", f"echo {payload} | base64 -d | gzip -dc > $F",
+                        "exec bash $F"])
+    return f"bash -c '{script}'"
+
+
 SECRET_NAME = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 # Shapes of W&B keys (40 hex), Hugging Face, GitHub and RunPod tokens: a value pasted where a name goes.
 _TOKEN_SHAPES = re.compile(r"^(hf_|ghp_|gho_|ghs_|github_pat_|rpa_|rps_)[A-Za-z0-9_]{20,}$|^[0-9a-f]{32,}$")
@@ -106,6 +102,7 @@ class Checked:
     config: dict
     repo_url: str
     notes: list[str]
+    start_command: str  # with the commit's setup_pod.sh inside
 
 
 def check(git: Git, o: LaunchOptions) -> Checked:
@@ -119,6 +116,9 @@ def check(git: Git, o: LaunchOptions) -> Checked:
     path = o.config or config_path(o.name)
     if not git.has_file(commit, path):
         raise UserError(f"experiment {o.name}: branch has no {path} (pass --config PATH for another file)")
+    if not git.has_file(commit, SETUP_SCRIPT):
+        raise UserError(f"experiment {o.name}: branch has no {SETUP_SCRIPT}, which the pod starts with: "
+                        f"merge the harness's main branch into {o.name}")
     result = configfile.validate(git, commit, {}, [path])[path]
     if result["problems"]:
         raise UserError(*[f"experiment {o.name}: {p}" for p in result["problems"]])
@@ -136,7 +136,7 @@ def check(git: Git, o: LaunchOptions) -> Checked:
     if pushed != commit:
         raise UserError(f"experiment {o.name}: local branch is at {commit[:7]} but {remote} has {pushed[:7]}: "
                         f"push (git push {remote} {o.name}) or pull first, so the pod runs what you checked")
-    return Checked(commit, path, result["config"], repo_url, notes)
+    return Checked(commit, path, result["config"], repo_url, notes, start_command(git.show(commit, SETUP_SCRIPT)))
 
 
 def _option_problems(o: LaunchOptions, config: dict) -> list[str]:
@@ -196,7 +196,7 @@ def pod_env(o: LaunchOptions, checked: Checked, run_id: str, price: float | None
     if price is not None:
         # The pod's cost tracking asks RunPod for the pod's own rate first; this is its fallback.
         env[POD_RATE_ENV] = f"{price:g}"
-    # The dead-man switch of START_SCRIPT: the pod stops itself however the run (or its controller) fares.
+    # The dead-man switch of start_command: the pod stops itself however the run (or its controller) fares.
     if o.max_lifetime_h:
         env["MAX_LIFETIME_S"] = str(int(o.max_lifetime_h * 3600))
     if o.idle_stop_min:
@@ -217,7 +217,7 @@ def cloud_type(o: LaunchOptions) -> str:
     return o.cloud or "SECURE"
 
 
-def pod_request(o: LaunchOptions, env: dict[str, str], data_center: str | None) -> dict:
+def pod_request(o: LaunchOptions, env: dict[str, str], data_center: str | None, start: str) -> dict:
     """The body of POST /v2/pods for an on-demand pod (CreatePodRequest, validated strictly by RunPod)."""
     if o.volume_id:
         mounts = {"network": [{"volumeId": o.volume_id, "path": VOLUME_MOUNT}]}
@@ -229,7 +229,7 @@ def pod_request(o: LaunchOptions, env: dict[str, str], data_center: str | None) 
         "gpu": {"id": o.gpu, "count": 1},
         "cloud": cloud_type(o),
         "disk": CONTAINER_DISK_GB,
-        "args": START_COMMAND,
+        "args": start,
         "env": env,
         "mounts": mounts,
         "startSsh": True,
@@ -239,7 +239,7 @@ def pod_request(o: LaunchOptions, env: dict[str, str], data_center: str | None) 
     return body
 
 
-def spot_input(o: LaunchOptions, env: dict[str, str], data_center: str | None) -> dict:
+def spot_input(o: LaunchOptions, env: dict[str, str], data_center: str | None, start: str) -> dict:
     """The PodRentInterruptableInput of a spot pod: the on-demand pod's settings in GraphQL's names."""
     fields = {
         "name": pod_name(o.name),
@@ -251,7 +251,7 @@ def spot_input(o: LaunchOptions, env: dict[str, str], data_center: str | None) -
         "containerDiskInGb": CONTAINER_DISK_GB,
         "volumeInGb": 0 if o.volume_id else POD_VOLUME_GB,
         "volumeMountPath": VOLUME_MOUNT,
-        "dockerArgs": START_COMMAND,
+        "dockerArgs": start,
         "env": [{"key": k, "value": v} for k, v in env.items()],
         "startSsh": True,
     }
@@ -303,7 +303,8 @@ def rent(api: runpod_client.Api, o: LaunchOptions, checked: Checked, run_id: str
     placement = place(api, o)
     if o.spot:
         try:
-            pod = api.create_spot(spot_input(o, pod_env(o, checked, run_id, o.bid), placement.data_center))
+            pod = api.create_spot(spot_input(o, pod_env(o, checked, run_id, o.bid), placement.data_center,
+                                             checked.start_command))
             return pod, f"spot, bid ${o.bid:g}/GPU-hour", placement
         except runpod_client.SpotUnavailable as unavailable:
             if not o.fallback_on_demand:
@@ -311,7 +312,8 @@ def rent(api: runpod_client.Api, o: LaunchOptions, checked: Checked, run_id: str
                     f"{unavailable}: nothing was rented. Add --fallback-on-demand to launch on-demand "
                     f"instead{_at(placement.list_price)}") from None
             print(f"{unavailable}; --fallback-on-demand: launching on-demand{_at(placement.list_price)}", file=out)
-    pod = api.create_pod(pod_request(o, pod_env(o, checked, run_id, placement.list_price), placement.data_center))
+    pod = api.create_pod(pod_request(o, pod_env(o, checked, run_id, placement.list_price), placement.data_center,
+                                     checked.start_command))
     return pod, "on-demand (spot could not be had)" if o.spot else "on-demand", placement
 
 
@@ -329,7 +331,7 @@ def launch(git: Git, o: LaunchOptions, out) -> int:
         kind = f"spot, bid ${o.bid:g}/GPU-hour" if o.spot else "on-demand"
         data_center = "<data center of the volume, looked up when sent>" if o.volume_id else None
         print(f"dry run: nothing was sent. Experiment {o.name} @ {checked.commit[:7]}, {o.gpu}, {kind}:", file=out)
-        print(_show_request(o, env, data_center), file=out)
+        print(_show_request(o, env, data_center, checked.start_command), file=out)
         print(f"W&B: {wandb_line(checked.config, o.wandb_entity, run_id)}", file=out)
         return 0
 
@@ -367,8 +369,8 @@ def _usd(value) -> str:
     return f"${value:.2f}" if isinstance(value, (int, float)) else "unknown"
 
 
-def _show_request(o: LaunchOptions, env: dict[str, str], data_center: str | None) -> str:
+def _show_request(o: LaunchOptions, env: dict[str, str], data_center: str | None, start: str) -> str:
     if o.spot:
         return (f"POST $RUNPOD_API_BASE_URL/graphql (runpod.api.graphql.run_graphql_query):\n"
-                f"{runpod_client.spot_mutation(spot_input(o, env, data_center))}")
-    return f"POST $RUNPOD_API_BASE_URL/v2/pods\n{json.dumps(pod_request(o, env, data_center), indent=2)}"
+                f"{runpod_client.spot_mutation(spot_input(o, env, data_center, start))}")
+    return f"POST $RUNPOD_API_BASE_URL/v2/pods\n{json.dumps(pod_request(o, env, data_center, start), indent=2)}"
