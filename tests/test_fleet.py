@@ -98,7 +98,7 @@ def drive(fleet: Fleet, clock: Clock, fake: FakeRunPod, passes: int) -> int:
         if not fleet.step():
             return done
         assert len(fake.alive()) <= 3
-        clock.sleep(fleet.o.poll_s)
+        clock.sleep(fleet.options.poll_s)
     return passes
 
 

@@ -26,7 +26,7 @@ import secrets
 import time
 from dataclasses import dataclass
 
-from training.errors import UserError
+from training.errors import EXIT_BUDGET, EXIT_OK, EXIT_PREEMPTED, UserError
 from training.experiment import launch as launching
 from training.experiment import runpod_client
 from training.experiment.fleet_queue import ACTIVE, Queue, attempt_usd, dollars
@@ -57,16 +57,16 @@ def outcome_of(lines: list[str], status: str | None, spot: bool) -> tuple[str, s
     """(outcome, why) of an attempt whose pod has ended, from its last log lines and its state."""
     text = "\n".join(lines)
     if "stopped during" in text:
-        return "preempted", "the run saved a checkpoint on SIGTERM (exit 143)"
+        return "preempted", f"the run saved a checkpoint on SIGTERM (exit {EXIT_PREEMPTED})"
     codes = EXIT_LINE.findall(text)
     if codes:
         code = int(codes[-1])
-        if code == 0:
+        if code == EXIT_OK:
             if "early stopping" in text:
                 return "early_stopped", "exit 0 after early stopping"
             return "finished", "exit 0: finished"
-        if code == 3:
-            return "budget_stopped", "exit 3: the experiment's own budget_cap"
+        if code == EXIT_BUDGET:
+            return "budget_stopped", f"exit {EXIT_BUDGET}: the experiment's own budget_cap"
         return "failed", f"exit {code}: {lines[-1] if lines else ''}".strip()
     if status == "ERROR":
         return "failed", "RunPod put the pod in ERROR"
@@ -77,7 +77,7 @@ def outcome_of(lines: list[str], status: str | None, spot: bool) -> tuple[str, s
 
 class Fleet:
     def __init__(self, queue: Queue, api: runpod_client.Api, git, options: FleetOptions, out, clock=time.time):
-        self.queue, self.api, self.git, self.o, self.out, self.clock = queue, api, git, options, out, clock
+        self.queue, self.api, self.git, self.options, self.out, self.clock = queue, api, git, options, out, clock
         self.launches = 0
         self._checked: dict[tuple[str, str | None], launching.Checked] = {}
 
@@ -95,7 +95,7 @@ class Fleet:
         if self.budget_check(now):
             return False
         running = len(self.queue.rows(ACTIVE))
-        while running < self.o.max_pods:
+        while running < self.options.max_pods:
             row = self.queue.claim(now)
             if row is None:
                 break
@@ -119,22 +119,22 @@ class Fleet:
             except runpod_client.ApiError as problem:
                 if once or problem.status in (401, 402, 422):  # the key, the balance, a broken request
                     raise
-                self.say(f"warning: {problem}; trying again in {self.o.poll_s:g}s")
+                self.say(f"warning: {problem}; trying again in {self.options.poll_s:g}s")
                 going = True
             except UserError as problem:  # RunPod unreachable after the retries: the pods run on regardless
                 if once:
                     raise
-                self.say(f"warning: {problem}; trying again in {self.o.poll_s:g}s")
+                self.say(f"warning: {problem}; trying again in {self.options.poll_s:g}s")
                 going = True
             if not going or once:
                 break
-            sleep(self.o.poll_s)
+            sleep(self.options.poll_s)
         if not once:
             states = [row["state"] for row in self.queue.rows()]
             counts = ", ".join(f"{states.count(s)} {s}" for s in sorted(set(states)))
-            budget = f" of ${self.o.budget_usd:.2f}" if self.o.budget_usd else ""
+            budget = f" of ${self.options.budget_usd:.2f}" if self.options.budget_usd else ""
             self.say(f"fleet: {counts}; {self.launches} launches, ${self.total_usd():.2f}{budget}")
-        return 0
+        return EXIT_OK
 
     # --- reconcile -------------------------------------------------------------------------------
     def reconcile(self, row: dict, pod: dict | None, now: float) -> str:
@@ -178,7 +178,7 @@ class Fleet:
             self.say(f"{name}: {outcome} ({why}), ${spent:.2f}")
         elif outcome == "preempted":
             preemptions = row["preemptions"] + 1
-            escalate = preemptions >= self.o.escalate_after and not row["on_demand"]
+            escalate = preemptions >= self.options.escalate_after and not row["on_demand"]
             on_demand = row["on_demand"] or escalate
             self.queue.update(name, state="queued", preemptions=preemptions, on_demand=int(on_demand),
                               next_try_at=now, **fields)
@@ -186,14 +186,14 @@ class Fleet:
                      (f" on-demand after {preemptions} preemptions" if escalate else ""))
         else:
             failures = row["failures"] + 1
-            if failures >= self.o.max_attempts:
+            if failures >= self.options.max_attempts:
                 self.queue.update(name, state="dead", failures=failures, last_lines="\n".join(lines[-LOG_LINES:]),
                                   **fields)
                 self.say(f"{name}: dead after {failures} failed attempts ({why})")
             else:
-                wait = self.o.retry_wait_s * 2 ** (failures - 1)
+                wait = self.options.retry_wait_s * 2 ** (failures - 1)
                 self.queue.update(name, state="queued", failures=failures, next_try_at=now + wait, **fields)
-                self.say(f"{name}: failed ({why}); retry {failures + 1}/{self.o.max_attempts} in {wait:.0f}s")
+                self.say(f"{name}: failed ({why}); retry {failures + 1}/{self.options.max_attempts} in {wait:.0f}s")
 
     # --- money -----------------------------------------------------------------------------------
     def total_usd(self) -> float:
@@ -201,13 +201,13 @@ class Fleet:
 
     def budget_check(self, now: float) -> bool:
         """True when the sweep's budget is spent: every running pod stopped, nothing more launched."""
-        if not self.o.budget_usd:
+        if not self.options.budget_usd:
             return False
         total = self.total_usd()
-        if total >= WARN_FRACTION * self.o.budget_usd and not self.queue.get("budget_warned"):
+        if total >= WARN_FRACTION * self.options.budget_usd and not self.queue.get("budget_warned"):
             self.queue.put("budget_warned", "1")
-            self.say(f"warning: the fleet has spent ${total:.2f}, 90% of its ${self.o.budget_usd:.2f} budget")
-        if total < self.o.budget_usd:
+            self.say(f"warning: the fleet has spent ${total:.2f}, 90% of its ${self.options.budget_usd:.2f} budget")
+        if total < self.options.budget_usd:
             return False
         for row in self.queue.rows(ACTIVE):
             if row["pod_id"]:
@@ -217,7 +217,7 @@ class Fleet:
                               launched_at=None, billed_until=None, reason="the sweep's budget ran out")
         for row in self.queue.rows(("queued",)):
             self.queue.update(row["name"], state="stopped", reason="the sweep's budget ran out before its launch")
-        self.say(f"budget: the fleet has spent ${self.total_usd():.2f} of ${self.o.budget_usd:.2f}: every pod "
+        self.say(f"budget: the fleet has spent ${self.total_usd():.2f} of ${self.options.budget_usd:.2f}: every pod "
                  "stopped, nothing more launched")
         return True
 
@@ -225,15 +225,15 @@ class Fleet:
     def start(self, row: dict, now: float) -> bool:
         """Rent a pod for `row`, trying its GPU types in order; False when none could be had."""
         name = row["name"]
-        spot = bool(row["spot"]) and not row["on_demand"] and self.o.bid is not None
+        spot = bool(row["spot"]) and not row["on_demand"] and self.options.bid is not None
         try:
-            checked = self.check(launching.LaunchOptions(name=name, volume_id=self.o.volume_id, **(self.o.launch or {})))
+            checked = self.check(launching.LaunchOptions(name=name, volume_id=self.options.volume_id, **(self.options.launch or {})))
         except UserError as problem:  # the branch, its config or the options: no retry can fix it
             return self.refused(name, str(problem))
         reasons = []
         for gpu in row["gpus"].split(","):
-            options = launching.LaunchOptions(name=name, gpu=gpu, spot=spot, bid=self.o.bid if spot else None,
-                                              volume_id=self.o.volume_id, **(self.o.launch or {}))
+            options = launching.LaunchOptions(name=name, gpu=gpu, spot=spot, bid=self.options.bid if spot else None,
+                                              volume_id=self.options.volume_id, **(self.options.launch or {}))
             try:
                 pod, kind, _ = launching.rent(self.api, options, checked, f"{name}-{secrets.token_hex(4)}", self.out)
             except runpod_client.ApiError as problem:
@@ -251,9 +251,9 @@ class Fleet:
                               launched_at=now, billed_until=now)
             self.say(f"{name}: launched pod {pod.get('id')} ({gpu}, {kind})")
             return True
-        self.queue.update(name, state="queued", next_try_at=now + self.o.retry_wait_s, launched_at=None,
+        self.queue.update(name, state="queued", next_try_at=now + self.options.retry_wait_s, launched_at=None,
                           billed_until=None, reason="no capacity: " + "; ".join(reasons))
-        self.say(f"{name}: no capacity on {row['gpus']}; retrying in {self.o.retry_wait_s:.0f}s")
+        self.say(f"{name}: no capacity on {row['gpus']}; retrying in {self.options.retry_wait_s:.0f}s")
         return False
 
     def check(self, options: launching.LaunchOptions) -> launching.Checked:

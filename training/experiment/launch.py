@@ -21,7 +21,7 @@ import re
 import secrets
 from dataclasses import dataclass
 
-from training.errors import UserError
+from training.errors import EXIT_OK, UserError
 from training.experiment import configfile, runpod_client
 from training.experiment.gitops import Git, clone_url
 from training.experiment.names import config_path, name_problems, pod_name
@@ -105,60 +105,60 @@ class Checked:
     start_command: str  # with the commit's setup_pod.sh inside
 
 
-def check(git: Git, o: LaunchOptions) -> Checked:
-    problems = name_problems(o.name)
+def check(git: Git, options: LaunchOptions) -> Checked:
+    problems = name_problems(options.name)
     if problems:
         raise UserError(*problems)
-    commit = git.branch_commit(o.name)
+    commit = git.branch_commit(options.name)
     if commit is None:
-        raise UserError(f"unknown experiment {o.name!r}: no local branch of that name "
+        raise UserError(f"unknown experiment {options.name!r}: no local branch of that name "
                         "(create it with `python -m training.experiment new`)")
-    path = o.config or config_path(o.name)
+    path = options.config or config_path(options.name)
     if not git.has_file(commit, path):
-        raise UserError(f"experiment {o.name}: branch has no {path} (pass --config PATH for another file)")
+        raise UserError(f"experiment {options.name}: branch has no {path} (pass --config PATH for another file)")
     if not git.has_file(commit, SETUP_SCRIPT):
-        raise UserError(f"experiment {o.name}: branch has no {SETUP_SCRIPT}, which the pod starts with: "
-                        f"merge the harness's main branch into {o.name}")
+        raise UserError(f"experiment {options.name}: branch has no {SETUP_SCRIPT}, which the pod starts with: "
+                        f"merge the harness's main branch into {options.name}")
     result = configfile.validate(git, commit, {}, [path])[path]
     if result["problems"]:
-        raise UserError(*[f"experiment {o.name}: {p}" for p in result["problems"]])
-    problems += _option_problems(o, result["config"])
-    remote = o.remote or git.remote_of(o.name)
+        raise UserError(*[f"experiment {options.name}: {p}" for p in result["problems"]])
+    problems += _option_problems(options, result["config"])
+    remote = options.remote or git.remote_of(options.name)
     url = git.remote_url(remote)
     if url is None:
-        problems.append(f"no remote {remote!r}: add one (git remote add {remote} URL) and push {o.name} to it")
+        problems.append(f"no remote {remote!r}: add one (git remote add {remote} URL) and push {options.name} to it")
     if problems:
         raise UserError(*problems)
     repo_url, notes = clone_url(url)
-    pushed = git.remote_head(remote, o.name)
+    pushed = git.remote_head(remote, options.name)
     if pushed is None:
-        raise UserError(f"experiment {o.name}: not on remote {remote}: git push -u {remote} {o.name}")
+        raise UserError(f"experiment {options.name}: not on remote {remote}: git push -u {remote} {options.name}")
     if pushed != commit:
-        raise UserError(f"experiment {o.name}: local branch is at {commit[:7]} but {remote} has {pushed[:7]}: "
-                        f"push (git push {remote} {o.name}) or pull first, so the pod runs what you checked")
+        raise UserError(f"experiment {options.name}: local branch is at {commit[:7]} but {remote} has {pushed[:7]}: "
+                        f"push (git push {remote} {options.name}) or pull first, so the pod runs what you checked")
     return Checked(commit, path, result["config"], repo_url, notes, start_command(git.show(commit, SETUP_SCRIPT)))
 
 
-def _option_problems(o: LaunchOptions, config: dict) -> list[str]:
+def _option_problems(options: LaunchOptions, config: dict) -> list[str]:
     problems = []
-    if o.spot and (o.bid is None or not o.bid > 0):
+    if options.spot and (options.bid is None or not options.bid > 0):
         problems.append("--spot needs --bid USD, the most you pay per GPU-hour (e.g. --bid 0.35)")
-    if o.bid is not None and not o.spot:
+    if options.bid is not None and not options.spot:
         problems.append("--bid is for spot pods: add --spot, or drop --bid for an on-demand pod")
-    if config.get("report_to_wandb") and not o.wandb_secret:
+    if config.get("report_to_wandb") and not options.wandb_secret:
         problems.append("the config reports to W&B (report_to_wandb=True) but no --wandb-secret NAME was given: "
                         "name the RunPod secret holding your W&B key, or set report_to_wandb=False in the branch")
-    for option, value in (("--wandb-secret", o.wandb_secret), ("--hf-secret", o.hf_secret),
-                          ("--git-secret", o.git_secret)):
+    for option, value in (("--wandb-secret", options.wandb_secret), ("--hf-secret", options.hf_secret),
+                          ("--git-secret", options.git_secret)):
         if value is not None:
             problems += _secret_name_problems(option, value)
-    if o.fallback_on_demand and not o.spot:
+    if options.fallback_on_demand and not options.spot:
         problems.append("--fallback-on-demand is for spot pods: add --spot, or drop it")
-    if o.volume_id and o.cloud == "COMMUNITY":
+    if options.volume_id and options.cloud == "COMMUNITY":
         problems.append("--volume-id with --cloud COMMUNITY: network volumes exist only in Secure Cloud "
                         "(drop --cloud, or --volume-id for a pod volume)")
-    for option, value in (("--gpu", o.gpu), ("--image", o.image), ("--volume-id", o.volume_id),
-                          ("--wandb-entity", o.wandb_entity)):
+    for option, value in (("--gpu", options.gpu), ("--image", options.image), ("--volume-id", options.volume_id),
+                          ("--wandb-entity", options.wandb_entity)):
         if value is not None and (not value.strip() or _UNSAFE.search(value)):
             problems.append(f"{option} {value!r}: must be non-empty, without quotes, backslashes or newlines")
     return problems
@@ -176,32 +176,32 @@ def _secret_name_problems(option: str, value: str) -> list[str]:
     return []
 
 
-def pod_env(o: LaunchOptions, checked: Checked, run_id: str, price: float | None = None) -> dict[str, str]:
+def pod_env(options: LaunchOptions, checked: Checked, run_id: str, price: float | None = None) -> dict[str, str]:
     env = {
         "GIT_REPO": checked.repo_url,
-        "GIT_BRANCH": o.name,
+        "GIT_BRANCH": options.name,
         # The commit checked above: the pod trains exactly it, whatever is pushed later.
         "GIT_COMMIT": checked.commit,
         "CONFIG_PATH": checked.config_path,
         "VOLUME_PATH": VOLUME_MOUNT,
-        "AUTO_STOP": "1" if o.auto_stop else "0",
+        "AUTO_STOP": "1" if options.auto_stop else "0",
         "WANDB_RUN_ID": run_id,
         # The trainer prices the pod as RunPod bills it when no rate is given (training.cost).
-        "POD_PRICING": "spot" if o.spot else "on-demand",
+        "POD_PRICING": "spot" if options.spot else "on-demand",
     }
-    if o.smoke:
+    if options.smoke:
         env["SMOKE"] = "1"  # setup_pod.sh then runs training.smoke on the branch's config
-    if o.wandb_entity:
-        env["WANDB_ENTITY"] = o.wandb_entity
+    if options.wandb_entity:
+        env["WANDB_ENTITY"] = options.wandb_entity
     if price is not None:
         # The pod's cost tracking asks RunPod for the pod's own rate first; this is its fallback.
         env[POD_RATE_ENV] = f"{price:g}"
     # The dead-man switch of start_command: the pod stops itself however the run (or its controller) fares.
-    if o.max_lifetime_h:
-        env["MAX_LIFETIME_S"] = str(int(o.max_lifetime_h * 3600))
-    if o.idle_stop_min:
-        env["IDLE_STOP_S"] = str(int(o.idle_stop_min * 60))
-    for var, secret in (("WANDB_API_KEY", o.wandb_secret), ("HF_TOKEN", o.hf_secret), ("GIT_TOKEN", o.git_secret)):
+    if options.max_lifetime_h:
+        env["MAX_LIFETIME_S"] = str(int(options.max_lifetime_h * 3600))
+    if options.idle_stop_min:
+        env["IDLE_STOP_S"] = str(int(options.idle_stop_min * 60))
+    for var, secret in (("WANDB_API_KEY", options.wandb_secret), ("HF_TOKEN", options.hf_secret), ("GIT_TOKEN", options.git_secret)):
         if secret:
             env[var] = secret_reference(secret)
     return env
@@ -212,22 +212,22 @@ def secret_reference(name: str) -> str:
     return "{{ RUNPOD_SECRET_" + name + " }}"
 
 
-def cloud_type(o: LaunchOptions) -> str:
+def cloud_type(options: LaunchOptions) -> str:
     # REST v2 knows SECURE and COMMUNITY (its default SECURE); network volumes live in Secure Cloud.
-    return o.cloud or "SECURE"
+    return options.cloud or "SECURE"
 
 
-def pod_request(o: LaunchOptions, env: dict[str, str], data_center: str | None, start: str) -> dict:
+def pod_request(options: LaunchOptions, env: dict[str, str], data_center: str | None, start: str) -> dict:
     """The body of POST /v2/pods for an on-demand pod (CreatePodRequest, validated strictly by RunPod)."""
-    if o.volume_id:
-        mounts = {"network": [{"volumeId": o.volume_id, "path": VOLUME_MOUNT}]}
+    if options.volume_id:
+        mounts = {"network": [{"volumeId": options.volume_id, "path": VOLUME_MOUNT}]}
     else:
         mounts = {"persistent": {"size": POD_VOLUME_GB, "path": VOLUME_MOUNT}}
     body = {
-        "name": pod_name(o.name),
-        "image": o.image,
-        "gpu": {"id": o.gpu, "count": 1},
-        "cloud": cloud_type(o),
+        "name": pod_name(options.name),
+        "image": options.image,
+        "gpu": {"id": options.gpu, "count": 1},
+        "cloud": cloud_type(options),
         "disk": CONTAINER_DISK_GB,
         "args": start,
         "env": env,
@@ -239,24 +239,24 @@ def pod_request(o: LaunchOptions, env: dict[str, str], data_center: str | None, 
     return body
 
 
-def spot_input(o: LaunchOptions, env: dict[str, str], data_center: str | None, start: str) -> dict:
+def spot_input(options: LaunchOptions, env: dict[str, str], data_center: str | None, start: str) -> dict:
     """The PodRentInterruptableInput of a spot pod: the on-demand pod's settings in GraphQL's names."""
     fields = {
-        "name": pod_name(o.name),
-        "imageName": o.image,
-        "gpuTypeId": o.gpu,
-        "cloudType": cloud_type(o),
+        "name": pod_name(options.name),
+        "imageName": options.image,
+        "gpuTypeId": options.gpu,
+        "cloudType": cloud_type(options),
         "gpuCount": 1,
-        "bidPerGpu": o.bid,
+        "bidPerGpu": options.bid,
         "containerDiskInGb": CONTAINER_DISK_GB,
-        "volumeInGb": 0 if o.volume_id else POD_VOLUME_GB,
+        "volumeInGb": 0 if options.volume_id else POD_VOLUME_GB,
         "volumeMountPath": VOLUME_MOUNT,
         "dockerArgs": start,
         "env": [{"key": k, "value": v} for k, v in env.items()],
         "startSsh": True,
     }
-    if o.volume_id:
-        fields["networkVolumeId"] = o.volume_id
+    if options.volume_id:
+        fields["networkVolumeId"] = options.volume_id
         fields["dataCenterId"] = data_center
     return fields
 
@@ -277,74 +277,74 @@ class Placement:
     list_price: float | None  # the catalog's on-demand USD per hour
 
 
-def place(api: runpod_client.Api, o: LaunchOptions) -> Placement:
+def place(api: runpod_client.Api, options: LaunchOptions) -> Placement:
     """Where the pod can go, checked before anything is rented: the GPU type exists and has pods to
     rent, in the network volume's data center when there is one (else the data centers that have it)."""
-    cloud = cloud_type(o)
+    cloud = cloud_type(options)
     data_center = None
-    if o.volume_id:
-        data_center = api.network_volume(o.volume_id).get("dataCenter")
-    gpu = api.gpu_type(o.gpu, cloud)
+    if options.volume_id:
+        data_center = api.network_volume(options.volume_id).get("dataCenter")
+    gpu = api.gpu_type(options.gpu, cloud)
     offered = runpod_client.data_centers_with(gpu)
     where = ", ".join(f"{dc} ({level})" for dc, level in offered) or "none right now"
     if data_center and data_center not in {dc for dc, _ in offered}:
-        raise UserError(f"--gpu {o.gpu!r}: not offered in {data_center}, the data center of network volume "
-                        f"{o.volume_id} ({cloud} cloud); data centers that have it: {where}. Pick another --gpu, "
+        raise UserError(f"--gpu {options.gpu!r}: not offered in {data_center}, the data center of network volume "
+                        f"{options.volume_id} ({cloud} cloud); data centers that have it: {where}. Pick another --gpu, "
                         "or a volume in one of those")
     if not offered:
-        raise UserError(f"--gpu {o.gpu!r}: no pods to rent in {cloud} cloud right now (RunPod's catalog); "
+        raise UserError(f"--gpu {options.gpu!r}: no pods to rent in {cloud} cloud right now (RunPod's catalog); "
                         "try another --gpu or later")
     return Placement(data_center, runpod_client.list_price(gpu, cloud))
 
 
-def rent(api: runpod_client.Api, o: LaunchOptions, checked: Checked, run_id: str, out):
+def rent(api: runpod_client.Api, options: LaunchOptions, checked: Checked, run_id: str, out):
     """Place and create the pod: (pod as RunPod answered, what kind it is, where it went). Spot first
     when asked; SpotUnavailable when none can be had and no --fallback-on-demand."""
-    placement = place(api, o)
-    if o.spot:
+    placement = place(api, options)
+    if options.spot:
         try:
-            pod = api.create_spot(spot_input(o, pod_env(o, checked, run_id, o.bid), placement.data_center,
+            pod = api.create_spot(spot_input(options, pod_env(options, checked, run_id, options.bid), placement.data_center,
                                              checked.start_command))
-            return pod, f"spot, bid ${o.bid:g}/GPU-hour", placement
+            return pod, f"spot, bid ${options.bid:g}/GPU-hour", placement
         except runpod_client.SpotUnavailable as unavailable:
-            if not o.fallback_on_demand:
+            if not options.fallback_on_demand:
                 raise runpod_client.SpotUnavailable(
                     f"{unavailable}: nothing was rented. Add --fallback-on-demand to launch on-demand "
                     f"instead{_at(placement.list_price)}") from None
             print(f"{unavailable}; --fallback-on-demand: launching on-demand{_at(placement.list_price)}", file=out)
-    pod = api.create_pod(pod_request(o, pod_env(o, checked, run_id, placement.list_price), placement.data_center,
+    pod = api.create_pod(pod_request(options, pod_env(options, checked, run_id, placement.list_price), placement.data_center,
                                      checked.start_command))
-    return pod, "on-demand (spot could not be had)" if o.spot else "on-demand", placement
+    return pod, "on-demand (spot could not be had)" if options.spot else "on-demand", placement
 
 
-def launch(git: Git, o: LaunchOptions, out) -> int:
-    o.wandb_entity = o.wandb_entity or os.environ.get("WANDB_ENTITY") or None
-    checked = check(git, o)
+def launch(git: Git, options: LaunchOptions, out) -> int:
+    options.wandb_entity = options.wandb_entity or os.environ.get("WANDB_ENTITY") or None
+    checked = check(git, options)
     for note in checked.notes:
         print(f"note: {note}", file=out)
-    run_id = f"{o.name}-{secrets.token_hex(4)}"
-    env = pod_env(o, checked, run_id)
+    run_id = f"{options.name}-{secrets.token_hex(4)}"
+    env = pod_env(options, checked, run_id)
     unsafe = [k for k, v in env.items() if _UNSAFE.search(v)]
-    if unsafe and o.spot:
+    if unsafe and options.spot:
         raise UserError(f"cannot send {', '.join(unsafe)}: a quote or backslash breaks the spot request")
-    if o.dry_run:
-        kind = f"spot, bid ${o.bid:g}/GPU-hour" if o.spot else "on-demand"
-        data_center = "<data center of the volume, looked up when sent>" if o.volume_id else None
-        print(f"dry run: nothing was sent. Experiment {o.name} @ {checked.commit[:7]}, {o.gpu}, {kind}:", file=out)
-        print(_show_request(o, env, data_center, checked.start_command), file=out)
-        print(f"W&B: {wandb_line(checked.config, o.wandb_entity, run_id)}", file=out)
-        return 0
+    if options.dry_run:
+        kind = f"spot, bid ${options.bid:g}/GPU-hour" if options.spot else "on-demand"
+        data_center = "<data center of the volume, looked up when sent>" if options.volume_id else None
+        print(f"dry run: nothing was sent. Experiment {options.name} @ {checked.commit[:7]}, {options.gpu}, {kind}:", file=out)
+        print(_show_request(options, env, data_center, checked.start_command), file=out)
+        print(f"W&B: {wandb_line(checked.config, options.wandb_entity, run_id)}", file=out)
+        return EXIT_OK
 
     api = runpod_client.connect()
-    existing = runpod_client.experiment_pods(api, o.name)
+    existing = runpod_client.experiment_pods(api, options.name)
     if existing:
         pod = existing[0]
-        raise UserError(f"experiment {o.name} already has pod {pod.get('id')} ({pod.get('status')}): "
-                        f"start it again in the RunPod console, or `stop {o.name} --terminate` it before a new launch")
-    pod, kind, placement = rent(api, o, checked, run_id, out)
+        raise UserError(f"experiment {options.name} already has pod {pod.get('id')} ({pod.get('status')}): "
+                        f"start it again in the RunPod console, or `stop {options.name} --terminate` it before a new launch")
+    pod, kind, placement = rent(api, options, checked, run_id, out)
     pod_id = pod.get("id")
     # The pod is rented from here on: its id is printed before anything else can fail.
-    print(f"pod {pod_id} launched for {o.name} @ {checked.commit[:7]}: {o.gpu}, {kind}", file=out, flush=True)
+    print(f"pod {pod_id} launched for {options.name} @ {checked.commit[:7]}: {options.gpu}, {kind}", file=out, flush=True)
     price = runpod_client.pod_rate(pod)
     if price is None:
         try:
@@ -355,10 +355,10 @@ def launch(git: Git, o: LaunchOptions, out) -> int:
     shown = _usd(price) if price is not None else f"{_usd(placement.list_price)} (list price; not billed yet)"
     print(f"  price   {shown}/h", file=out)
     print(f"  budget  {'no cap (budget_cap=0)' if not budget else _usd(budget) + ' (budget_cap)'}", file=out)
-    print(f"  W&B     {wandb_line(checked.config, o.wandb_entity, run_id)}", file=out)
-    print(f"  follow  python -m training.experiment status {o.name}", file=out)
-    print(f"  stop    python -m training.experiment stop {o.name}", file=out)
-    return 0
+    print(f"  W&B     {wandb_line(checked.config, options.wandb_entity, run_id)}", file=out)
+    print(f"  follow  python -m training.experiment status {options.name}", file=out)
+    print(f"  stop    python -m training.experiment stop {options.name}", file=out)
+    return EXIT_OK
 
 
 def _at(price: float | None) -> str:
@@ -369,8 +369,8 @@ def _usd(value) -> str:
     return f"${value:.2f}" if isinstance(value, (int, float)) else "unknown"
 
 
-def _show_request(o: LaunchOptions, env: dict[str, str], data_center: str | None, start: str) -> str:
-    if o.spot:
+def _show_request(options: LaunchOptions, env: dict[str, str], data_center: str | None, start: str) -> str:
+    if options.spot:
         return (f"POST $RUNPOD_API_BASE_URL/graphql (runpod.api.graphql.run_graphql_query):\n"
-                f"{runpod_client.spot_mutation(spot_input(o, env, data_center, start))}")
-    return f"POST $RUNPOD_API_BASE_URL/v2/pods\n{json.dumps(pod_request(o, env, data_center, start), indent=2)}"
+                f"{runpod_client.spot_mutation(spot_input(options, env, data_center, start))}")
+    return f"POST $RUNPOD_API_BASE_URL/v2/pods\n{json.dumps(pod_request(options, env, data_center, start), indent=2)}"

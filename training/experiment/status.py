@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 
-from training.errors import UserError
+from training.errors import EXIT_OK, UserError
 from training.experiment import runpod_client
 from training.experiment.names import experiment_of_pod, pod_name
 from training.experiment.runs import read_run
@@ -24,7 +24,7 @@ def status(name: str | None, outputs: str, has_branch, out) -> int:
         print(f"experiment {name}: no pod" if name else "no experiment pods (pods named exp-NAME)", file=out)
         if run is not None:
             print(f"  run files: {_run_summary(run)}", file=out)
-        return 0
+        return EXIT_OK
     table = []
     for pod in sorted(pods, key=lambda p: p.get("name") or ""):
         experiment = experiment_of_pod(pod.get("name"))
@@ -46,7 +46,7 @@ def status(name: str | None, outputs: str, has_branch, out) -> int:
     url = (run.status or {}).get("wandb_url") if name and run is not None else None
     if url:
         print(f"W&B: {url}", file=out)
-    return 0
+    return EXIT_OK
 
 
 def stop(name: str, terminate: bool, delete_data: bool, out) -> int:
@@ -71,7 +71,7 @@ def stop(name: str, terminate: bool, delete_data: bool, out) -> int:
         else:
             api.stop(pod_id)
             print(f"stopped pod {pod_id} ({name}): GPU billing stops, its volume is kept", file=out)
-    return 0
+    return EXIT_OK
 
 
 def _pod_volume_gb(pod: dict) -> int:
