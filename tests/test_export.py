@@ -43,7 +43,8 @@ def test_merged_model_transcribes_as_the_adapter(final, tmp_path):
     from safetensors.torch import load_file
     from transformers import AutoModelForImageTextToText, AutoProcessor
 
-    from training.inference import load_trained, saved_config
+    from training.inference import load_trained
+    from training.run_config import saved_config
 
     exact, half = tmp_path / "merged-fp32", tmp_path / "merged"
     for args in (["--dtype", "float32"], []):  # default: bfloat16

@@ -10,7 +10,8 @@ from transformers import StoppingCriteria
 from training.data.collator import END_OF_TURN, VisionChatCollator
 from training.data.sources import SyntheticSplit
 from training.generation import AUTO_BATCH_CPU, generation_batch_size, transcribe
-from training.inference import load_trained, saved_config
+from training.inference import load_trained
+from training.run_config import saved_config
 from training.scoring import scores
 
 
