@@ -29,13 +29,14 @@ RUN = ("max_steps=12", "save_steps=2", "eval_steps=4", "keep_best=1", "keep_rece
        "save_every_minutes=0")
 
 
-def start(output_dir, *extra: str, resume: bool = True) -> subprocess.Popen:
+def start(output_dir, *extra: str, resume: bool = True, env: dict | None = None) -> subprocess.Popen:
     args = [sys.executable, "training/train.py", "--config", QUICK_VAL, "--set", f"output_dir={output_dir}"]
     for override in RUN + extra:
         args += ["--set", override]
     if resume:
         args += ["--resume", "auto"]
-    return subprocess.Popen(args, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    return subprocess.Popen(args, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            env={**os.environ, **(env or {})})
 
 
 def losses_by_step(output_dir) -> dict[int, list[float]]:
@@ -61,13 +62,6 @@ def assert_same_run(output_dir, reference):
     assert all(torch.equal(ref[k], new[k]) for k in ref)
 
 
-def saving(output_dir) -> bool:
-    try:
-        return any(n.startswith(checkpoints.PREFIX) for n in os.listdir(os.path.join(output_dir, checkpoints.STAGING_DIR)))
-    except OSError:
-        return False
-
-
 @pytest.fixture(scope="module")
 def reference(tmp_path_factory):
     out = tmp_path_factory.mktemp("reference") / "run"
@@ -78,15 +72,20 @@ def reference(tmp_path_factory):
 
 
 def chaos(output_dir, kills: int, seed: int) -> list[str]:
-    """SIGKILL `kills` runs, alternately mid-save and at a random moment; then let it finish."""
+    """SIGKILL `kills` runs, alternately mid-save (paused by the save itself, before its manifest or
+    before its rename: training.checkpointing.checkpoints.pause_point) and at a random moment; then
+    let it finish."""
     rng = random.Random(seed)
     moments = []
     for attempt in range(kills):
-        process = start(output_dir)
         if attempt % 2 == 0:
-            caught = wait_for(lambda p=process: saving(output_dir) or p.poll() is not None, timeout=120, poll=0.001)
-            moments.append("mid-save" if caught and process.poll() is None else "missed")
+            point = ("manifest", "rename")[attempt // 2 % 2]
+            marker = f"{output_dir}.paused-{attempt}"
+            process = start(output_dir, env={checkpoints.PAUSE_ENV: f"{point}:{marker}"})
+            caught = wait_for(lambda p=process, m=marker: os.path.exists(m) or p.poll() is not None, timeout=240)
+            moments.append(f"mid-save:{point}" if caught and process.poll() is None else "missed")
         else:
+            process = start(output_dir)
             wait_for(lambda p=process: p.poll() is not None, timeout=rng.uniform(3.0, 9.0), poll=0.01)
             moments.append("random")
         if process.poll() is not None:  # finished before the kill
@@ -102,7 +101,7 @@ def chaos(output_dir, kills: int, seed: int) -> list[str]:
 def test_sigkill_at_random_moments_and_mid_save_then_resume_auto(tmp_path, reference):
     out = tmp_path / "run"
     moments = chaos(out, kills=6, seed=1)
-    assert "mid-save" in moments, moments
+    assert moments[0::2] == ["mid-save:manifest", "mid-save:rename", "mid-save:manifest"], moments
     assert_same_run(out, reference)
 
 

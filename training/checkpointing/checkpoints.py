@@ -28,6 +28,7 @@ import json
 import os
 import re
 import shutil
+import time
 from dataclasses import dataclass
 
 from training.checkpointing.save import discard, fsync_dir, fsync_tree, move_into_place
@@ -85,11 +86,30 @@ def write_manifest(directory: str, step: int) -> None:
     os.replace(temporary, os.path.join(directory, MARKER_FILE))
 
 
+# For the kill tests, and only them: HARNESS_PAUSE_AT=<point>:<marker file> makes the first save
+# that reaches <point> create the marker and wait there, so a test can SIGKILL it at exactly that
+# moment instead of polling for it. Points: "manifest" (files written, no manifest yet) and
+# "rename" (complete under .staging/, not yet in place).
+PAUSE_ENV = "HARNESS_PAUSE_AT"
+PAUSE_SECONDS = 120  # then the save goes on: a forgotten variable costs time, never a checkpoint
+
+
+def pause_point(point: str) -> None:
+    wanted, _, marker = os.environ.get(PAUSE_ENV, "").partition(":")
+    if wanted != point or not marker or os.path.exists(marker):
+        return
+    with open(marker, "w", encoding="utf-8") as out:
+        out.write(str(os.getpid()))
+    time.sleep(PAUSE_SECONDS)
+
+
 def publish(staging: str, output_dir: str, step: int) -> str:
     """Make the fully written `staging` checkpoint visible as output_dir/checkpoint-<step>."""
     fsync_tree(staging)
+    pause_point("manifest")
     write_manifest(staging, step)
     fsync_dir(staging)
+    pause_point("rename")
     target = os.path.join(output_dir, checkpoint_name(step))
     # Saved again at the same step (e.g. after a resume): the old one is replaced.
     move_into_place(staging, target, os.path.join(output_dir, STAGING_DIR))
