@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import QUICK_VAL, REPO
+from conftest import QUICK_VAL, REPO, wait_for
 from fake_servers import FakeServer, failing_first, git_http, runpod_api, stop_requests
 from training import errors, retry
 from training.experiment.launch import start_command
@@ -198,12 +198,10 @@ def stop(process: subprocess.Popen) -> None:
             process.wait()
 
 
-def wait_for(path: Path, process: subprocess.Popen, timeout: float = 180) -> None:
-    deadline = time.monotonic() + timeout
-    while not path.exists():
-        assert process.poll() is None, f"setup_pod.sh exited ({process.returncode}) before {path} appeared"
-        assert time.monotonic() < deadline, f"{path} did not appear within {timeout}s"
-        time.sleep(0.2)
+def wait_for_file(path: Path, process: subprocess.Popen, timeout: float = 180) -> None:
+    wait_for(lambda: path.exists() or process.poll() is not None, timeout=timeout, poll=0.2)
+    assert path.exists(), (f"setup_pod.sh exited ({process.returncode}) before {path} appeared"
+                           if process.poll() is not None else f"{path} did not appear within {timeout}s")
 
 
 def preempt_at_checkpoint_5(env: dict, volume: Path, output: Path, timeout: float = 90) -> int:
@@ -212,7 +210,7 @@ def preempt_at_checkpoint_5(env: dict, volume: Path, output: Path, timeout: floa
         process = subprocess.Popen(["bash", str(SCRIPT)], cwd=volume.parent, env=env, stdout=sink,
                                    stderr=subprocess.STDOUT)
         try:
-            wait_for(volume / LONG_OUTPUT / "checkpoint-5" / "trainer_state.json", process)
+            wait_for_file(volume / LONG_OUTPUT / "checkpoint-5" / "trainer_state.json", process)
             process.send_signal(signal.SIGTERM)
             return process.wait(timeout=timeout)
         finally:
@@ -439,10 +437,9 @@ def test_without_auto_stop_a_pod_parks_instead_of_exiting(origin, tmp_path):
     with open(tmp_path / "out.txt", "w") as sink:
         process = subprocess.Popen(["bash", str(SCRIPT)], cwd=tmp_path, env=env, stdout=sink, stderr=subprocess.STDOUT)
         try:
-            deadline = time.monotonic() + 60
-            while "stays up" not in (tmp_path / "out.txt").read_text():
-                assert process.poll() is None and time.monotonic() < deadline, (tmp_path / "out.txt").read_text()
-                time.sleep(0.2)
+            wait_for(lambda: "stays up" in (tmp_path / "out.txt").read_text() or process.poll() is not None,
+                     timeout=60, poll=0.2)
+            assert "stays up" in (tmp_path / "out.txt").read_text(), (tmp_path / "out.txt").read_text()
             time.sleep(0.5)
             assert process.poll() is None
             process.send_signal(signal.SIGTERM)
@@ -510,7 +507,7 @@ def test_two_nodes_sharing_a_volume_stop_together_and_resume(origin, tmp_path):
     out = volume / CHECKPOINTS
 
     def preempt_node_1(nodes):  # node 0 must stop at the same step
-        wait_for(out / "metrics.jsonl", nodes[0])
+        wait_for_file(out / "metrics.jsonl", nodes[0])
         nodes[1].send_signal(signal.SIGTERM)
 
     codes, first = run_nodes(volume, origin, tmp_path, interrupt=preempt_node_1)
