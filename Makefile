@@ -6,6 +6,8 @@
 # The environment is rebuilt only when pyproject.toml or scripts/install.sh change.
 PYTHON_VENV := .venv/bin/python
 STAMP := .venv/.installed-dev
+# The venv's tools (ruff, shellcheck, torchrun) on PATH, as an activated venv would have them.
+export PATH := $(CURDIR)/.venv/bin:$(PATH)
 
 .PHONY: setup quickval test
 setup: $(STAMP)

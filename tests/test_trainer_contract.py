@@ -26,6 +26,8 @@ PRIVATE_APIS = {
                                                  "CPU ranks under torchrun; a new learning_rate rebased on resume"),
     (Trainer, "_load_from_checkpoint"): (("resume_from_checkpoint", "model"),
                                          "final/ from the last checkpoint without a step past max_steps"),
+    (Trainer, "_save_optimizer_and_scheduler"): (("output_dir",),
+                                                 "a SIGTERM save publishes without the optimizer state, added after"),
     (torch.optim.lr_scheduler.LRScheduler, "_last_lr"): ((), "what get_last_lr() returns after a rebase"),
 }
 
@@ -36,6 +38,7 @@ CALLED_FROM = {
     "_save_checkpoint": "_maybe_log_save_evaluate",
     "_load_optimizer_and_scheduler": "_prepare_for_training",
     "_load_from_checkpoint": "train",
+    "_save_optimizer_and_scheduler": "_save_checkpoint",
 }
 
 # Private-looking names that are documented public API of their owner.
@@ -77,7 +80,8 @@ def private_names_used(path: Path) -> set[str]:
                         continue  # an override: checked below, from the Trainer's side
                     own.add(item.name)
         elif isinstance(node, (ast.Assign, ast.AnnAssign)):
-            for target in node.targets if isinstance(node, ast.Assign) else [node.target]:
+            targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+            for target in [e for t in targets for e in (t.elts if isinstance(t, ast.Tuple) else [t])]:
                 if isinstance(target, ast.Attribute) and ast.unparse(target.value) == "self":
                     own.add(target.attr)
     used = set()
