@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from wandb_records import history, of_type
 
-from conftest import train, train_here
+from conftest import train, train_here, wait_for
 from training.checkpointing import checkpoints
 from training.checkpointing.state import HarnessState
 from training.metrics_log import read_events
@@ -21,7 +21,10 @@ SHORT = ("max_steps=4", "eval_steps=2", "save_steps=2", "logging_steps=1", "eval
 
 
 def run_files(output_dir: Path) -> list[Path]:
-    return sorted(output_dir.glob("wandb/offline-run-*/run-*.wandb"))
+    files = sorted(output_dir.glob("wandb/offline-run-*/run-*.wandb"))
+    for file in files:  # wandb's writer process may still be flushing the run's last records
+        wait_for(lambda f=file: of_type(f, "exit"), timeout=30, poll=0.2)
+    return files
 
 
 @pytest.fixture

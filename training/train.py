@@ -127,19 +127,19 @@ def run(config: TrainingConfig, backend: str, resume: str | None, signals: StopS
         print(f"error: {error}", file=sys.stderr)
         return EXIT_BUDGET
     tracker = Tracker.start(config, start.state, backend, gpu_info()) if main_rank else None
-    splits = load_data(config)
-    loaded = load_model(config, backend)
-    log_model(config, loaded)
-    train_set, eval_set = screened_data(config, splits, loaded.processor.tokenizer, tracker)
-    callbacks = [BudgetCallback(meter, config.budget_action, outcome, alert=tracker.alert if tracker else None),
-                 StopAndSaveCallback(signals, config.save_every_minutes)]
-    trainer = build_trainer(config, backend, loaded, train_set, eval_set, start, meter, tracker, outcome, callbacks)
-    report = StatusReport(config, trainer, meter, start.state, tracker)
-    if main_rank:
-        write_config(config, config.output_dir)
-    report("running")
     code = EXIT_USER_ERROR  # replaced below unless training raises
-    try:
+    try:  # from here on, whatever happens, the W&B run is finished and the ledger saved
+        splits = load_data(config)
+        loaded = load_model(config, backend)
+        log_model(config, loaded)
+        train_set, eval_set = screened_data(config, splits, loaded.processor.tokenizer, tracker)
+        callbacks = [BudgetCallback(meter, config.budget_action, outcome, alert=tracker.alert if tracker else None),
+                     StopAndSaveCallback(signals, config.save_every_minutes)]
+        trainer = build_trainer(config, backend, loaded, train_set, eval_set, start, meter, tracker, outcome, callbacks)
+        report = StatusReport(config, trainer, meter, start.state, tracker)
+        if main_rank:
+            write_config(config, config.output_dir)
+        report("running")
         try:
             train_or_finish(trainer, start, config)
         except Preempted:  # before the first step: nothing to save, main() says so
