@@ -82,6 +82,15 @@ def pod_pricing(value: str | None) -> str:
     return value
 
 
+def usd_rate(raw: str) -> float | None:
+    """A rate given in the environment as a finite number of USD >= 0, else None."""
+    try:
+        value = float(raw)
+    except ValueError:
+        return None
+    return value if math.isfinite(value) and value >= 0 else None
+
+
 def pod_rate(environ=os.environ) -> Rate | None:
     """What this RunPod pod bills, USD per hour for all its GPUs: its own rate (`cost`) read from
     RunPod's API with RUNPOD_POD_ID and RUNPOD_API_KEY, else POD_HOURLY_RATE (the price `launch` got
@@ -101,11 +110,8 @@ def pod_rate(environ=os.environ) -> Rate | None:
     raw = environ.get(POD_RATE_ENV, "").strip()
     if not raw:
         return None
-    try:
-        value = float(raw)
-    except ValueError:
-        value = -1.0
-    if not value >= 0:
+    value = usd_rate(raw)
+    if value is None:
         raise UserError(f"{POD_RATE_ENV}={raw!r}: must be the pod's USD per hour >= 0 (launch sets it)")
     return Rate(value, f"{POD_RATE_ENV}={value} (the price launch got)")
 
@@ -120,11 +126,8 @@ def hourly_rate(gpu_name: str | None, gpu_count: int, config_rate: float, env_ra
     if config_rate >= 0:
         return Rate(config_rate * count, f"gpu_hourly_rate={config_rate} x {count}")
     if env_rate:
-        try:
-            value = float(env_rate)
-        except ValueError:
-            value = -1.0
-        if not math.isfinite(value) or value < 0:
+        value = usd_rate(env_rate)
+        if value is None:
             raise ValueError(f"GPU_HOURLY_RATE={env_rate!r}: must be a number of USD per GPU-hour >= 0")
         return Rate(value * count, f"GPU_HOURLY_RATE={value} x {count}")
     if pod is not None:
