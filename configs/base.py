@@ -101,7 +101,7 @@ class TrainingConfig:
     # an evaluation); -1 = every eval sample, 0 = no CER/WER, eval_loss only.
     eval_generate_samples: int = 64
     # Images transcribed at once at each evaluation (under torchrun each rank transcribes its share);
-    # -1 = 16 on a GPU, 8 on CPU. A batch ends as soon as its last sequence has, so a larger one is
+    # -1 = 16 on a GPU, 64 on CPU. A batch ends as soon as its last sequence has, so a larger one is
     # faster until its KV cache no longer fits in GPU memory; it changes no score.
     eval_generate_batch_size: int = -1
     # Highest-loss eval samples shown at each evaluation (W&B table and output_dir/worst_samples/).

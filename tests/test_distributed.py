@@ -121,3 +121,30 @@ def test_sigterm_on_one_rank_stops_both_with_one_checkpoint(tmp_path):
     # one GPU-hour rate per rank: a CPU rank counts as one device when a rate is given
     ledger = json.loads((out / "cost_ledger.json").read_text())
     assert [s["usd_per_hour"] for s in ledger["sessions"]] == [7200.0]
+
+
+def test_a_stop_during_one_ranks_transcription_stops_both(tmp_path):
+    """Rank 0 is cut short mid-transcription while rank 1 transcribes its share to the end: both
+    must meet in the same collective (not rank 1 in the gather, rank 0 in the stop agreement)."""
+    out = tmp_path / "run"
+    process = torchrun(out, "max_steps=400", "save_steps=1000", "eval_steps=4", "eval_generate_samples=4",
+                       "eval_generate_batch_size=1", "max_new_tokens=256")
+    seen = []
+    for line in process.stdout:  # the untrained stand-in transcribes to max_new_tokens: seconds
+        seen.append(line)
+        if "transcribing 4 eval samples at step 4" in line:
+            os.kill(rank_pid(process, 0), signal.SIGTERM)
+            break
+    try:
+        output = "".join(seen) + process.communicate(timeout=120)[0]
+    except subprocess.TimeoutExpired:  # the ranks hang in mismatched collectives
+        for rank in (0, 1):
+            os.kill(rank_pid(process, rank), signal.SIGKILL)
+        process.kill()
+        raise
+    status = read_status(str(out))
+    assert status["status"] == "preempted" and status["exit_code"] == 143, output
+    assert "evaluation at step 4 cut short by SIGTERM" in output
+    complete, _ = checkpoints.scan(str(out))
+    assert [c.step for c in complete] == [4]
+    assert {"rng_state_0.pth", "rng_state_1.pth"} <= set(os.listdir(complete[0].path))

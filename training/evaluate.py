@@ -74,6 +74,7 @@ def evaluate(args: argparse.Namespace) -> int:
 
     from transformers.utils import logging as hf_logging
 
+    from training.data.batch_reading import read_batch
     from training.data.collator import VisionChatCollator
     from training.data.sources import load_split, take
     from training.scoring import evaluate_samples
@@ -85,7 +86,7 @@ def evaluate(args: argparse.Namespace) -> int:
     log.info("scoring %s on %d %s samples of %s (backend %s)", model_dir, len(split), args.split,
              config.dataset_name, backend)
     started = time.monotonic()
-    samples = [split[i] for i in range(len(split))]
+    samples = read_batch(split.__getitem__, range(len(split)))
     metrics, results = evaluate_samples(loaded.model, collator, samples, config.max_new_tokens, args.batch_size)
     seconds = time.monotonic() - started
 

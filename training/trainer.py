@@ -18,6 +18,7 @@ from training.backends import optimizer_name
 from training.checkpointing import checkpoints
 from training.checkpointing.retention import checkpoints_to_delete
 from training.checkpointing.state import HarnessState
+from training.data.batch_reading import read_batch
 from training.eval_loss import best_after, usable
 from training.generation import generation_batch_size, transcribe
 from training.modeling import compute_dtype, eval_logits, inference_mode
@@ -144,18 +145,15 @@ class HarnessTrainer(Trainer):
         count = len(dataset) if self.config.eval_generate_samples < 0 else min(self.config.eval_generate_samples, len(dataset))
         log.info("transcribing %d eval samples at step %d", count, self.state.global_step)
         indices = distributed.my_share(count)
-        samples = [dataset[i] for i in indices]
-        batch_size = generation_batch_size(self.config.eval_generate_batch_size, self.args.device.type == "cuda")
-        with inference_mode(self.model, self.backend):
-            predictions = transcribe(self.model, self.data_collator, [s["image"] for s in samples],
-                                     self.config.max_new_tokens, batch_size, self.stop_requested)
-        if len(eval_losses) == len(dataset) and not any(math.isnan(eval_losses[i]) for i in indices):
-            losses = [eval_losses[i] for i in indices]
-        else:
-            log.warning("per-sample losses were not in the eval pass: a second forward pass computes them")
-            losses = sample_losses(self.model, self.data_collator, samples, self.args.per_device_eval_batch_size,
-                                   self.stop_requested)
-        shares = distributed.gather_on_main(list(zip(indices, sample_results(samples, predictions, losses))))
+        samples = read_batch(dataset.__getitem__, indices)
+        try:
+            results = self.my_results(samples, indices, eval_losses)
+        except EvaluationStopped:
+            results = None
+        # A rank cut short must not wait in the other collective while the rest gather: all agree first.
+        if distributed.any_rank([results is None])[0]:
+            raise EvaluationStopped
+        shares = distributed.gather_on_main(list(zip(indices, results)))
         if shares is None:
             return {}
         ordered = sorted((pair for share in shares for pair in share), key=lambda pair: pair[0])
@@ -168,6 +166,20 @@ class HarnessTrainer(Trainer):
             if self.tracker is not None:
                 self.tracker.worst_samples(self.state.global_step, chosen, images)
         return score_results(results)
+
+    def my_results(self, samples: list[dict], indices, eval_losses: list[float]) -> list:
+        """This rank's share transcribed, with each sample's loss; EvaluationStopped on a stop signal."""
+        batch_size = generation_batch_size(self.config.eval_generate_batch_size, self.args.device.type == "cuda")
+        with inference_mode(self.model, self.backend):
+            predictions = transcribe(self.model, self.data_collator, [s["image"] for s in samples],
+                                     self.config.max_new_tokens, batch_size, self.stop_requested)
+        if len(eval_losses) == len(self.eval_dataset) and not any(math.isnan(eval_losses[i]) for i in indices):
+            losses = [eval_losses[i] for i in indices]
+        else:
+            log.warning("per-sample losses were not in the eval pass: a second forward pass computes them")
+            losses = sample_losses(self.model, self.data_collator, samples, self.args.per_device_eval_batch_size,
+                                   self.stop_requested)
+        return sample_results(samples, predictions, losses)
 
     def stop_requested(self) -> str | None:
         """The stop signal's name once one arrived (checked between eval batches and generated tokens)."""
@@ -186,8 +198,9 @@ class HarnessTrainer(Trainer):
             metrics, cut = super().evaluate(*args, **kwargs), False
         except EvaluationStopped:
             metrics, cut = {}, True
-        # Rank 0 alone transcribes, and may be cut short while the others wait: agree once more.
-        if distributed.any_rank([cut])[0]:
+        # Every rank is cut at the same point: the eval batches (prediction_step) and the
+        # transcriptions (transcription_metrics) each agree on a stop across ranks.
+        if cut:
             self.outcome.stop_signal(ANOTHER_RANK)  # kept as it is where this rank got the signal itself
             log.info("evaluation at step %d cut short by %s: not recorded; saving a checkpoint at this step",
                      step, self.outcome.signal)

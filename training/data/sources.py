@@ -15,6 +15,7 @@ from pathlib import Path
 
 from configs.base import SYNTHETIC_DATASET, TrainingConfig
 from training.data import synthetic
+from training.data.batch_reading import BatchReads
 from training.errors import UserError
 from training.hub import is_local_path
 
@@ -32,7 +33,7 @@ def dataset_kind(name: str) -> str:
     return "hub"
 
 
-class SyntheticSplit:
+class SyntheticSplit(BatchReads):
     def __init__(self, split: str, size: int):
         self.split, self.size = split, size
 
@@ -57,7 +58,7 @@ def _render(split: str, index: int):
     return synthetic.render_header(record, SYNTHETIC_SEED, split, index), record.transcription()
 
 
-class TableSplit:
+class TableSplit(BatchReads):
     """Rows of a `datasets.Dataset`; the image column may hold images, paths or bytes."""
 
     def __init__(self, table, image_column: str, text_column: str, name: str, root: Path | None = None):
@@ -86,7 +87,7 @@ class TableSplit:
         return f"{value} (row {index})" if isinstance(value, str) and value else f"{self.name}/{index}"
 
 
-class Screened:
+class Screened(BatchReads):
     """The usable samples of a split, in their order (training.data.screening)."""
 
     def __init__(self, base, rows: list[int]):
@@ -111,7 +112,7 @@ def _as_image(value, root: Path | None):
     return value.convert("RGB")
 
 
-class Subset:
+class Subset(BatchReads):
     def __init__(self, base, size: int):
         self.base, self.size = base, size
 

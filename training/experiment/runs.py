@@ -91,7 +91,7 @@ class Run:
 
 def read_run(directory: str) -> Run | None:
     """The run in `directory`, or None when it holds none of a run's files."""
-    config = _read_json(os.path.join(directory, CONFIG_FILE)) or _read_json(os.path.join(directory, "final", CONFIG_FILE))
+    config = read_json(os.path.join(directory, CONFIG_FILE)) or read_json(os.path.join(directory, "final", CONFIG_FILE))
     status = read_status(directory)
     if config is None and status is None and not os.path.exists(os.path.join(directory, METRICS_FILE)):
         return None
@@ -105,7 +105,8 @@ def read_runs(root: str) -> list[Run]:
     return [run for run in runs if run is not None]
 
 
-def _read_json(path: str):
+def read_json(path: str):
+    """The JSON in `path`, or None where it is missing, unreadable or torn."""
     try:
         with open(path, encoding="utf-8") as source:
             return json.load(source)
