@@ -30,7 +30,9 @@ if [ "$MODE" = torch-choice ]; then
 fi
 
 [ -x "$VENV/bin/python" ] || "$PYTHON" -m venv "$VENV"
-pip_install() { "$VENV/bin/python" -m pip install --disable-pip-version-check "$@"; }
+# No pip cache: the venv is the copy that is kept, and a cached torch with its CUDA libraries would
+# take as much disk again (a pod's container disk, a nearly full CI machine).
+pip_install() { "$VENV/bin/python" -m pip install --disable-pip-version-check --no-cache-dir "$@"; }
 
 echo "[install] $MODE environment in $VENV"
 pip_install -q --upgrade pip

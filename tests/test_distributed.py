@@ -61,8 +61,8 @@ def rank_pid(launcher: subprocess.Popen, rank: int) -> int:
 
 
 @pytest.fixture(scope="module")
-def reference(tmp_path_factory):
-    out = tmp_path_factory.mktemp("ddp-reference") / "run"
+def reference(module_mktemp):
+    out = module_mktemp("ddp-reference") / "run"
     process = torchrun(out)
     output = finish(process)
     assert process.returncode == 0, output

@@ -11,8 +11,8 @@ from conftest import run_cli, train_here
 
 
 @pytest.fixture(scope="module")
-def trained(tmp_path_factory):
-    out = tmp_path_factory.mktemp("evaluate") / "run"
+def trained(module_mktemp):
+    out = module_mktemp("evaluate") / "run"
     result = train_here(out, "max_steps=4", "eval_steps=100", "save_steps=2", "eval_generate_samples=0")
     assert result.returncode == 0, result.stdout + result.stderr
     return out

@@ -22,9 +22,9 @@ SMALL = ["max_steps=6", "eval_steps=2", "save_steps=3", "train_subset=24", "eval
 
 
 @pytest.fixture(scope="module")
-def runs_root(tmp_path_factory, offline_env):
+def runs_root(module_mktemp, offline_env):
     """Three finished quick_val runs that differ in learning_rate, trained side by side."""
-    root = tmp_path_factory.mktemp("compare") / "checkpoints"
+    root = module_mktemp("compare") / "checkpoints"
     jobs = {}
     for name, lr in RUNS.items():
         overrides = [f"output_dir={root / name}", f"experiment_name={name}", f"learning_rate={lr}", *SMALL]

@@ -28,8 +28,8 @@ SECRETS = ["--wandb-secret", "wandb_key", "--hf-secret", "hf_token", "--git-secr
 
 
 @pytest.fixture(scope="module")
-def repo(tmp_path_factory):
-    work = make_repo(tmp_path_factory.mktemp("launch"), tree_files())
+def repo(module_mktemp):
+    work = make_repo(module_mktemp("launch"), tree_files())
     assert experiment(work, "new", "lr-1e4", "--set", "learning_rate=1e-4").returncode == 0
     git(work, "push", "-q", "origin", "lr-1e4")
     return work

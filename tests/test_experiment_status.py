@@ -12,8 +12,8 @@ from fake_runpod import API_KEY, FakeRunPod
 
 
 @pytest.fixture(scope="module")
-def repo(tmp_path_factory):
-    work = make_repo(tmp_path_factory.mktemp("status"), tree_files())
+def repo(module_mktemp):
+    work = make_repo(module_mktemp("status"), tree_files())
     git(work, "branch", "lr-1e4")
     return work
 

@@ -21,8 +21,8 @@ def cli(*args: str) -> tuple[int, str, str]:
 
 
 @pytest.fixture(scope="module")
-def final(tmp_path_factory):
-    out = tmp_path_factory.mktemp("export") / "run"
+def final(module_mktemp):
+    out = module_mktemp("export") / "run"
     run = train_here(out, "max_steps=2", "eval_steps=100", "save_steps=100", "eval_generate_samples=0")
     assert run.returncode == 0, run.stdout + run.stderr
     return out / "final"

@@ -31,8 +31,8 @@ class Clock:
 
 
 @pytest.fixture(scope="module")
-def repo(tmp_path_factory):
-    work = make_repo(tmp_path_factory.mktemp("fleet"), tree_files())
+def repo(module_mktemp):
+    work = make_repo(module_mktemp("fleet"), tree_files())
     made = experiment(work, "sweep", "s", "--grid", "learning_rate=1e-4,2e-4,3e-4,4e-4", "r=8,16")
     assert made.returncode == 0, made.stderr
     names = git(work, "branch", "--list", "s-*", "--format=%(refname:short)").split()

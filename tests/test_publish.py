@@ -33,10 +33,10 @@ def no_secret_in(text: str, where: str) -> None:
 
 
 @pytest.fixture(scope="module")
-def published(tmp_path_factory):
+def published(module_mktemp):
     """One finished run whose end-of-run upload fails (HF_TOKEN refused), then the printed retry
     command run with a good token while the Hub answers create-repo 503 once."""
-    tmp = tmp_path_factory.mktemp("publish")
+    tmp = module_mktemp("publish")
     out, hub = tmp / "run", HubRepos(TOKEN)
     with FakeServer(hub) as server:
         run = run_cli(["training/train.py", "--config", QUICK_VAL, "--set", f"output_dir={out}",

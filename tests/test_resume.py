@@ -63,8 +63,8 @@ def assert_same_run(output_dir, reference):
 
 
 @pytest.fixture(scope="module")
-def reference(tmp_path_factory):
-    out = tmp_path_factory.mktemp("reference") / "run"
+def reference(module_mktemp):
+    out = module_mktemp("reference") / "run"
     process = start(out, resume=False)
     output, _ = process.communicate(timeout=300)
     assert process.returncode == 0, output

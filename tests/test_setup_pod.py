@@ -60,10 +60,10 @@ def git(*args: str, cwd: Path) -> str:
 
 
 @pytest.fixture(scope="module")
-def origin(tmp_path_factory) -> Path:
+def origin(module_mktemp) -> Path:
     """A bare repository whose BRANCH holds this working tree as it is (uncommitted work included)
     plus BRANCH_CONFIGS."""
-    root = tmp_path_factory.mktemp("git-host")
+    root = module_mktemp("git-host")
     work = root / "work"
     listed = git("ls-files", "-z", "--cached", "--others", "--exclude-standard", cwd=REPO).split("\0")
     for name in filter(None, listed):
@@ -116,9 +116,9 @@ def autostop(server: FakeServer) -> dict:
 # --- a finished run ----------------------------------------------------------------------------
 
 @pytest.fixture(scope="module")
-def finished(origin, tmp_path_factory):
+def finished(origin, module_mktemp):
     """quick_val through the pod's real start command, as a launched pod runs it."""
-    volume, cwd = tmp_path_factory.mktemp("volume"), tmp_path_factory.mktemp("cwd")
+    volume, cwd = module_mktemp("volume"), module_mktemp("cwd")
     with FakeServer(runpod_api) as runpod, open(cwd / "out.txt", "w") as sink:
         process = subprocess.Popen(start_argv(), cwd=cwd, env=pod_env(volume, origin, **autostop(runpod)),
                                    stdout=sink, stderr=subprocess.STDOUT)
@@ -218,10 +218,10 @@ def preempt_at_checkpoint_5(env: dict, volume: Path, output: Path, timeout: floa
 
 
 @pytest.fixture(scope="module")
-def preempted(origin, tmp_path_factory):
+def preempted(origin, module_mktemp):
     """A run of pod_long killed by SIGTERM (as RunPod preempts) once its first checkpoint is saved."""
-    volume = tmp_path_factory.mktemp("volume")
-    output = tmp_path_factory.mktemp("out") / "first.txt"
+    volume = module_mktemp("volume")
+    output = module_mktemp("out") / "first.txt"
     with FakeServer(runpod_api) as runpod:
         env = pod_env(volume, origin, CONFIG_PATH="configs/experiments/pod_long.py", **autostop(runpod))
         returncode = preempt_at_checkpoint_5(env, volume, output)
@@ -239,12 +239,12 @@ def test_preempted_run_exits_143_and_does_not_stop_the_pod(preempted):
 
 
 @pytest.fixture(scope="module")
-def restarted(preempted, origin, tmp_path_factory):
+def restarted(preempted, origin, module_mktemp):
     """The same pod started again, after a new commit landed on the branch: the pod keeps training
     the commit it was launched with (GIT_COMMIT)."""
     volume, *_, checkpoints = preempted
     launched = git("rev-parse", BRANCH, cwd=origin)
-    work = tmp_path_factory.mktemp("push")
+    work = module_mktemp("push")
     git("clone", "-q", "--branch", BRANCH, str(origin), str(work / "c"), cwd=work)
     (work / "c" / "NOTES.md").write_text("a commit pushed while the pod was down\n")
     git("add", "NOTES.md", cwd=work / "c")

@@ -13,8 +13,8 @@ from training.metrics_log import read_events
 
 
 @pytest.fixture(scope="module")
-def quick_run(tmp_path_factory):
-    out = tmp_path_factory.mktemp("quick") / "run"
+def quick_run(module_mktemp):
+    out = module_mktemp("quick") / "run"
     result = train(out)
     assert result.returncode == 0, result.stdout + result.stderr
     return out, result

@@ -33,7 +33,7 @@ VOLUME_MOUNT = "/runpod_volume"
 # USD per hour for the whole pod as launch priced it (the catalog's list price, or the spot bid):
 # training.cost's fallback when the pod cannot read its own rate from RunPod's API.
 POD_RATE_ENV = "POD_HOURLY_RATE"
-CONTAINER_DISK_GB = 40  # the clone, pip's cache and the environment setup_pod.sh installs
+CONTAINER_DISK_GB = 40  # the image and the install's temporary files (pip keeps no cache; the venv is on the volume)
 # Without --volume-id the run writes to a pod volume: it survives stop and spot preemption, and is
 # deleted with the pod on terminate.
 POD_VOLUME_GB = 50
