@@ -28,6 +28,28 @@ OFFLINE_ENV = {
 }
 
 
+# What the suite holds on disk at once (one module's runs: ~45 MB measured), with room to spare.
+SUITE_PEAK_BYTES = 128 * 1024**2
+
+
+def pytest_sessionstart(session) -> None:
+    """A nearly full disk fails every test that trains with the same preflight error (13 of them
+    on CI once): say it once, before anything runs, exit 2."""
+    from configs.loader import load_config
+    from training import estimates
+    from training.backends import TRANSFORMERS
+    from training.preflight import nearest_existing
+
+    config = load_config(REPO / QUICK_VAL)
+    per_run = estimates.checkpoint_disk_bytes(config, estimates.model_shape(config.model_name), TRANSFORMERS)
+    where = nearest_existing(str(session.config.option.basetemp or tempfile.gettempdir()))
+    free = shutil.disk_usage(where).free
+    if free < per_run + SUITE_PEAK_BYTES:
+        pytest.exit(f"{where}: {estimates.gib(free)} free, the tests need about {estimates.gib(per_run + SUITE_PEAK_BYTES)} "
+                    f"(each run's disk check asks for {estimates.gib(per_run)}); free some space, or set TMPDIR "
+                    "or --basetemp to a larger disk", returncode=2)
+
+
 @pytest.fixture(scope="session", autouse=True)
 def offline_env(tmp_path_factory):
     """Every test and every CLI it starts runs offline, with one shared stand-in cache."""
