@@ -182,3 +182,16 @@ def test_preflight_checks_every_local_image_not_only_the_first_rows(tmp_path):
         (tmp_path / "train" / f"h{i}.png").unlink()
     check = check_dataset(config_for(tmp_path))
     assert not check.ok and "10 of 30 images listed in" in check.detail
+
+
+def test_a_bad_sample_of_a_held_out_split_is_named_by_its_own_file(tmp_path):
+    # The hold-out shuffles the rows (an index mapping over the table): the warning must name the
+    # file of the row that is bad, not the file at that position of the unshuffled table.
+    from training.data.screening import screen
+
+    write_imagefolder(tmp_path, "train", 20)
+    (tmp_path / "train" / "h7.png").unlink()
+    splits = load_splits(config_for(tmp_path, train_subset=-1, eval_subset=-1))
+    bad = [label for name in ("train", "eval")
+           for label, _ in screen(getattr(splits, name), name, len, max_target_tokens=0)[1]]
+    assert len(bad) == 1 and "h7.png" in bad[0], bad

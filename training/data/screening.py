@@ -21,21 +21,24 @@ SHOWN = 50  # bad samples named in the log, one line each; the rest are counted
 def screen(split, name: str, count_tokens: Callable[[str], int], max_target_tokens: int) -> tuple[list[int], list[tuple[str, str]]]:
     """(indices of the usable samples of `split`, [(sample, why)] for the others)."""
     kept, bad = [], []
+
+    def label(index: int) -> str:  # looked up for the bad samples only
+        return split.describe(index) if hasattr(split, "describe") else f"{name}/{index}"
+
     for index in range(len(split)):
-        label = split.describe(index) if hasattr(split, "describe") else f"{name}/{index}"
         try:
             sample = split[index]
         except FileNotFoundError as error:
-            bad.append((label, f"missing image ({error.filename or error})"))
+            bad.append((label(index), f"missing image ({error.filename or error})"))
             continue
         except Exception as error:  # PIL's UnidentifiedImageError, truncated files, bad bytes
-            bad.append((label, f"unreadable image ({type(error).__name__}: {error})"))
+            bad.append((label(index), f"unreadable image ({type(error).__name__}: {error})"))
             continue
         text = sample["text"]
         if text is None or not str(text).strip():
-            bad.append((label, "empty transcription"))
+            bad.append((label(index), "empty transcription"))
         elif max_target_tokens > 0 and (tokens := count_tokens(text)) > max_target_tokens:
-            bad.append((label, f"transcription of {tokens} tokens, longer than max_target_tokens={max_target_tokens}"))
+            bad.append((label(index), f"transcription of {tokens} tokens, longer than max_target_tokens={max_target_tokens}"))
         else:
             kept.append(index)
     return kept, bad

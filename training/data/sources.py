@@ -80,8 +80,10 @@ class TableSplit(BatchReads):
 
     def describe(self, index: int) -> str:
         """The sample as a user finds it: its file where there is one, else split/row."""
-        column = self.table.data.column(self.image_column) if hasattr(self.table, "data") else None
-        value = column[int(index)].as_py() if column is not None else None
+        # The arrow view reads the row without decoding its image, through the table's index mapping
+        # (a held-out split is a shuffled selection: its .data is the whole table, unshuffled).
+        row = self.table.select_columns([self.image_column]).with_format("arrow")[int(index)]
+        value = row.column(self.image_column)[0].as_py()
         if isinstance(value, dict):
             value = value.get("path")
         return f"{value} (row {index})" if isinstance(value, str) and value else f"{self.name}/{index}"
