@@ -9,12 +9,13 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator
 from contextlib import redirect_stderr, redirect_stdout
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+
+pytest_plugins = ["tmp_dirs"]  # module_mktemp
 
 REPO = Path(__file__).resolve().parent.parent
 QUICK_VAL = "configs/experiments/quick_val.py"
@@ -61,23 +62,6 @@ def offline_env(tmp_path_factory):
     yield cache
     os.environ.clear()
     os.environ.update(saved)
-
-
-@pytest.fixture(scope="module")
-def module_mktemp(request, tmp_path_factory) -> Iterator[Callable[[str], Path]]:
-    """mktemp for module-scoped fixtures. Their directories go when the module's tests are done,
-    unless one failed: pytest does the same for a passed test's tmp_path
-    (tmp_path_retention_policy = "failed"), so the suite holds one module's runs on disk at a time,
-    not all of them (hundreds of MB, which a nearly full CI disk did not have)."""
-    root = tmp_path_factory.mktemp(request.module.__name__.rpartition(".")[2])
-    failed_before = request.session.testsfailed
-
-    def mktemp(name: str) -> Path:
-        return Path(tempfile.mkdtemp(prefix=f"{name}-", dir=root))
-
-    yield mktemp
-    if request.session.testsfailed == failed_before:
-        shutil.rmtree(root, ignore_errors=True)
 
 
 def wait_for(predicate, timeout: float = 300, poll: float = 0.05) -> bool:

@@ -1,29 +1,60 @@
 """The suite's own disk use: a nearly full CI disk once failed it at 73%, every test's runs still on
-disk. A passed test's and a finished module's directories go as the suite goes."""
+disk. A passed test's and a finished module's directories go as the suite goes; a failed one's stay
+to be looked into."""
 
 from __future__ import annotations
 
+import textwrap
 from pathlib import Path
 
 import pytest
 
+pytest_plugins = ["pytester"]
 LEFT: dict[str, Path] = {}
 
 
-@pytest.fixture(scope="module")
-def module_run(module_mktemp) -> Path:
-    run = module_mktemp("run")
-    (run / "checkpoint.bin").write_bytes(bytes(1024))
-    return run
-
-
-def test_a_passing_test_writes_a_checkpoint(tmp_path, module_run):
+def test_a_passing_test_writes_a_checkpoint(tmp_path):
     (tmp_path / "checkpoint.bin").write_bytes(bytes(1024))
-    LEFT["test"], LEFT["module"] = tmp_path, module_run
+    LEFT["test"] = tmp_path
 
 
-def test_its_tmp_path_is_gone_once_it_passed_and_the_modules_stays_for_the_module():
+def test_its_tmp_path_is_gone_by_the_next_test():
     if "test" not in LEFT:
         pytest.skip("runs after test_a_passing_test_writes_a_checkpoint")
     assert not LEFT["test"].exists()
-    assert (LEFT["module"] / "checkpoint.bin").exists()
+
+
+# Two modules in an inner session with the suite's plugin: the first's module fixture writes a
+# checkpoint and records where; the second finds it gone, or kept when a test of the first failed.
+FIRST = """
+    from pathlib import Path
+    import pytest
+
+    @pytest.fixture(scope="module")
+    def run(module_mktemp):
+        path = module_mktemp("run")
+        (path / "checkpoint.bin").write_bytes(bytes(1024))
+        return path
+
+    def test_uses_the_run(run, pytestconfig):
+        Path(pytestconfig.rootpath, "where.txt").write_text(str(run))
+        assert run.exists()
+
+    def test_second(run):
+        assert {failing}
+"""
+SECOND = """
+    from pathlib import Path
+
+    def test_the_first_modules_run(pytestconfig):
+        run = Path(Path(pytestconfig.rootpath, "where.txt").read_text())
+        assert (run / "checkpoint.bin").exists() == {kept}
+"""
+
+
+@pytest.mark.parametrize("first_fails", [False, True])
+def test_a_module_fixtures_directory_goes_with_its_module_unless_a_test_failed(pytester, first_fails):
+    pytester.makepyfile(test_a=textwrap.dedent(FIRST.format(failing=not first_fails)),
+                        test_b=textwrap.dedent(SECOND.format(kept=first_fails)))
+    result = pytester.runpytest("-p", "tmp_dirs", "-p", "no:cacheprovider")
+    result.assert_outcomes(passed=2 if first_fails else 3, failed=1 if first_fails else 0)
