@@ -236,7 +236,7 @@ GPU_EXTRA_FIX = "install the GPU environment: bash scripts/install.sh gpu (unslo
 def backend_verdict(config: TrainingConfig, backend: str, has_cuda: bool, has_unsloth: bool,
                     has_bitsandbytes: bool) -> Check:
     """Whether `backend` can load the model as configured: 4 bits take Unsloth and bitsandbytes."""
-    from training.modeling import TRANSFORMERS, UNSLOTH, prequantized
+    from training.modeling import prequantized
 
     name = config.model_name
     quantized = prequantized(name)

@@ -236,7 +236,6 @@ def build_trainer(config, backend, loaded, train_set, eval_set, start, meter, tr
         cost_meter=meter,
         tracker=tracker,
         outcome=outcome,
-        urgent_saves=lambda: outcome.signal is not None,
     )
 
 

@@ -33,8 +33,6 @@ log = logging.getLogger("training")
 
 def mixed_precision(has_cuda: bool) -> dict[str, bool]:
     """The Trainer's bf16/fp16 flags: the dtype the model was loaded in (modeling.compute_dtype)."""
-    import torch
-
     dtype = compute_dtype(has_cuda)
     return {"bf16": dtype == torch.bfloat16, "fp16": dtype == torch.float16}
 
@@ -80,7 +78,7 @@ class HarnessTrainer(Trainer):
 
     def __init__(self, *args, config: TrainingConfig, harness_state: HarnessState, backend: str,
                  apply_new_learning_rate: bool = False, cost_meter=None, tracker=None,
-                 outcome: Outcome | None = None, urgent_saves=None, **kwargs):
+                 outcome: Outcome | None = None, **kwargs):
         super().__init__(*args, **kwargs)
         self.remove_callback(PrinterCallback)  # training.progress prints instead
         self.config = config
@@ -93,9 +91,7 @@ class HarnessTrainer(Trainer):
                                           * self.args.world_size)
         self.last_eval: tuple[int, float | None] = (-1, None)
         self.outcome = outcome or Outcome()  # why training stopped; early stopping sets it here
-        # Whether a save now must fit a stop signal's grace (optimizer state written last)
-        self.urgent_saves = urgent_saves or (lambda: False)
-        self._urgent_save = False
+        self._urgent_save = False  # the save under way must fit a stop signal's grace (optimizer state last)
         self._eval_losses: list | None = None  # during an evaluation: per-sample losses, batch by batch
         self._saving_into: str | None = None
 
@@ -298,7 +294,7 @@ class HarnessTrainer(Trainer):
         started = time.monotonic()
         # After a stop signal the save races RunPod's SIGKILL (5 s): the optimizer state, the
         # largest part, is written after everything a resume needs (see training.checkpointing.checkpoints).
-        self._urgent_save = self.urgent_saves() and not (self.is_deepspeed_enabled or self.is_fsdp_enabled)
+        self._urgent_save = self.stop_requested() is not None and not (self.is_deepspeed_enabled or self.is_fsdp_enabled)
         if self.args.should_save and os.path.exists(staging):
             shutil.rmtree(staging)  # left by a save that was killed at this same step
         self.accelerator.wait_for_everyone()
