@@ -15,6 +15,7 @@ from __future__ import annotations
 import sys
 from collections.abc import Mapping
 
+from training.console import report_problems
 from training.errors import EXIT_OK, EXIT_USER_ERROR, UserError
 
 DEFAULT_PORT = 29500  # torchrun's own default
@@ -76,9 +77,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         arguments = launcher(os.environ)
     except UserError as error:
-        for problem in error.problems:
-            print(f"error: {problem}", file=sys.stderr)
-        return EXIT_USER_ERROR
+        return report_problems(error.problems)
     for argument in arguments:
         print(argument)
     return EXIT_OK

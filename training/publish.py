@@ -19,6 +19,7 @@ import tempfile
 
 from configs.base import TrainingConfig
 from training.errors import UserError
+from training.experiment.configfile import SECRET_VARIABLES
 from training.hub import explain, hf_token
 from training.retry import NetworkCallFailed, call
 
@@ -26,7 +27,6 @@ log = logging.getLogger("training")
 
 CARD_FILE = "README.md"
 SCORES_FILE = "eval-test.json"  # what `evaluate.py --split test` writes beside the adapter
-SECRET_VARIABLES = ("HF_TOKEN", "WANDB_API_KEY", "GIT_TOKEN", "RUNPOD_API_KEY")
 TOKEN_PAGE = "https://huggingface.co/settings/tokens"
 
 
@@ -149,11 +149,11 @@ def redact_secrets(text: str) -> str:
     return redact(text, *(v for v in (os.environ.get(name, "") for name in SECRET_VARIABLES) if len(v) >= 8))
 
 
-def write_card(final_dir: str, repo_id: str) -> str:
+def write_card(final_dir: str, repo_id: str, facts: dict) -> str:
     path = os.path.join(final_dir, CARD_FILE)
     temporary = f"{path}.tmp-{os.getpid()}"
     with open(temporary, "w", encoding="utf-8") as out:
-        out.write(render_card(repo_id, run_facts(final_dir)))
+        out.write(render_card(repo_id, facts))
     os.replace(temporary, path)  # a reader sees the old card or the new one
     return path
 
@@ -177,9 +177,9 @@ def publish(final_dir: str, repo_id: str, private: bool) -> str:
                         f"to {repo_id.split('/')[0]} ({TOKEN_PAGE})")
     if not os.path.exists(os.path.join(final_dir, "adapter_config.json")):
         raise UserError(f"{final_dir}: no adapter_config.json; give an output_dir, its final/ or a checkpoint-<step>/")
-    write_card(final_dir, repo_id)
-    api = _api()
     facts = run_facts(final_dir)
+    write_card(final_dir, repo_id, facts)
+    api = _api()
     commit = (facts["status"].get("git_commit") or "")[:7]
     message = f"{facts['config'].get('experiment_name') or 'adapter'}" + (f" @ {commit}" if commit else "") + \
         f": step {facts['status'].get('step', '?')}"

@@ -217,14 +217,13 @@ def main(argv: list[str] | None = None) -> int:
 
     from configs.base import ConfigError
     from configs.loader import load_config
+    from training.console import report_problems
     from training.modeling import prequantized
 
     try:  # a bad config or override fails here, once, instead of in the first path
         config = load_config(args.config, [*OVERRIDES, *args.overrides])
     except ConfigError as error:
-        for problem in error.problems:
-            print(f"error: {problem}", file=sys.stderr)
-        return 2
+        return report_problems(error.problems)
     four_bit = config.load_in_4bit or prequantized(config.model_name)
     output_dir = Path(args.output or tempfile.mkdtemp(prefix="smoke-")).resolve()
     if output_dir.exists() and any(output_dir.iterdir()):

@@ -17,3 +17,11 @@ def markdown_table(header: Sequence[str], rows: Sequence[Sequence[object]]) -> s
     table = [[str(cell).replace("|", "\\|") for cell in row] for row in rows]
     lines = ["| " + " | ".join(map(str, header)) + " |", "|" + "|".join(" --- " for _ in header) + "|"]
     return "\n".join(lines + ["| " + " | ".join(row) + " |" for row in table])
+
+
+def hours_minutes(seconds) -> str:
+    """An uptime as 1h05m; '-' for none (None, 0, not a number)."""
+    if not isinstance(seconds, (int, float)) or seconds <= 0:
+        return "-"
+    minutes = int(seconds) // 60
+    return f"{minutes // 60}h{minutes % 60:02d}m"

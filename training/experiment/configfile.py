@@ -33,6 +33,8 @@ for path in sys.argv[1:]:
 print(json.dumps(result))
 """
 VALIDATE_TIMEOUT_S = 120
+# The secrets: kept from the config-validation subprocess, redacted from model cards, never
+# accepted where the NAME of a RunPod secret is asked for.
 SECRET_VARIABLES = ("WANDB_API_KEY", "HF_TOKEN", "GIT_TOKEN", "RUNPOD_API_KEY")
 
 

@@ -31,6 +31,7 @@ from training.experiment import launch as launching
 from training.experiment import runpod_client
 from training.experiment.fleet_queue import ACTIVE, Queue, attempt_usd, dollars
 from training.experiment.names import experiment_of_pod, pod_name
+from training.table import hours_minutes, text_table
 
 WARN_FRACTION = 0.9
 LOG_LINES = 20  # kept with a dead experiment
@@ -276,7 +277,7 @@ STATUS_COLUMNS = ("experiment", "state", "attempts", "preempted", "gpu", "kind",
 
 
 def status_table(rows: list[dict], runs: dict, budget: float | None) -> list[str]:
-    table = [list(STATUS_COLUMNS)]
+    table = []
     for row in rows:
         run = runs.get(row["name"])
         best = run.best("eval_loss") if run is not None else None
@@ -284,12 +285,11 @@ def status_table(rows: list[dict], runs: dict, budget: float | None) -> list[str
         table.append([
             row["name"], row["state"], str(row["attempts"]), str(row["preemptions"]), row["pod_gpu"] or "-",
             row["pod_kind"] or ("on-demand" if row["on_demand"] or not row["spot"] else "spot"),
-            _duration(row["uptime_s"]), f"${dollars(row):.2f}",
+            hours_minutes(row["uptime_s"]), f"${dollars(row):.2f}",
             str(run.step) if run is not None and run.step is not None else "-",
             f"{best[0]:.4f}" if best else "-", f"{cer[0]:.4f}" if cer else "-",
         ])
-    widths = [max(len(r[i]) for r in table) for i in range(len(STATUS_COLUMNS))]
-    lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in table]
+    lines = text_table(STATUS_COLUMNS, table).split("\n")
     total = sum(dollars(row) for row in rows)
     left = f", budget left ${budget - total:.2f} of ${budget:.2f}" if budget else ""
     lines.append(f"fleet total ${total:.2f}{left}")
@@ -298,10 +298,3 @@ def status_table(rows: list[dict], runs: dict, budget: float | None) -> list[str
             lines.append(f"{row['name']} dead: {row['reason']}")
             lines += [f"    {line}" for line in (row["last_lines"] or "").splitlines()[-5:]]
     return lines
-
-
-def _duration(seconds) -> str:
-    if not seconds:
-        return "-"
-    minutes = int(seconds) // 60
-    return f"{minutes // 60}h{minutes % 60:02d}m"

@@ -21,6 +21,7 @@ import re
 import secrets
 from dataclasses import dataclass
 
+from training.cost import ON_DEMAND, POD_RATE_ENV, PRICING_VAR, SPOT
 from training.errors import EXIT_OK, UserError
 from training.experiment import configfile, runpod_client
 from training.experiment.gitops import Git, clone_url
@@ -30,9 +31,6 @@ DEFAULT_GPU = "NVIDIA GeForce RTX 4090"  # 24 GB: Qwen3-VL 2B in 4-bit with room
 DEFAULT_IMAGE = "runpod/pytorch:1.0.3-cu1281-torch280-ubuntu2204"
 # Set explicitly on every pod: RunPod would mount a volume at /workspace. setup_pod.sh's VOLUME_PATH.
 VOLUME_MOUNT = "/runpod_volume"
-# USD per hour for the whole pod as launch priced it (the catalog's list price, or the spot bid):
-# training.cost's fallback when the pod cannot read its own rate from RunPod's API.
-POD_RATE_ENV = "POD_HOURLY_RATE"
 CONTAINER_DISK_GB = 40  # the image and the install's temporary files (pip keeps no cache; the venv is on the volume)
 # Without --volume-id the run writes to a pod volume: it survives stop and spot preemption, and is
 # deleted with the pod on terminate.
@@ -167,7 +165,7 @@ def _option_problems(options: LaunchOptions, config: dict) -> list[str]:
 def _secret_name_problems(option: str, value: str) -> list[str]:
     # Never echo `value` here: a user who pasted the secret itself must not see it printed back.
     looks_secret = _TOKEN_SHAPES.search(value) or any(
-        value == os.environ.get(var) for var in ("WANDB_API_KEY", "HF_TOKEN", "GIT_TOKEN", "RUNPOD_API_KEY"))
+        value == os.environ.get(var) for var in configfile.SECRET_VARIABLES)
     if looks_secret:
         return [f"{option}: that looks like a secret's value; give the NAME of a RunPod secret "
                 "(RunPod console > Secrets), never the value"]
@@ -187,14 +185,15 @@ def pod_env(options: LaunchOptions, checked: Checked, run_id: str, price: float 
         "AUTO_STOP": "1" if options.auto_stop else "0",
         "WANDB_RUN_ID": run_id,
         # The trainer prices the pod as RunPod bills it when no rate is given (training.cost).
-        "POD_PRICING": "spot" if options.spot else "on-demand",
+        PRICING_VAR: SPOT if options.spot else ON_DEMAND,
     }
     if options.smoke:
         env["SMOKE"] = "1"  # setup_pod.sh then runs training.smoke on the branch's config
     if options.wandb_entity:
         env["WANDB_ENTITY"] = options.wandb_entity
     if price is not None:
-        # The pod's cost tracking asks RunPod for the pod's own rate first; this is its fallback.
+        # The pod's cost tracking asks RunPod for the pod's own rate first; this (the catalog's list
+        # price for the whole pod, or the spot bid) is its fallback.
         env[POD_RATE_ENV] = f"{price:g}"
     # The dead-man switch of start_command: the pod stops itself however the run (or its controller) fares.
     if options.max_lifetime_h:

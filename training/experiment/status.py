@@ -8,7 +8,7 @@ from training.errors import EXIT_OK, UserError
 from training.experiment import runpod_client
 from training.experiment.names import experiment_of_pod, pod_name
 from training.experiment.runs import read_run
-from training.table import text_table
+from training.table import hours_minutes, text_table
 
 COLUMNS = ("experiment", "pod", "state", "gpu", "uptime", "$/h", "step", "cost", "run")
 
@@ -35,7 +35,7 @@ def status(name: str | None, outputs: str, has_branch, out) -> int:
             str(pod.get("id") or "-"),
             str(pod.get("status") or "-"),
             str((pod.get("gpu") or {}).get("id") or "-"),
-            _uptime((pod.get("runtime") or {}).get("uptime")),
+            hours_minutes((pod.get("runtime") or {}).get("uptime")),
             f"{price:.2f}" if isinstance(price, (int, float)) else "-",
             _steps(pod_run),
             f"${pod_run.cost:.2f}" if pod_run is not None and pod_run.cost is not None else "-",
@@ -78,13 +78,6 @@ def _pod_volume_gb(pod: dict) -> int:
     """The size of the pod's own volume (deleted with the pod); 0 for a network volume or none."""
     persistent = (pod.get("mounts") or {}).get("persistent") or {}
     return persistent.get("size") or 0
-
-
-def _uptime(seconds) -> str:
-    if not isinstance(seconds, (int, float)) or seconds <= 0:
-        return "-"
-    minutes = int(seconds) // 60
-    return f"{minutes // 60}h{minutes % 60:02d}m"
 
 
 def _steps(run) -> str:
