@@ -76,6 +76,7 @@ class FakeRunPod:
         self.spot_removed = False  # RunPod has dropped podRentInterruptable
         self.spot_capacity: int | None = None  # spot pods that can still be rented; None: any number
         self.fate = None  # fate(pod) -> Fate | None, decided when a pod is created (None: runs forever)
+        self.unpriced_creates = False  # a created pod's answer carries no rate (cost, costPerHr) yet
         self.failures: list[tuple[str, int, object]] = []  # ("POST /v2/pods", status, body), used once each
         self.server_errors: list[str] = []  # bugs of the fake or requests it cannot read
         self.created = 0
@@ -274,7 +275,8 @@ class FakeRunPod:
         if data_center is None:
             return _problem(400, "Bad Request", why)
         rate = self.catalog[gpu["id"]]["price"][body.get("cloud", "SECURE").lower()] * gpu.get("count", 1)
-        return 201, _public(self._new_pod(body, spot=False, rate=rate, data_center=data_center))
+        created = _public(self._new_pod(body, spot=False, rate=rate, data_center=data_center))
+        return 201, {k: v for k, v in created.items() if not (self.unpriced_creates and k == "cost")}
 
     def _gpu_type(self, gpu_id: str, query: dict) -> tuple[int, object]:
         gpu = self.catalog.get(gpu_id)
@@ -312,8 +314,8 @@ class FakeRunPod:
                 "args": given.get("dockerArgs", ""), "env": {e["key"]: e["value"] for e in given.get("env") or []},
                 "cloud": given.get("cloudType", "SECURE"), "disk": given.get("containerDiskInGb", 20)}
         pod = self._new_pod(body, spot=True, rate=given["bidPerGpu"], data_center=data_center)
-        return 200, {"data": {field: {"id": pod["id"], "costPerHr": pod["_rate"], "desiredStatus": "RUNNING",
-                                      "machineId": "m1"}}}
+        answer = {"id": pod["id"], "desiredStatus": "RUNNING", "machineId": "m1"}
+        return 200, {"data": {field: answer if self.unpriced_creates else {**answer, "costPerHr": pod["_rate"]}}}
 
     def _handler(self):
         fake = self

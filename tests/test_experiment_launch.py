@@ -358,3 +358,20 @@ def test_the_validation_subprocess_gets_no_secrets(repo, monkeypatch):
     path = "configs/experiments/probe.py"
     result = configfile.validate(git_repo, git_repo.branch_commit("lr-1e4"), {path: probe}, [path])
     assert result[path]["problems"] == [], result[path]["problems"]
+
+
+def test_a_spot_request_that_a_quote_would_break_is_refused_however_it_is_rented(api, monkeypatch):
+    # launch and the fleet both rent through launch.rent: the check is there, before anything is sent.
+    import io
+
+    from training.errors import UserError
+    from training.experiment import launch as launching
+    from training.experiment.runpod_client import Api
+
+    checked = launching.Checked(commit="0" * 40, config_path=QUICK_VAL, config={}, repo_url='https://x/"repo".git',
+                                notes=[], start_command="true")
+    options = launching.LaunchOptions(name="exp", spot=True, bid=0.35)
+    monkeypatch.setenv("RUNPOD_API_BASE_URL", api.url)  # the SDK's GraphQL spot call reads it
+    with pytest.raises(UserError, match=r"cannot send GIT_REPO: a quote or backslash breaks the spot request"):
+        launching.rent(Api(API_KEY, base=api.url), options, checked, "exp-1", io.StringIO())
+    assert api.created == 0

@@ -227,3 +227,17 @@ def test_fleet_run_once_and_fleet_status_through_the_cli(repo, tmp_path, monkeyp
         assert lines[1].split()[-3:] == ["100", "0.6200", "0.1100"] and lines[2].split()[-3:] == ["-", "-", "-"]
         assert lines[-1].startswith("fleet total $") and "budget left $" in lines[-1]
         assert [line.split()[1] for line in lines[1:4]] == ["running", "running", "queued"]
+
+
+def test_a_pod_whose_answer_holds_no_rate_is_billed_at_the_price_launch_got(sweep):
+    # Until a pass sees the pod listed with its rate, the sweep budget counts it at the bid (spot) or
+    # the list price (on-demand): never free.
+    fake, clock, controller, names = sweep
+    fake.unpriced_creates = True
+    fleet = controller()
+    fleet.step()
+    running = [row for row in fleet.queue.rows() if row["state"] == "running"]
+    assert running
+    for row in running:
+        listed = fake.catalog[row["pod_gpu"]]["price"]["secure"]
+        assert row["rate_usd_h"] == (0.35 if row["pod_kind"] == "spot" else listed), row

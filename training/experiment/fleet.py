@@ -236,7 +236,7 @@ class Fleet:
             options = launching.LaunchOptions(name=name, gpu=gpu, spot=spot, bid=self.options.bid if spot else None,
                                               volume_id=self.options.volume_id, **(self.options.launch or {}))
             try:
-                pod, kind, _ = launching.rent(self.api, options, checked, f"{name}-{secrets.token_hex(4)}", self.out)
+                pod, kind, placement = launching.rent(self.api, options, checked, f"{name}-{secrets.token_hex(4)}", self.out)
             except runpod_client.ApiError as problem:
                 if problem.status in (401, 402, 422):  # the key, the balance, a broken request: stop the fleet
                     raise
@@ -246,9 +246,13 @@ class Fleet:
                 reasons.append(f"{gpu}: {problem}")
                 continue
             self.launches += 1
+            rented_spot = kind.startswith("spot")
+            # RunPod's answer may not carry the rate yet: the price launch got stands in until a pass
+            # sees the pod listed with it, so the sweep budget never counts a pod as free.
+            rate = runpod_client.pod_rate(pod) or (options.bid if rented_spot else placement.list_price)
             self.queue.update(name, state="running", pod_id=pod.get("id"), pod_gpu=gpu,
-                              pod_kind="spot" if kind.startswith("spot") else "on-demand",
-                              rate_usd_h=runpod_client.pod_rate(pod), attempts=row["attempts"] + 1,
+                              pod_kind="spot" if rented_spot else "on-demand",
+                              rate_usd_h=rate, attempts=row["attempts"] + 1,
                               launched_at=now, billed_until=now)
             self.say(f"{name}: launched pod {pod.get('id')} ({gpu}, {kind})")
             return True

@@ -296,14 +296,21 @@ def place(api: runpod_client.Api, options: LaunchOptions) -> Placement:
     return Placement(data_center, runpod_client.list_price(gpu, cloud))
 
 
+def refuse_unsafe_for_spot(env: dict[str, str]) -> None:
+    unsafe = [k for k, v in env.items() if _UNSAFE.search(v)]
+    if unsafe:
+        raise UserError(f"cannot send {', '.join(unsafe)}: a quote or backslash breaks the spot request")
+
+
 def rent(api: runpod_client.Api, options: LaunchOptions, checked: Checked, run_id: str, out):
     """Place and create the pod: (pod as RunPod answered, what kind it is, where it went). Spot first
     when asked; SpotUnavailable when none can be had and no --fallback-on-demand."""
     placement = place(api, options)
     if options.spot:
+        env = pod_env(options, checked, run_id, options.bid)
+        refuse_unsafe_for_spot(env)
         try:
-            pod = api.create_spot(spot_input(options, pod_env(options, checked, run_id, options.bid), placement.data_center,
-                                             checked.start_command))
+            pod = api.create_spot(spot_input(options, env, placement.data_center, checked.start_command))
             return pod, f"spot, bid ${options.bid:g}/GPU-hour", placement
         except runpod_client.SpotUnavailable as unavailable:
             if not options.fallback_on_demand:
@@ -323,9 +330,8 @@ def launch(git: Git, options: LaunchOptions, out) -> int:
         print(f"note: {note}", file=out)
     run_id = f"{options.name}-{secrets.token_hex(4)}"
     env = pod_env(options, checked, run_id)
-    unsafe = [k for k, v in env.items() if _UNSAFE.search(v)]
-    if unsafe and options.spot:
-        raise UserError(f"cannot send {', '.join(unsafe)}: a quote or backslash breaks the spot request")
+    if options.spot:
+        refuse_unsafe_for_spot(env)  # before a dry run too: it shows what would be sent
     if options.dry_run:
         kind = f"spot, bid ${options.bid:g}/GPU-hour" if options.spot else "on-demand"
         data_center = "<data center of the volume, looked up when sent>" if options.volume_id else None
