@@ -100,3 +100,24 @@ def test_a_signal_during_preflight_stops_there_and_leaves_the_pod_alone(tmp_path
     assert returncode == EXIT_PREEMPTED, out
     assert "got SIGTERM: forwarding SIGTERM" in out and "stopped during preflight" in out
     assert "training:" not in out and stop_requests(server) == [] and not (tmp_path / "run").exists()
+
+
+def test_a_signal_while_the_log_drains_keeps_the_runs_exit_code(tmp_path):
+    # The pod's end asks RunPod to stop it, and RunPod's SIGTERM may come while the log writer
+    # (here a 5 s sleep, started as setup_pod.sh starts its writer) drains: the code stays the run's.
+    with FakeServer(runpod_api) as server:
+        env = {**os.environ, "CONFIG_PATH": "", "VOLUME_PATH": str(tmp_path), "AUTO_STOP": "1",
+               "RUNPOD_POD_ID": POD_ID, "RUNPOD_API_KEY": KEY, "RUNPOD_API_BASE_URL": server.url}
+        with open(tmp_path / "out.txt", "w") as out:
+            process = subprocess.Popen(["bash", "-c", f"sleep 5 & export POD_LOG_PID=$!; exec {sys.executable} "
+                                        "-m training.pod run"], cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT)
+        try:
+            assert wait_for(lambda: stop_requests(server) == [POD_ID], timeout=60)
+            assert wait_for(lambda: "setup ended with exit code 2" in (tmp_path / "out.txt").read_text(), timeout=10)
+            assert process.poll() is None, "the supervisor did not wait for its log writer"
+            process.send_signal(signal.SIGTERM)
+            returncode = process.wait(timeout=30)
+        finally:
+            if process.poll() is None:
+                process.kill()
+    assert returncode == EXIT_USER_ERROR, (tmp_path / "out.txt").read_text()

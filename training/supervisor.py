@@ -183,6 +183,8 @@ class Supervisor:
         except Signalled:  # the pod being stopped (we may have asked for it), or you, while parked
             return rc
         finally:
+            for signum in FORWARDED:  # nothing left to forward to: a signal now must not cut the drain short
+                signal.signal(signum, signal.SIG_IGN)
             drain_log(self.environ)
 
 
