@@ -410,12 +410,26 @@ echo install >>"$VENV/installs"
 """
 
 
-def test_branches_with_other_dependencies_get_their_own_venv(origin, tmp_path):
+def push_with_fake_installer(origin: Path, tmp_path: Path, branch: str) -> Path:
+    """A clone of BRANCH whose install.sh is FAKE_INSTALLER, pushed as `branch`: the clone."""
     work = tmp_path / "work"
     git("clone", "-q", "--branch", BRANCH, str(origin), str(work), cwd=tmp_path)
     (work / "scripts" / "install.sh").write_text(FAKE_INSTALLER)
     git("commit", "-qam", "installer stand-in", cwd=work)
-    git("push", "-q", "origin", f"HEAD:refs/heads/{BRANCH}-deps-a", cwd=work)
+    git("push", "-q", "origin", f"HEAD:refs/heads/{branch}", cwd=work)
+    return work
+
+
+def start_until_config(volume: Path, origin: Path, branch: str, **extra: str) -> None:
+    """A pod start with installs, which ends at the branch's (missing) config."""
+    env = pod_env(volume, origin, GIT_BRANCH=branch, SKIP_INSTALL="0", CONFIG_PATH="configs/experiments/typo.py",
+                  **extra)
+    result = run_pod(env, cwd=volume.parent)
+    assert result.returncode == 2 and "no such file" in result.stdout, result.stdout
+
+
+def test_branches_with_other_dependencies_get_their_own_venv(origin, tmp_path):
+    work = push_with_fake_installer(origin, tmp_path, f"{BRANCH}-deps-a")
     with open(work / "pyproject.toml", "a") as out:
         out.write("# another dependency set\n")
     git("commit", "-qam", "other dependencies", cwd=work)
@@ -423,12 +437,23 @@ def test_branches_with_other_dependencies_get_their_own_venv(origin, tmp_path):
     volume = tmp_path / "volume"
     volume.mkdir()
     for branch in ("deps-a", "deps-b", "deps-a"):  # the third start reuses deps-a's venv
-        env = pod_env(volume, origin, GIT_BRANCH=f"{BRANCH}-{branch}", SKIP_INSTALL="0",
-                      CONFIG_PATH="configs/experiments/typo.py")
-        result = run_pod(env, cwd=tmp_path)
-        assert result.returncode == 2 and "no such file" in result.stdout, result.stdout
+        start_until_config(volume, origin, f"{BRANCH}-{branch}")
     venvs = sorted((volume / "venvs").glob("*/installs"))
     assert [p.read_text() for p in venvs] == ["install\n", "install\n"]  # two venvs, each installed once
+
+
+def test_a_host_whose_driver_needs_another_torch_build_gets_its_own_venv(origin, tmp_path):
+    # A venv on the volume holds the torch build of the host that installed it (training/cuda_build.py):
+    # a pod on a host with an older driver must not reuse a CUDA 13 build it cannot run.
+    from test_cuda_build import fake_nvidia_smi
+
+    push_with_fake_installer(origin, tmp_path, f"{BRANCH}-hosts")
+    volume = tmp_path / "volume"
+    volume.mkdir()
+    for driver in ("580.82.07", "550.54.15", "580.82.07"):  # the third start reuses the first's venv
+        start_until_config(volume, origin, f"{BRANCH}-hosts", **fake_nvidia_smi(tmp_path / driver, driver))
+    venvs = sorted((volume / "venvs").glob("*/installs"))
+    assert [p.read_text() for p in venvs] == ["install\n", "install\n"]
 
 
 def test_without_auto_stop_a_pod_parks_instead_of_exiting(origin, tmp_path):

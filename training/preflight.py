@@ -272,7 +272,7 @@ class Cuda:
 
 
 REINSTALL_TORCH = ("reinstall torch for this driver: bash scripts/install.sh gpu picks the build (on a pod, delete "
-                   "$VOLUME_PATH/venv so that setup_pod.sh installs it again)")
+                   "its venv under $VOLUME_PATH/venvs/ so that setup_pod.sh installs it again)")
 
 
 def detect_cuda() -> Cuda:
