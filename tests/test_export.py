@@ -9,7 +9,6 @@ from contextlib import redirect_stderr, redirect_stdout
 
 import pytest
 
-from conftest import train_here
 from training.experiment.__main__ import main as experiment
 
 
@@ -20,12 +19,10 @@ def cli(*args: str) -> tuple[int, str, str]:
     return code, out.getvalue(), err.getvalue()
 
 
-@pytest.fixture(scope="module")
-def final(module_mktemp):
-    out = module_mktemp("export") / "run"
-    run = train_here(out, "max_steps=2", "eval_steps=100", "save_steps=100", "eval_generate_samples=0")
-    assert run.returncode == 0, run.stdout + run.stderr
-    return out / "final"
+@pytest.fixture
+def final(memorised):
+    """The suite's shared trained run (conftest.memorised): export only reads it."""
+    return memorised
 
 
 def transcriptions(model, processor, config, count: int = 4) -> list[str]:
