@@ -24,7 +24,7 @@ import sys
 import tempfile
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
@@ -51,7 +51,6 @@ class Result:
 class Finished:
     code: int
     output: str
-    lines: list[str] = field(default_factory=list)
 
 
 class GpuMemory:
@@ -104,16 +103,20 @@ def run(args: list[str], stop_after_step: int | None = None) -> Finished:
         code = process.wait()
     finally:
         timer.cancel()
-    return Finished(code, "".join(lines), lines)
+    return Finished(code, "".join(lines))
 
 
 def checkpoints(output_dir: Path) -> list[int]:
-    return sorted(int(p.name.split("-")[1]) for p in output_dir.glob("checkpoint-*") if (p / "COMPLETE").exists())
+    """The steps of the complete checkpoints (verified as a resume would)."""
+    from training.checkpointing.checkpoints import scan
+
+    return [checkpoint.step for checkpoint in scan(str(output_dir))[0]]
 
 
 def events(output_dir: Path) -> list[dict]:
-    path = output_dir / "metrics.jsonl"
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()] if path.exists() else []
+    from training.metrics_log import METRICS_FILE, read_events
+
+    return read_events(str(output_dir / METRICS_FILE))
 
 
 def train_command(config: str, output_dir: Path, overrides: list[str], max_steps: int, resume: bool) -> list[str]:
@@ -146,9 +149,10 @@ def check_sigterm(done: Finished, output_dir: Path, four_bit: bool) -> tuple[boo
 
 
 def check_resume(done: Finished, output_dir: Path, four_bit: bool) -> tuple[bool, str]:
+    from training.run_status import read_status
+
     resumed = re.search(r"resuming from \S*?(checkpoint-\d+)", done.output)
-    status_path = output_dir / "run_status.json"
-    status = json.loads(status_path.read_text()) if status_path.exists() else {}
+    status = read_status(str(output_dir)) or {}
     if done.code != 0 or not resumed:
         return False, f"train.py exited {done.code}" + ("" if resumed else ", did not resume")
     if status.get("status") != "finished" or status.get("step") != RESUMED_STEPS or not (output_dir / "final").is_dir():
