@@ -129,7 +129,7 @@ class FakeRunPod:
             "runtime": {"uptime": uptime} if status == "RUNNING" else None,
             "createdAt": "2026-12-01T12:00:00Z", "startedAt": "2026-12-01T12:00:00Z",
             "_rate": cost, "_spot": spot, "_fate": None, "_created": self.clock() - uptime - PROVISION_S, "_billed": 0.0,
-            "_seen": self.clock(), "_log": [], "_stopped_by_user": False,
+            "_seen": self.clock(), "_log": [],
         }
         return pod_id
 
@@ -189,7 +189,7 @@ class FakeRunPod:
         self.created += 1
         return pod
 
-    def _placement(self, gpu_id: str, cloud: str, wanted: list[str]) -> tuple[str | None, str | None]:
+    def _placement(self, gpu_id: str, wanted: list[str]) -> tuple[str | None, str | None]:
         """(data center, None) where a pod can go, or (None, why not)."""
         gpu = self.catalog.get(gpu_id)
         if gpu is None:
@@ -222,7 +222,6 @@ class FakeRunPod:
                 if action not in pod["actions"]:
                     return _problem(409, "Conflict", f"action {action!r} is not valid for a {pod['status']} pod")
                 if action == "stop":
-                    pod["_stopped_by_user"] = True
                     if pod["_fate"] is not None and pod["status"] == "RUNNING":
                         pod["_log"].append("[setup_pod] stopped during training (exit 143): a restart of this "
                                            "script carries on from the last checkpoint")
@@ -271,7 +270,7 @@ class FakeRunPod:
             if wanted and volume["dataCenter"] not in wanted:
                 return _problem(400, "Bad Request", "the network volume is in another data center")
             wanted = [volume["dataCenter"]]
-        data_center, why = self._placement(gpu.get("id"), body.get("cloud", "SECURE"), wanted)
+        data_center, why = self._placement(gpu.get("id"), wanted)
         if data_center is None:
             return _problem(400, "Bad Request", why)
         rate = self.catalog[gpu["id"]]["price"][body.get("cloud", "SECURE").lower()] * gpu.get("count", 1)
@@ -305,7 +304,7 @@ class FakeRunPod:
             return 200, {"errors": [{"message": "There are no instances currently available", "path": [field]}],
                          "data": None}
         wanted = [given["dataCenterId"]] if given.get("dataCenterId") else []
-        data_center, why = self._placement(given.get("gpuTypeId"), given.get("cloudType", "SECURE"), wanted)
+        data_center, why = self._placement(given.get("gpuTypeId"), wanted)
         if data_center is None:
             return 200, {"errors": [{"message": why, "path": [field]}], "data": None}
         if self.spot_capacity is not None:

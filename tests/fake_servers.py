@@ -252,8 +252,6 @@ class HubRepos:
     def _validate_yaml(content: str) -> Reply:
         """The Hub's check of a card's metadata, as far as the harness's cards use it: base_model and
         datasets must be Hub ids (a local path or a stand-in name is refused with HTTP 400)."""
-        import re
-
         import yaml
 
         if not content.startswith("---\n"):

@@ -8,8 +8,8 @@ import threading
 
 import pytest
 import torch
+from test_sources import config_for, write_imagefolder
 
-from tests.test_sources import config_for, write_imagefolder
 from training.data import sources
 from training.data.batch_reading import read_batch
 from training.data.sources import Screened, Subset, SyntheticSplit, load_splits

@@ -123,9 +123,8 @@ def test_a_pod_is_priced_at_its_own_rate_from_runpods_api(monkeypatch):
     monkeypatch.setenv("RETRY_WAIT_SECONDS", "0.01")
     with FakeRunPod() as api:
         pod = api.add_pod("exp-x", cost=1.38, gpu="NVIDIA A100 80GB PCIe")  # two GPUs' worth: cost covers them all
-        environ = {"RUNPOD_API_BASE_URL": api.url, "RUNPOD_API_KEY": API_KEY, "RUNPOD_POD_ID": pod,
-                   "POD_HOURLY_RATE": "0.69"}
-        monkeypatch.setenv("RUNPOD_API_BASE_URL", api.url)
+        environ = {"RUNPOD_API_KEY": API_KEY, "RUNPOD_POD_ID": pod, "POD_HOURLY_RATE": "0.69"}
+        monkeypatch.setenv("RUNPOD_API_BASE_URL", api.url)  # runpod_client reads it from the process environment
         rate = pod_rate(environ)
         assert rate == Rate(1.38, f"pod {pod}'s own rate from RunPod's API")
         assert api.routes() == [f"GET /v2/pods/{pod}"] and api.requests[0]["authorization"] == f"Bearer {API_KEY}"
