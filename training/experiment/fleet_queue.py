@@ -117,8 +117,9 @@ class Queue:
             raise self.damaged(error) from None
 
     def damaged(self, error: Exception) -> UserError:
-        return UserError(f"fleet queue {self.path}: the file is damaged ({error}); move it aside and `queue add` "
-                         "the experiments again (`fleet run` finds their pods on RunPod by name)")
+        said = " ".join(str(error).replace("*** in database main ***", "").split())[:160]  # quick_check's lines
+        return UserError(f"fleet queue {self.path}: not a readable SQLite file, or a damaged one ({said}); move it "
+                         "aside and `queue add` the experiments again (`fleet run` finds their pods on RunPod by name)")
 
     @contextmanager
     def transaction(self):
