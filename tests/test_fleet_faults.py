@@ -15,7 +15,7 @@ import time
 import pytest
 from experiment_repo import experiment, git, in_process, make_repo, tree_files
 from fake_runpod import API_KEY, FakeRunPod, Fate
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from training.experiment import fleet as fleet_module
@@ -620,6 +620,8 @@ SUITE = settings(max_examples=5, deadline=None, derandomize=True, database=None,
 
 @SUITE
 @given(schedule=SCHEDULES)
+# Found by the slow run: a parked pod whose terminate got a 409 was left billing, its row finished.
+@example(schedule={"seed": 140, "budget": 0.0, "spot": False, "faults": [(0, ("terminate409", 1))]})
 def test_invariants_hold_over_seeded_fault_schedules(repo, tmp_path_factory, monkeypatch, schedule):
     run_schedules(repo, tmp_path_factory, monkeypatch)(schedule)
 

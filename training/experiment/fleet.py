@@ -255,9 +255,15 @@ class Fleet:
             row = self.queue.row(name)
             verdict = self.outcome(row, pod)
             if verdict[0].outcome in (*TERMINAL, RunOutcome.DEADMAN):
-                # The run has ended and the pod did not stop itself: it would bill on, idle.
+                # The run has ended and the pod did not stop itself: it would bill on, idle. It goes
+                # first: until it is gone the row stays running, billed, and the next pass tries again.
                 self.say(f"{name}: pod {pod.get('id')} is still up after its run ended; ending it")
-                return self.ended(row, pod, now, verdict)
+                try:
+                    self.dispose(name, pod)
+                except UserError:
+                    self.queue.update(name, log_read_at=None)
+                    raise
+                return self.ended(self.queue.row(name), pod, self.clock(), verdict)
         self.queue.update(name, rev=row["rev"], billed_until=now, rate_usd_h=rate, uptime_s=uptime)
 
     def ended(self, row: dict, pod: dict | None, now: float, verdict=None) -> None:
@@ -301,7 +307,7 @@ class Fleet:
             return  # another controller settled this attempt first
         self.decisions.append((name, (pod or {}).get("id") or row["pod_id"], outcome))
         self.say(message)
-        if pod is not None:
+        if pod is not None and pod["id"] not in self.disposed:
             self.dispose(name, pod)
 
     def outcome(self, row: dict, pod: dict | None) -> tuple[Reading, list[str]]:
