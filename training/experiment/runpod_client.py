@@ -125,8 +125,9 @@ class Api:
             raise _refusal(what, response, failure.tries if failure.transient else None) from None
         except requests.HTTPError as error:  # not retried: a create
             if error.response is not None and error.response.status_code >= 500:
-                raise LaunchUnconfirmed(f"RunPod API, {what}: HTTP {error.response.status_code}, so the answer is "
-                                        "lost and the pod may exist: check `status` before launching again") from None
+                said = _refusal(what, error.response).problems[0].split(": ", 1)[1]
+                raise LaunchUnconfirmed(f"RunPod API, {what}: {said}; the pod may exist all the same (a server "
+                                        "error says nothing of it): check `status` before launching again") from None
             raise _refusal(what, error.response) from None
         except (requests.ConnectionError, requests.Timeout) as error:
             raise LaunchUnconfirmed(f"RunPod API, {what}: unreachable ({type(error).__name__}); the request may have "
