@@ -141,6 +141,8 @@ class FakeRunPod:
         self._closing = threading.Event()
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
         self._server.daemon_threads = True
+        # A client that hangs up on a kept-alive connection (a log reader past its deadline) is no error.
+        self._server.handle_error = lambda request, address: None
         self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
         self._deadline = threading.Timer(lifetime_s, self._server.shutdown)
 
