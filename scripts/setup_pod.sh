@@ -429,8 +429,11 @@ on_exit() {  # setup ended before the hand-over (after it, the supervisor owns t
   trap - EXIT
   if [ -n "$STOP_SIGNAL" ]; then
     say "stopped during setup (exit $rc): a restart of this script carries on from the last checkpoint"
+    say "run-outcome: outcome=preempted exit=$rc step=none phase=setup"
   else
     say "setup ended with exit code $rc: $(exit_meaning "$rc")"
+    # The outcome line (training/outcome_line.py) the fleet reads: setup never trains, so it failed.
+    say "run-outcome: outcome=failed exit=$rc step=none phase=setup"
     if [ "$AUTO_STOP" = 1 ]; then
       stop_this_pod || park "AUTO_STOP=1 but the pod could not be stopped"
     elif [ -n "$RUNPOD_POD_ID" ]; then

@@ -24,6 +24,8 @@ from conftest import QUICK_VAL, REPO, wait_for
 from fake_servers import FakeServer, failing_first, git_http, runpod_api, stop_requests
 from training import errors, retry
 from training.experiment.launch import start_command
+from training.outcome import RunOutcome
+from training.outcome_line import read as read_outcome
 
 SCRIPT = REPO / "scripts" / "setup_pod.sh"
 BRANCH = "exp/pod-test"
@@ -148,6 +150,7 @@ def test_end_to_end_clones_logs_and_checkpoints_on_the_volume(finished, origin):
                  "training ended with exit code 0: finished", f"asked RunPod to stop pod {POD_ID}"):
         assert line in text, line
     assert text == result.stdout  # the terminal saw what the log keeps, stderr included
+    assert read_outcome(text.splitlines()) == read_outcome(["run-outcome: outcome=finished exit=0 step=10 phase=training"])
 
 
 def test_auto_stop_stops_the_pod_once_after_a_finished_run(finished):
@@ -179,6 +182,8 @@ def test_unknown_branch_fails_at_once_and_still_stops_the_pod(origin, tmp_path):
     assert result.returncode == 2, result.stdout
     assert "git clone failed (permanent error, not retried)" in result.stdout
     assert "setup ended with exit code 2: bad environment" in result.stdout
+    reading = read_outcome(result.stdout.splitlines())  # the fleet's reader, on setup_pod.sh's own line
+    assert (reading.outcome, reading.exit_code, reading.phase, reading.step) == (RunOutcome.FAILED, 2, "setup", None)
     assert "try 1/3" not in result.stdout
     assert stop_requests(runpod) == [POD_ID]
     assert runpod.requests[0].headers["Authorization"] == f"Bearer {SECRETS['RUNPOD_API_KEY']}"
@@ -235,6 +240,9 @@ def test_preempted_run_exits_143_and_does_not_stop_the_pod(preempted):
     assert stops == []
     assert "got SIGTERM: forwarding SIGTERM" in output  # the supervisor, which setup_pod.sh became
     assert "stopped during training (exit 143)" in output
+    reading = read_outcome(output.splitlines())
+    assert (reading.outcome, reading.exit_code, reading.phase) == (RunOutcome.PREEMPTED, 143, "training")
+    assert reading.step is not None and reading.step < 12
     assert checkpoints and "step 12/12" not in output
 
 

@@ -121,10 +121,17 @@ def add_fleet_commands(commands) -> None:
     run.add_argument("--budget", type=float, default=0.0, metavar="USD",
                      help="the whole sweep's dollars: warn at 90%%, stop every pod at 100%% (default 0: none)")
     run.add_argument("--escalate-after", type=int, default=2, metavar="K",
-                     help="relaunch on-demand after K preemptions (default 2)")
+                     help="relaunch on-demand after K preemptions, or K passes without a spot pod to be had (default 2)")
     run.add_argument("--max-attempts", type=int, default=3, metavar="M",
-                     help="failed attempts before an experiment is parked as dead (default 3)")
+                     help="failed attempts (dead-man stops included) before an experiment is parked as dead (default 3)")
+    run.add_argument("--max-preemptions", type=int, default=8, metavar="P",
+                     help="relaunches after a preemption or an ending nobody could read, before dead (default 8)")
     run.add_argument("--bid", type=float, metavar="USD", help="spot bid per GPU-hour; without it every pod is on-demand")
+    run.add_argument("--spot-only", action="store_true",
+                     help="with --bid: never escalate to on-demand (no spot to be had: wait; spot gone: dead)")
+    run.add_argument("--unreachable-minutes", type=float, default=30.0, metavar="MIN",
+                     help="RunPod's API unreachable this long: the controller exits 75 (its pods run on; "
+                          "`fleet run` again adopts them) (default 30)")
     run.add_argument("--volume-id", required=True, metavar="ID",
                      help="the network volume every pod mounts: checkpoints survive preemption and relaunch")
     run.add_argument("--poll", type=float, default=60.0, metavar="S", help="seconds between passes (default 60)")
@@ -202,7 +209,10 @@ def cmd_sweep(args, argv) -> int:
 
 
 def cmd_launch(args, argv) -> int:
+    from training.experiment import numbers
     from training.experiment.gitops import Git
+
+    numbers.check(args)
 
     options = launching.LaunchOptions(
         name=args.name, gpu=args.gpu, spot=args.spot, bid=args.bid, volume_id=args.volume_id, image=args.image,
@@ -277,14 +287,17 @@ def _print_created(made) -> None:
 
 
 def cmd_queue(args, argv) -> int:
+    from training.experiment import numbers
     from training.experiment.fleet_queue import Queue, db_path
 
-    queue = Queue(db_path(args.db))
-    if args.action == "add":
+    if args.action == "add":  # every check before the file is opened (or created)
         _check_names(args.names)
+        numbers.check(args)
         gpus = [g.strip() for g in args.gpu.split(",") if g.strip()]
         if not gpus:
             raise UserError("--gpu: name at least one GPU type")
+    queue = Queue(db_path(args.db))
+    if args.action == "add":
         queue.add(args.names, args.priority, gpus, args.spot)
         print(f"queued {', '.join(args.names)} (priority {args.priority}, {'spot' if args.spot else 'on-demand'}, "
               f"{', '.join(gpus)})")
@@ -302,12 +315,12 @@ def cmd_queue(args, argv) -> int:
 
 
 def cmd_fleet(args, argv) -> int:
-    from training.experiment import fleet, runpod_client
+    from training.experiment import fleet, numbers, runpod_client
     from training.experiment.fleet_queue import Queue, db_path
     from training.experiment.runs import read_runs
 
-    queue = Queue(db_path(args.db))
     if args.action == "status":
+        queue = Queue(db_path(args.db))
         runs = {run.name: run for run in read_runs(outputs_root(args.outputs))}
         budget = float(queue.get("budget_usd", "0") or 0)
         for line in fleet.status_table(queue.rows(), runs, budget):
@@ -315,17 +328,24 @@ def cmd_fleet(args, argv) -> int:
         return EXIT_OK
     from training.experiment.gitops import Git
 
-    if args.max_pods < 1:
-        raise UserError(f"--max-pods {args.max_pods}: must be >= 1")
-    queue.put("budget_usd", str(args.budget))
+    # Every check before the file is opened (or created) and before RunPod is asked anything.
+    problems = numbers.problems(args, required_nonzero=("--max-lifetime-hours",))
+    if args.spot_only and args.bid is None:
+        problems.append("--spot-only needs --bid USD (without --bid every pod is on-demand)")
+    if problems:
+        raise UserError(*problems)
+    api = runpod_client.connect()
+    git = Git.here()
+    queue = Queue(db_path(args.db))
     options = fleet.FleetOptions(
         max_pods=args.max_pods, budget_usd=args.budget, escalate_after=args.escalate_after,
-        max_attempts=args.max_attempts, bid=args.bid, retry_wait_s=args.retry_wait, poll_s=args.poll,
-        volume_id=args.volume_id, launch=dict(wandb_secret=args.wandb_secret, hf_secret=args.hf_secret,
-                                              git_secret=args.git_secret, max_lifetime_h=args.max_lifetime_hours,
-                                              idle_stop_min=args.idle_stop_minutes))
+        max_attempts=args.max_attempts, max_preemptions=args.max_preemptions, bid=args.bid,
+        spot_only=args.spot_only, retry_wait_s=args.retry_wait, poll_s=args.poll,
+        unreachable_s=args.unreachable_minutes * 60, volume_id=args.volume_id,
+        launch=dict(wandb_secret=args.wandb_secret, hf_secret=args.hf_secret, git_secret=args.git_secret,
+                    max_lifetime_h=args.max_lifetime_hours, idle_stop_min=args.idle_stop_minutes))
     try:
-        return fleet.Fleet(queue, runpod_client.connect(), Git.here(), options, sys.stdout).run(once=args.once)
+        return fleet.Fleet(queue, api, git, options, sys.stdout).run(once=args.once)
     except KeyboardInterrupt:
         print("fleet: stopped (Ctrl-C); its pods run on, and `fleet run` again adopts them", file=sys.stderr)
         return 130

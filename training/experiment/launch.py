@@ -120,7 +120,9 @@ def check(git: Git, options: LaunchOptions) -> Checked:
     result = configfile.validate(git, commit, {}, [path])[path]
     if result["problems"]:
         raise UserError(*[f"experiment {options.name}: {p}" for p in result["problems"]])
-    problems += _option_problems(options, result["config"])
+    wanted = option_problems(options) + config_option_problems(options, result["config"])
+    if wanted:  # the options, not the branch, are at fault: the fleet stops instead of marking it dead
+        raise OptionProblem(*wanted)
     remote = options.remote or git.remote_of(options.name)
     url = git.remote_url(remote)
     if url is None:
@@ -137,15 +139,25 @@ def check(git: Git, options: LaunchOptions) -> Checked:
     return Checked(commit, path, result["config"], repo_url, notes, start_command(git.show(commit, SETUP_SCRIPT)))
 
 
-def _option_problems(options: LaunchOptions, config: dict) -> list[str]:
+class OptionProblem(UserError):
+    """What is wrong is the command's options (the same for every experiment), not the branch."""
+
+
+def config_option_problems(options: LaunchOptions, config: dict) -> list[str]:
+    """Options that the experiment's config needs."""
+    if config.get("report_to_wandb") and not options.wandb_secret:
+        return ["the config reports to W&B (report_to_wandb=True) but no --wandb-secret NAME was given: "
+                "name the RunPod secret holding your W&B key, or set report_to_wandb=False in the branch"]
+    return []
+
+
+def option_problems(options: LaunchOptions) -> list[str]:
+    """The options' own problems, whatever the experiment."""
     problems = []
     if options.spot and (options.bid is None or not options.bid > 0):
         problems.append("--spot needs --bid USD, the most you pay per GPU-hour (e.g. --bid 0.35)")
     if options.bid is not None and not options.spot:
         problems.append("--bid is for spot pods: add --spot, or drop --bid for an on-demand pod")
-    if config.get("report_to_wandb") and not options.wandb_secret:
-        problems.append("the config reports to W&B (report_to_wandb=True) but no --wandb-secret NAME was given: "
-                        "name the RunPod secret holding your W&B key, or set report_to_wandb=False in the branch")
     for option, value in (("--wandb-secret", options.wandb_secret), ("--hf-secret", options.hf_secret),
                           ("--git-secret", options.git_secret)):
         if value is not None:
@@ -312,14 +324,21 @@ def rent(api: runpod_client.Api, options: LaunchOptions, checked: Checked, run_i
         try:
             pod = api.create_spot(spot_input(options, env, placement.data_center, checked.start_command))
             return pod, f"spot, bid ${options.bid:g}/GPU-hour", placement
+        except runpod_client.LaunchUnconfirmed as lost:
+            lost.price = options.bid  # what the pod bills if it exists
+            raise
         except runpod_client.SpotUnavailable as unavailable:
             if not options.fallback_on_demand:
                 raise runpod_client.SpotUnavailable(
                     f"{unavailable}: nothing was rented. Add --fallback-on-demand to launch on-demand "
-                    f"instead{_at(placement.list_price)}") from None
+                    f"instead{_at(placement.list_price)}", gone=unavailable.gone) from None
             print(f"{unavailable}; --fallback-on-demand: launching on-demand{_at(placement.list_price)}", file=out)
-    pod = api.create_pod(pod_request(options, pod_env(options, checked, run_id, placement.list_price), placement.data_center,
-                                     checked.start_command))
+    try:
+        pod = api.create_pod(pod_request(options, pod_env(options, checked, run_id, placement.list_price),
+                                         placement.data_center, checked.start_command))
+    except runpod_client.LaunchUnconfirmed as lost:
+        lost.price = placement.list_price
+        raise
     return pod, "on-demand (spot could not be had)" if options.spot else "on-demand", placement
 
 

@@ -55,9 +55,10 @@ def stop(name: str, terminate: bool, delete_data: bool, out) -> int:
     if not pods:
         raise UserError(f"experiment {name}: no pod named {pod_name(name)} in this account")
     if terminate and not delete_data:
-        keeping = [p for p in pods if _pod_volume_gb(p)]
+        keeping = [p for p in pods if runpod_client.pod_volume_gb(p)]
         if keeping:
-            raise UserError(f"pod {keeping[0].get('id')} keeps its checkpoints on its own {_pod_volume_gb(keeping[0])} "
+            raise UserError(f"pod {keeping[0].get('id')} keeps its checkpoints on its own "
+                            f"{runpod_client.pod_volume_gb(keeping[0])} "
                             "GB volume, which terminating deletes: copy them off (or stop it instead), then add "
                             "--delete-data")
     for pod in pods:
@@ -72,12 +73,6 @@ def stop(name: str, terminate: bool, delete_data: bool, out) -> int:
             api.stop(pod_id)
             print(f"stopped pod {pod_id} ({name}): GPU billing stops, its volume is kept", file=out)
     return EXIT_OK
-
-
-def _pod_volume_gb(pod: dict) -> int:
-    """The size of the pod's own volume (deleted with the pod); 0 for a network volume or none."""
-    persistent = (pod.get("mounts") or {}).get("persistent") or {}
-    return persistent.get("size") or 0
 
 
 def _steps(run) -> str:
