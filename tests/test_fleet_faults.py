@@ -608,10 +608,15 @@ def run_schedules(repo, tmp_path_factory, monkeypatch):
     return one
 
 
-def report() -> None:
-    print(f"\nfault schedules: {TALLY['schedules']} run, {TALLY['duplicates']} duplicate pods, worst budget "
-          f"overshoot ${TALLY['worst_overshoot']:.4f}, outcomes right {TALLY['right']}/{TALLY['outcomes']} "
-          f"({TALLY['unknown']} unknown where the log was unreadable or silent)")
+@pytest.fixture(scope="module", autouse=True)
+def fault_figures(request):
+    """The figures of the schedules this module ran, on the terminal once it is done."""
+    yield
+    if TALLY["schedules"]:
+        with request.config.pluginmanager.get_plugin("capturemanager").global_and_fixture_disabled():
+            print(f"\nfault schedules: {TALLY['schedules']} run, {TALLY['duplicates']} duplicate pods, worst budget "
+                  f"overshoot ${TALLY['worst_overshoot']:.4f}, outcomes right {TALLY['right']}/{TALLY['outcomes']} "
+                  f"({TALLY['unknown']} unknown where the log was unreadable or silent)")
 
 
 SUITE = settings(max_examples=5, deadline=None, derandomize=True, database=None,
@@ -631,7 +636,3 @@ def test_invariants_hold_over_seeded_fault_schedules(repo, tmp_path_factory, mon
 @given(schedule=SCHEDULES)
 def test_invariants_hold_over_many_more_fault_schedules(repo, tmp_path_factory, monkeypatch, schedule):
     run_schedules(repo, tmp_path_factory, monkeypatch)(schedule)
-
-
-def test_zz_report_the_fault_figures():
-    report()  # the figures of the schedules run above in this session (pytest -s shows them)
