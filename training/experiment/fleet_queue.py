@@ -45,6 +45,8 @@ CREATE TABLE IF NOT EXISTS experiments (
     added_at REAL NOT NULL
 );
 CREATE TABLE IF NOT EXISTS fleet (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+-- Every pod an experiment ever had (its row keeps only the current one): RunPod bills by pod id.
+CREATE TABLE IF NOT EXISTS pods (pod_id TEXT PRIMARY KEY, name TEXT NOT NULL, first_seen REAL NOT NULL);
 """
 
 
@@ -127,6 +129,16 @@ class Queue:
         with self.transaction() as db:
             db.execute(f"UPDATE experiments SET {', '.join(f'{k} = ?' for k in fields)} WHERE name = ?",
                        (*fields.values(), name))
+            if fields.get("pod_id"):
+                db.execute("INSERT OR IGNORE INTO pods (pod_id, name, first_seen) VALUES (?, ?, ?)",
+                           (fields["pod_id"], name, self.clock()))
+
+    def pods(self) -> dict[str, list[tuple[str, float]]]:
+        """Every pod each experiment had: name -> [(pod id, first seen)], oldest first."""
+        found: dict[str, list[tuple[str, float]]] = {}
+        for row in self.db.execute("SELECT pod_id, name, first_seen FROM pods ORDER BY first_seen, pod_id"):
+            found.setdefault(row["name"], []).append((row["pod_id"], row["first_seen"]))
+        return found
 
     def get(self, key: str, default: str = "") -> str:
         row = self.db.execute("SELECT value FROM fleet WHERE key = ?", (key,)).fetchone()
