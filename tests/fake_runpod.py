@@ -52,7 +52,10 @@ GPUS = {
                               "dataCenters": {"US-TX-3": "HIGH", "EU-RO-1": "NONE"}},
 }
 VOLUMES = {"vol-eu1": {"id": "vol-eu1", "name": "checkpoints", "size": 100, "dataCenter": "EU-RO-1",
-                       "type": "STANDARD"}}
+                       "type": "STANDARD"},
+           # US-TX-3 is not among the data centers whose volumes have RunPod's S3 API.
+           "vol-tx3": {"id": "vol-tx3", "name": "texas", "size": 50, "dataCenter": "US-TX-3", "type": "STANDARD"}}
+BILLING_BUCKETS = ("hour", "day", "week", "month", "year")
 # CreatePodRequest's fields (ContainerConfig + the pod's own): anything else is refused with 422.
 CREATE_FIELDS = {"name", "image", "args", "disk", "env", "ports", "registry", "cloud", "cpu", "dataCenterIds",
                  "globalNetworking", "gpu", "mounts", "startJupyter", "startSsh", "templateId"}
@@ -136,6 +139,7 @@ class FakeRunPod:
         self.volumes_deleted: list[str] = []  # pods terminated with their own volume (checkpoints lost)
         self.most_alive = 0  # the most pods alive at once, as the simulation went
         self.most_alive_per_name = 0
+        self._gone_by_pod: dict[str, float] = {}  # what terminated pods were billed
         self._ids = itertools.count(1)
         self._lock = threading.Lock()
         self._closing = threading.Event()
@@ -221,9 +225,16 @@ class FakeRunPod:
         """What RunPod would bill for every pod so far (including terminated ones)."""
         with self._lock:
             self._advance()
-            return sum(p["_billed"] * p["_rate"] / 3600 for p in self.pods.values()) + self._gone_usd
+            return sum(self._billed_by_pod().values())
 
-    _gone_usd = 0.0
+    def billed_by_pod(self) -> dict[str, float]:
+        """USD billed per pod id so far, terminated pods included (what GET /v2/billing/pods adds up)."""
+        with self._lock:
+            self._advance()
+            return self._billed_by_pod()
+
+    def _billed_by_pod(self) -> dict[str, float]:
+        return {**self._gone_by_pod, **{i: p["_billed"] * p["_rate"] / 3600 for i, p in self.pods.items()}}
 
     # --- the simulation --------------------------------------------------------------------------
     def _advance(self) -> None:
@@ -324,6 +335,8 @@ class FakeRunPod:
         if method == "GET" and found:
             volume = self.volumes.get(found.group(1))
             return (200, volume) if volume else _problem(404, "Not Found", "The requested network volume does not exist.")
+        if method == "GET" and route == "/v2/billing/pods":
+            return self._pod_billing(query)
         found = re.fullmatch(r"/v2/catalog/gpus/(.+)", route)
         if method == "GET" and found:
             return self._gpu_type(found.group(1), query)
@@ -334,7 +347,7 @@ class FakeRunPod:
             self.volumes_deleted.append(pod["id"])  # its checkpoints are gone with it
         if pod["status"] in ALIVE and pod["_fate"] is not None and pod["id"] not in self.truth:
             self.truth[pod["id"]] = "stopped"
-        self._gone_usd += pod["_billed"] * pod["_rate"] / 3600
+        self._gone_by_pod[pod["id"]] = pod["_billed"] * pod["_rate"] / 3600
         del self.pods[pod["id"]]
         return 204, None
 
@@ -372,6 +385,28 @@ class FakeRunPod:
         rate = self.catalog[gpu["id"]]["price"][body.get("cloud", "SECURE").lower()] * gpu.get("count", 1)
         created = _public(self._new_pod(body, spot=False, rate=rate, data_center=data_center))
         return 201, {k: v for k, v in created.items() if not (self.unpriced_creates and k == "cost")}
+
+    def _pod_billing(self, query: dict) -> tuple[int, object]:
+        """GET /v2/billing/pods as documented: startTime/endTime (RFC 3339) or lastN, not both;
+        bucketSize; podId. One bucket here (the fake's pods all fall in it), one record per pod."""
+        one = {k: v[0] for k, v in query.items()}
+        if "lastN" in one and ("startTime" in one or "endTime" in one):
+            return _problem(400, "Bad Request", "lastN is mutually exclusive with startTime/endTime")
+        if one.get("bucketSize", "day") not in BILLING_BUCKETS:
+            return _problem(400, "Bad Request", f"bucketSize must be one of {', '.join(BILLING_BUCKETS)}")
+        for key in ("startTime", "endTime"):
+            if key in one and not re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?(Z|[+-]\d\d:\d\d)", one[key]):
+                return _problem(400, "Bad Request", f"{key}: not an RFC 3339 date-time")
+        window = {"startTime": one.get("startTime", "2026-11-01T00:00:00Z"),
+                  "endTime": one.get("endTime", "2026-12-02T00:00:00Z")}
+        billed = {pod: usd for pod, usd in self._billed_by_pod().items() if one.get("podId") in (None, pod)}
+        records = [{**window, "podId": pod, "totalAmount": usd, "gpuAmount": usd, "cpuAmount": 0.0, "diskAmount": 0.0}
+                   for pod, usd in sorted(billed.items())]
+        total = sum(billed.values())
+        return 200, {"records": records, "metadata": {
+            "query": {**window, "bucketSize": one.get("bucketSize", "day"), "podId": one.get("podId")},
+            "recordCount": len(records), "uniquePodCount": len(records),
+            "totals": {"totalAmount": total, "gpuAmount": total, "cpuAmount": 0.0, "diskAmount": 0.0}}}
 
     def _gpu_type(self, gpu_id: str, query: dict) -> tuple[int, object]:
         gpu = self.catalog.get(gpu_id)

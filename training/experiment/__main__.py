@@ -1,4 +1,4 @@
-"""python -m training.experiment new|sweep|launch|status|stop|compare|queue|fleet|publish|pull|export:
+"""python -m training.experiment new|sweep|launch|status|stop|compare|queue|fleet|publish|pull|export|data:
 experiments as git branches.
 
 Exit codes: 0 done; 2 bad input, a refused command (nothing was changed) or a RunPod API error,
@@ -13,7 +13,11 @@ import sys
 from training.errors import EXIT_OK, EXIT_USER_ERROR, UserError
 from training.experiment import launch as launching
 from training.experiment import results
-from training.experiment.names import DEFAULT_PARENT, name_problems, outputs_root
+from training.experiment.names import DEFAULT_PARENT, name_problems
+from training.experiment.volume import add_volume_flag
+
+OUTPUTS_HELP = "runs' root (default: <VOLUME_PATH or ./outputs>/checkpoints)"
+VOLUME_RUNS_HELP = "read the runs from this network volume's checkpoints/ instead, from anywhere (no pod)"
 
 EPILOG = "Exit codes: 0 done, 2 bad input, refused (nothing changed) or RunPod API error."
 
@@ -78,7 +82,7 @@ def parser() -> argparse.ArgumentParser:
 
     status = commands.add_parser("status", help="pods of experiments, with their runs' progress", epilog=EPILOG)
     status.add_argument("name", nargs="?", metavar="NAME")
-    status.add_argument("--outputs", metavar="DIR", help="runs' root (default: <VOLUME_PATH or ./outputs>/checkpoints)")
+    runs_root(status)
 
     stop = commands.add_parser("stop", help="stop (or terminate) an experiment's pod", epilog=EPILOG)
     stop.add_argument("name", metavar="NAME")
@@ -88,11 +92,32 @@ def parser() -> argparse.ArgumentParser:
 
     compare = commands.add_parser("compare", help="table (and plot) of every run's results and cost", epilog=EPILOG)
     compare.add_argument("--markdown", action="store_true", help="a Markdown table")
-    compare.add_argument("--plot", metavar="FILE.png", help="draw eval_loss and cost against step into FILE.png")
-    compare.add_argument("--outputs", metavar="DIR", help="runs' root (default: <VOLUME_PATH or ./outputs>/checkpoints)")
+    compare.add_argument("--plot", metavar="FILE.png",
+                         help="draw eval_loss and cost against step, and cost against best CER, into FILE.png")
+    runs_root(compare)
     add_fleet_commands(commands)
     results.add_commands(commands, EPILOG)
+    add_data_commands(commands)
     return main
+
+
+def runs_root(command) -> None:
+    """Where a command reads runs: --outputs DIR or --volume-id ID, not both."""
+    where = command.add_mutually_exclusive_group()
+    where.add_argument("--outputs", metavar="DIR", help=OUTPUTS_HELP)
+    add_volume_flag(where, VOLUME_RUNS_HELP)
+
+
+def add_data_commands(commands) -> None:
+    """`data push`: a dataset folder onto the network volume, from a machine without a GPU."""
+    data = commands.add_parser("data", help="datasets on the network volume", epilog=EPILOG)
+    actions = data.add_subparsers(dest="action", required=True, metavar="ACTION")
+    push = actions.add_parser("push", epilog=EPILOG, help="upload a local dataset folder to the network volume "
+                              "(resumable: files already there are skipped)")
+    push.add_argument("directory", metavar="DIR", help="a folder dataset_name reads (metadata.jsonl or .csv beside "
+                                                     "the images, split subfolders, or parquet files)")
+    add_volume_flag(push, "the network volume to upload to (its data/NAME)")
+    push.add_argument("--as", dest="name", metavar="NAME", help="its name on the volume (default: DIR's own name)")
 
 
 def add_fleet_commands(commands) -> None:
@@ -147,8 +172,9 @@ def add_fleet_commands(commands) -> None:
                      help="dead-man switch: each pod stops itself after MIN minutes of an idle GPU (default 30)")
     status = actions.add_parser("status", help="one table of the fleet: state, attempts, dollars, results",
                                 epilog=EPILOG)
-    status.add_argument("--outputs", metavar="DIR", help="runs' root, for step and results (default: "
-                                                         "<VOLUME_PATH or ./outputs>/checkpoints)")
+    runs_root(status)
+    status.add_argument("--billing", action="store_true",
+                        help="add what RunPod billed for each experiment's pods (REST v2 billing), beside the count")
     for command in (run, status):
         command.add_argument("--db", **db)
 
@@ -235,7 +261,11 @@ def cmd_status(args, argv) -> int:
         except UserError:
             return False
 
-    return status(args.name, outputs_root(args.outputs), has_branch, sys.stdout)
+    from training.experiment import runpod_client
+    from training.experiment.volume import open_runs
+
+    api = runpod_client.connect()
+    return status(args.name, open_runs(args.outputs, args.volume_id, api), has_branch, sys.stdout, api)
 
 
 def cmd_stop(args, argv) -> int:
@@ -248,12 +278,13 @@ def cmd_stop(args, argv) -> int:
 def cmd_compare(args, argv) -> int:
     from training.experiment import compare
     from training.experiment.runs import read_runs
+    from training.experiment.volume import open_runs
 
-    root = outputs_root(args.outputs)
+    root = open_runs(args.outputs, args.volume_id)
     runs = read_runs(root)
     if not runs:
-        raise UserError(f"no runs in {root} (one directory per experiment, as train.py writes them; "
-                        "pass --outputs DIR)")
+        raise UserError(f"no runs in {root.label} (one directory per experiment, as train.py writes them; "
+                        "pass --outputs DIR or --volume-id ID)")
     table, common = compare.rows(runs, _branch_heads([run.name for run in runs]))
     print(compare.render(table, common, args.markdown))
     if args.plot:
@@ -320,10 +351,20 @@ def cmd_fleet(args, argv) -> int:
     from training.experiment.runs import read_runs
 
     if args.action == "status":
+        from training.experiment.volume import open_runs
+
         queue = Queue(db_path(args.db))
-        runs = {run.name: run for run in read_runs(outputs_root(args.outputs))}
+        rows = queue.rows()
+        api = runpod_client.connect() if args.volume_id or args.billing else None
+        root = open_runs(args.outputs, args.volume_id, api)
+        runs = {run.where.name: run for run in read_runs(root, [row["name"] for row in rows])}
         budget = float(queue.get("budget_usd", "0") or 0)
-        for line in fleet.status_table(queue.rows(), runs, budget):
+        billed = None
+        if args.billing:
+            from training.experiment.billing import billed_by_experiment
+
+            billed = billed_by_experiment(api, queue, rows)
+        for line in fleet.status_table(rows, runs, budget, billed):
             print(line)
         return EXIT_OK
     from training.experiment.gitops import Git
@@ -351,8 +392,24 @@ def cmd_fleet(args, argv) -> int:
         return 130
 
 
+def cmd_data(args, argv) -> int:
+    import os
+
+    from training.experiment.transfer import push_dataset
+    from training.experiment.volume import open_volume
+
+    if not args.volume_id:
+        raise UserError("data push: --volume-id ID is required (the network volume to upload to)")
+    name = args.name or os.path.basename(os.path.normpath(args.directory))
+    _check_names([name])
+    if not os.path.isdir(args.directory):
+        raise UserError(f"data push {args.directory}: no such directory")
+    push_dataset(args.directory, open_volume(args.volume_id), name, progress=None)
+    return EXIT_OK
+
+
 COMMANDS = {"new": cmd_new, "sweep": cmd_sweep, "launch": cmd_launch, "status": cmd_status, "stop": cmd_stop,
-            "compare": cmd_compare, "queue": cmd_queue, "fleet": cmd_fleet, **results.COMMANDS}
+            "compare": cmd_compare, "queue": cmd_queue, "fleet": cmd_fleet, "data": cmd_data, **results.COMMANDS}
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -550,23 +550,39 @@ STATUS_COLUMNS = ("experiment", "state", "attempts", "preempted", "gpu", "kind",
                   "best eval_loss", "CER")
 
 
-def status_table(rows: list[dict], runs: dict, budget: float | None) -> list[str]:
+def status_table(rows: list[dict], runs: dict, budget: float | None, billed: dict | str | None = None) -> list[str]:
+    """The table of `fleet status`; `runs`: name -> Run (runs.read_runs, from a directory or the volume);
+    `billed`: name -> what RunPod billed (billing.billed_by_experiment), or why it could not be read."""
+    columns = STATUS_COLUMNS
+    if isinstance(billed, dict):
+        at = columns.index("dollars") + 1
+        columns = (*columns[:at], "billed", *columns[at:])
     table = []
     for row in rows:
         run = runs.get(row["name"])
         best = run.best("eval_loss") if run is not None else None
         cer = run.best("eval_cer") if run is not None else None
-        table.append([
+        cells = [
             row["name"], row["state"], str(row["attempts"]), str(row["preemptions"]), row["pod_gpu"] or "-",
             row["pod_kind"] or ("on-demand" if row["on_demand"] or not row["spot"] else "spot"),
             hours_minutes(row["uptime_s"]), f"${dollars(row):.2f}",
             str(run.step) if run is not None and run.step is not None else "-",
             f"{best[0]:.4f}" if best else "-", f"{cer[0]:.4f}" if cer else "-",
-        ])
-    lines = text_table(STATUS_COLUMNS, table).split("\n")
+        ]
+        if isinstance(billed, dict):
+            amount = billed.get(row["name"])
+            cells.insert(columns.index("billed"), f"${amount:.2f}" if amount is not None else "-")
+        table.append(cells)
+    lines = text_table(columns, table).split("\n")
     total = sum(dollars(row) for row in rows)
     left = f", budget left ${budget - total:.2f} of ${budget:.2f}" if budget else ""
     lines.append(f"fleet total ${total:.2f}{left}")
+    if isinstance(billed, dict):
+        known = [amount for amount in billed.values() if amount is not None]
+        lines.append(f"RunPod billed ${sum(known):.2f} for {len(known)} of {len(rows)} experiments (its billing "
+                     "lags; '-': no record yet)")
+    elif isinstance(billed, str):
+        lines.append(f"RunPod billing not readable: {billed}")
     for row in rows:
         if row["state"] == "dead":
             lines.append(f"{row['name']} dead: {row['reason']}")

@@ -59,6 +59,8 @@ CREATE TABLE IF NOT EXISTS experiments (
     added_at REAL NOT NULL
 );
 CREATE TABLE IF NOT EXISTS fleet (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+-- Every pod an experiment ever had (its row keeps only the current one): RunPod bills by pod id.
+CREATE TABLE IF NOT EXISTS pods (pod_id TEXT PRIMARY KEY, name TEXT NOT NULL, first_seen REAL NOT NULL);
 """
 # Added since the first release of the file: ALTERed into older files as they are opened.
 COLUMNS = {
@@ -196,9 +198,22 @@ class Queue:
         """Change the row; with `rev` (as read), only if nobody changed it since. True when changed."""
         where = "name = ?" + (" AND rev = ?" if rev is not None else "")
         with self.transaction() as db:
-            return db.execute(f"UPDATE experiments SET {''.join(f'{k} = ?, ' for k in fields)}rev = rev + 1 "
-                              f"WHERE {where}", (*fields.values(), name, *([rev] if rev is not None else []))
-                              ).rowcount == 1
+            changed = db.execute(f"UPDATE experiments SET {''.join(f'{k} = ?, ' for k in fields)}rev = rev + 1 "
+                                 f"WHERE {where}", (*fields.values(), name, *([rev] if rev is not None else []))
+                                 ).rowcount == 1
+            if changed and fields.get("pod_id"):
+                db.execute("INSERT OR IGNORE INTO pods (pod_id, name, first_seen) VALUES (?, ?, ?)",
+                           (fields["pod_id"], name, self.clock()))
+            return changed
+
+    def pods(self) -> dict[str, list[tuple[str, float]]]:
+        """Every pod each experiment had: name -> [(pod id, first seen)], oldest first."""
+        found: dict[str, list[tuple[str, float]]] = {}
+        with self.guard():
+            rows = self.db.execute("SELECT pod_id, name, first_seen FROM pods ORDER BY first_seen, pod_id").fetchall()
+        for row in rows:
+            found.setdefault(row["name"], []).append((row["pod_id"], row["first_seen"]))
+        return found
 
     def get(self, key: str, default: str = "") -> str:
         with self.guard():

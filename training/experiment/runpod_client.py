@@ -228,6 +228,14 @@ class Api:
                                 "e.g. 'NVIDIA GeForce RTX 4090')") from None
             raise
 
+    # --- billing ---------------------------------------------------------------------------------
+    def pod_billing(self, start: str, bucket: str = "day") -> list[dict]:
+        """What RunPod billed for pods from `start` (RFC 3339) to now (`GET /v2/billing/pods`): one
+        record per pod per `bucket`, with `podId` and `totalAmount` in USD."""
+        answer = self.request("GET", "/billing/pods", "read pod billing",
+                              params={"startTime": start, "bucketSize": bucket}) or {}
+        return _field(answer, "records", "read pod billing")
+
     # --- spot: GraphQL while it lasts -------------------------------------------------------------
     def create_spot(self, spot_input: dict) -> dict:
         """A spot pod through GraphQL `podRentInterruptable`; SpotUnavailable when none can be had."""
