@@ -9,6 +9,7 @@ every finished run recorded finished."""
 
 from __future__ import annotations
 
+import json
 import random
 import time
 
@@ -23,7 +24,9 @@ from training.experiment.fleet import EXIT_UNREACHABLE, LEASE_S, PARK_CHECK_S, F
 from training.experiment.fleet_queue import DONE, Queue, QueueBusy
 from training.experiment.gitops import Git
 from training.experiment.runpod_client import Api
+from training.experiment.volume import LocalDir
 from training.outcome import RunOutcome
+from training.timestamps import UTC_FORMAT
 
 H100, RTX = "NVIDIA H100 80GB HBM3", "NVIDIA GeForce RTX 4090"  # no H100 in the volume's data center
 CHECKED: dict = {}  # launch's checks of the branches, shared by every controller of this module
@@ -71,11 +74,11 @@ class World:
     def api(self, **settings) -> Api:
         return Api(API_KEY, base=self.fake.url, log_quiet_s=0.02, sleep=self.clock.sleep, **settings)
 
-    def fleet(self, api=None, **options) -> Fleet:
+    def fleet(self, api=None, runs=None, **options) -> Fleet:
         defaults = dict(max_pods=2, escalate_after=2, max_attempts=3, max_preemptions=4, bid=None, retry_wait_s=300,
                         poll_s=60, volume_id="vol-eu1", launch={"wandb_secret": "wandb_key"})
         return Fleet(Queue(self.db, clock=self.clock), api or self.api(), Git.here(),
-                     FleetOptions(**{**defaults, **options}), Out(), clock=self.clock, checked=CHECKED)
+                     FleetOptions(**{**defaults, **options}), Out(), clock=self.clock, checked=CHECKED, runs=runs)
 
     def queue(self, names=None, gpus=(RTX,), spot=False) -> None:
         Queue(self.db, clock=self.clock).add(list(names or self.names), 0, list(gpus), spot=spot)
@@ -99,6 +102,10 @@ def world(repo, tmp_path, monkeypatch):
         monkeypatch.setenv("RUNPOD_API_BASE_URL", fake.url)  # the SDK's GraphQL spot call reads it
         yield World(fake, clock, str(tmp_path / "fleet.sqlite"), names)
     assert fake.server_errors == []
+
+
+def utc_iso(epoch: float) -> str:
+    return time.strftime(UTC_FORMAT, time.gmtime(epoch))
 
 
 def states(fleet: Fleet) -> dict[str, str]:
@@ -362,6 +369,42 @@ def test_an_unreadable_log_is_unknown_and_no_failure(world):
     row = fleet.queue.row(world.names[0])
     assert (row["state"], row["failures"], row["preemptions"], world.fake.created) == ("finished", 0, 1, 2)
     assert [outcome for _, _, outcome in fleet.decisions] == [RunOutcome.UNKNOWN, RunOutcome.FINISHED]
+
+
+def test_the_runs_own_status_on_the_volume_decides_before_the_log(world, tmp_path):
+    # The run says how it ended in run_status.json on the network volume; its pod's log is unreadable.
+    world.fake.fate = lambda pod: Fate("early_stopped", after=600)
+    world.queue(world.names[:2])
+    fleet = world.fleet(runs=LocalDir(str(tmp_path)))
+    fleet.step()
+    for name in world.names[:2]:
+        (tmp_path / name).mkdir()
+    # One run wrote how it ended after its launch; the other's file is an earlier attempt's.
+    written = {world.names[0]: world.clock() + 300, world.names[1]: world.clock() - 3600}
+    for name, at in written.items():
+        (tmp_path / name / "run_status.json").write_text(json.dumps(
+            {"status": "early_stopped", "exit_code": 0, "step": 40, "max_steps": 500, "updated_at": utc_iso(at)}))
+    world.fake.fail("GET /v2/pods/*/logs", 500, times=1000)
+    world.drive(fleet)
+    rows = {row["name"]: row for row in fleet.queue.rows()}
+    assert rows[world.names[0]]["state"] == "early_stopped" and rows[world.names[0]]["preemptions"] == 0
+    assert any("run_status.json: early stopping at step 40/500" in line for line in fleet.out.lines)
+    # The other attempt's outcome is unknown (its file is older than its launch): relaunched, no failure.
+    assert rows[world.names[1]]["failures"] == 0 and rows[world.names[1]]["preemptions"] >= 1
+
+
+def test_a_dead_man_stop_stays_a_failure_when_the_run_says_preempted(world, tmp_path):
+    world.fake.fate = lambda pod: Fate("deadman", after=600)
+    world.queue(world.names[:1])
+    fleet = world.fleet(runs=LocalDir(str(tmp_path)), max_attempts=1)
+    fleet.step()
+    (tmp_path / world.names[0]).mkdir()
+    (tmp_path / world.names[0] / "run_status.json").write_text(json.dumps(
+        {"status": "preempted", "exit_code": 143, "step": 7, "updated_at": utc_iso(world.clock() + 300)}))
+    world.drive(fleet)
+    row = fleet.queue.row(world.names[0])
+    assert (row["state"], row["failures"]) == ("dead", 1), row
+    assert [outcome for _, _, outcome in fleet.decisions] == [RunOutcome.DEADMAN]
 
 
 def test_a_parked_pod_is_ended_by_the_controller(world):

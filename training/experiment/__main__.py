@@ -349,10 +349,9 @@ def cmd_fleet(args, argv) -> int:
     from training.experiment import fleet, numbers, runpod_client
     from training.experiment.fleet_queue import Queue, db_path
     from training.experiment.runs import read_runs
+    from training.experiment.volume import open_runs
 
     if args.action == "status":
-        from training.experiment.volume import open_runs
-
         queue = Queue(db_path(args.db))
         rows = queue.rows()
         api = runpod_client.connect() if args.volume_id or args.billing else None
@@ -385,8 +384,14 @@ def cmd_fleet(args, argv) -> int:
         unreachable_s=args.unreachable_minutes * 60, volume_id=args.volume_id,
         launch=dict(wandb_secret=args.wandb_secret, hf_secret=args.hf_secret, git_secret=args.git_secret,
                     max_lifetime_h=args.max_lifetime_hours, idle_stop_min=args.idle_stop_minutes))
+    runs = None  # the runs on the network volume, where each says how it ended: the first source of outcomes
     try:
-        return fleet.Fleet(queue, api, git, options, sys.stdout).run(once=args.once)
+        runs = open_runs(None, args.volume_id, api)
+    except UserError as problem:
+        print(f"warning: outcomes from the pods' logs only, the volume's files are not readable here: {problem}",
+              file=sys.stderr)
+    try:
+        return fleet.Fleet(queue, api, git, options, sys.stdout, runs=runs).run(once=args.once)
     except KeyboardInterrupt:
         print("fleet: stopped (Ctrl-C); its pods run on, and `fleet run` again adopts them", file=sys.stderr)
         return 130

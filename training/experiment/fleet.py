@@ -8,8 +8,9 @@ seeded fault schedules):
 - the money: dollars count from just before a pod's create (an adopted pod: from its own creation)
   to the pass that saw it end, so at least what RunPod bills and at most one pass more per pod. The
   budget check runs every pass, counting every pod not known to have ended as billing up to now.
-- how a run ended is read, never guessed: `outcome` asks its sources in order (the pod's outcome
-  line through RunPod's log API, then the pod's state); when none knows, the outcome is unknown,
+- how a run ended is read, never guessed: `outcome` asks its sources in order (the run's own
+  run_status.json on the network volume when the controller can read it, the pod's outcome line
+  through RunPod's log API, then the pod's state); when none knows, the outcome is unknown,
   and the run is relaunched (a finished run's relaunch ends at once, from its final/ on the volume).
 - a pod's own volume (checkpoints) is never deleted: such a pod is stopped, not terminated.
 
@@ -35,6 +36,8 @@ from training.experiment import launch as launching
 from training.experiment import runpod_client
 from training.experiment.fleet_queue import ACTIVE, DONE, Queue, QueueBusy, attempt_usd, dollars
 from training.experiment.names import experiment_of_pod, pod_name
+from training.experiment.runs import recorded_outcome
+from training.experiment.volume import Store
 from training.outcome import RunOutcome
 from training.outcome_line import TERMINAL, Reading, read
 from training.table import hours_minutes, text_table
@@ -71,7 +74,7 @@ class Unreachable(UserError):
 
 class Fleet:
     def __init__(self, queue: Queue, api: runpod_client.Api, git, options: FleetOptions, out, clock=time.time,
-                 checked: dict | None = None):
+                 checked: dict | None = None, runs: Store | None = None):
         self.queue, self.api, self.git, self.options, self.out, self.clock = queue, api, git, options, out, clock
         self.owner = secrets.token_hex(6)  # this controller, in the leases of its claims
         self.launches = 0
@@ -80,8 +83,12 @@ class Fleet:
         self.decisions: list[tuple[str, str | None, RunOutcome]] = []  # (experiment, pod, outcome), in order
         self.disposed: set[str] = set()  # pods terminated (or left stopped) by this controller
         self._checked = {} if checked is None else checked
-        # Where the outcome of a pod's run is read, first that knows wins: see `outcome`.
+        # Where the outcome of a pod's run is read, first that knows wins: see `outcome`. `runs`: the
+        # runs' root on the network volume (its S3 API, or a mount), where each run says how it ended.
+        self.runs = runs
         self.outcome_sources = [self.outcome_from_log, self.outcome_from_pod_state]
+        if runs is not None:
+            self.outcome_sources.insert(0, self.outcome_from_volume)
 
     def say(self, message: str) -> None:
         print(message, file=self.out, flush=True)
@@ -312,9 +319,9 @@ class Fleet:
 
     def outcome(self, row: dict, pod: dict | None) -> tuple[Reading, list[str]]:
         """How the run of the row's current attempt ended: the first source that knows (not unknown)
-        wins, each source being `source(row, pod) -> (Reading, log lines) | None`. Sources now: the
-        pod's outcome line (log), then the pod's state. A source that reads the run's own
-        run_status.json on the network volume belongs first: `outcome_sources.insert(0, source)`."""
+        wins, each source being `source(row, pod) -> (Reading, log lines) | None`. The sources: the
+        run's own run_status.json on the network volume (when the controller can read it), the pod's
+        outcome line (its log), the pod's state."""
         unknown: list[str] = []
         lines: list[str] = []
         for source in self.outcome_sources:
@@ -328,6 +335,23 @@ class Fleet:
             unknown.append(reading.why)
         why = "; ".join(unknown) or ("its pod is gone, and its log with it" if pod is None else "no source knows")
         return Reading(RunOutcome.UNKNOWN, f"outcome unknown: {why}"), lines
+
+    def outcome_from_volume(self, row: dict, pod: dict | None):
+        try:
+            reading = recorded_outcome(self.runs, row["name"], since=row["launched_at"])
+        except UserError as problem:
+            return Reading(RunOutcome.UNKNOWN, f"run_status.json on the volume is not readable ({problem})"), []
+        if reading is None:
+            return None  # nothing written by this attempt: the log decides
+        if reading.outcome in (RunOutcome.PREEMPTED, RunOutcome.FAILED):
+            # The log still says what the file cannot: whose stop signal it was (the pod's own
+            # dead-man switch is a failure, RunPod's a preemption), and a failure's last lines.
+            from_log = self.outcome_from_log(row, pod)
+            if from_log is not None:
+                if from_log[0].outcome is RunOutcome.DEADMAN:
+                    return from_log
+                return reading, from_log[1]
+        return reading, []
 
     def outcome_from_log(self, row: dict, pod: dict | None):
         if pod is None:

@@ -16,6 +16,8 @@ from dataclasses import dataclass, field
 from configs.base import TrainingConfig
 from training.experiment.volume import Store
 from training.metrics_log import METRICS_FILE, parse_events
+from training.outcome import RunOutcome
+from training.outcome_line import Reading
 from training.run_config import CONFIG_FILE
 from training.run_status import STATUS_FILE
 
@@ -110,20 +112,19 @@ def read_runs(root: Store, names: list[str] | None = None) -> list[Run]:
         return [run for run in runs if run is not None]
 
 
-# run_status.json's statuses, in the fleet's words, with why (training.outcome sets them as a run ends).
-OUTCOMES = {
-    "finished": ("finished", "finished"),
-    "early_stopped": ("early_stopped", "early stopping"),
-    "budget_stopped": ("budget_stopped", "the experiment's own budget_cap"),
-    "preempted": ("preempted", "stopped by a signal after saving a checkpoint"),
-    "failed": ("failed", "failed"),
+# Why each ending of run_status.json is what it is, in the fleet's log (training.outcome sets them as a run ends).
+ENDINGS = {
+    RunOutcome.FINISHED: "finished",
+    RunOutcome.EARLY_STOPPED: "early stopping",
+    RunOutcome.BUDGET_STOPPED: "the experiment's own budget_cap",
+    RunOutcome.PREEMPTED: "stopped by a signal after saving a checkpoint",
+    RunOutcome.FAILED: "failed",
 }
 
 
-def recorded_outcome(root: Store, name: str, since: float | None = None) -> tuple[str, str] | None:
-    """(outcome, why) of experiment `name`'s attempt that ended, from the run's own run_status.json
-    under `root` (written atomically by the run as it ends; one small read): finished,
-    early_stopped, budget_stopped, preempted or failed, as the fleet names them.
+def recorded_outcome(root: Store, name: str, since: float | None = None) -> Reading | None:
+    """How experiment `name`'s attempt ended, from the run's own run_status.json under `root`
+    (written atomically by the run as it ends; one small read): the fleet's first source of outcomes.
 
     None when the file tells nothing about this attempt, and the caller reads the pod's log instead:
     no file, or a torn or unreadable one; a status written before `since` (epoch seconds, the
@@ -132,17 +133,18 @@ def recorded_outcome(root: Store, name: str, since: float | None = None) -> tupl
     from training.timestamps import parse_utc
 
     status = root.sub(name).json(STATUS_FILE)
-    if not isinstance(status, dict) or status.get("status") not in OUTCOMES:
+    if not isinstance(status, dict) or status.get("status") not in ENDINGS:
         return None
     if since is not None:
         written = parse_utc(status.get("updated_at"))
         if written is None or written < since:
             return None
-    outcome, why = OUTCOMES[status["status"]]
+    outcome = RunOutcome(status["status"])
     step, max_steps, code = status.get("step"), status.get("max_steps"), status.get("exit_code")
     at = f" at step {step}" + (f"/{max_steps}" if max_steps else "") if _number(step) else ""
     exit_code = f", exit {code}" if _number(code) else ""
-    return outcome, f"run_status.json: {why}{at}{exit_code}"
+    return Reading(outcome, f"run_status.json: {ENDINGS[outcome]}{at}{exit_code}",
+                   exit_code=int(code) if _number(code) else None, step=int(step) if _number(step) else None)
 
 
 def _number(value) -> bool:
