@@ -115,7 +115,8 @@ def test_values_follow_unsloths_vision_recipe():
     ("auto", True, True, "unsloth/Qwen3-VL-2B-Instruct-unsloth-bnb-4bit", UNSLOTH),
     ("auto", False, True, "unsloth/Qwen3-VL-2B-Instruct-unsloth-bnb-4bit", TRANSFORMERS),
     ("auto", True, False, "unsloth/Qwen3-VL-2B-Instruct-unsloth-bnb-4bit", TRANSFORMERS),
-    ("auto", True, True, "standin:qwen3-vl-mini", TRANSFORMERS),
+    ("auto", True, True, "standin:qwen3-vl-mini", UNSLOTH),  # make gpu-check: the CUDA path, no download
+    ("auto", False, True, "standin:qwen3-vl-mini", TRANSFORMERS),
     ("transformers", True, True, "x/y", TRANSFORMERS),
     ("unsloth", True, True, "x/y", UNSLOTH),
 ])
@@ -253,3 +254,28 @@ def test_the_merged_save_is_asked_for_the_dtype_export_was_given(sources, dtype)
     assert "_requests_float32(dtype)" in ast.unparse(function(save, "unsloth_generic_save_pretrained_merged"))
     assert "return True if safe_serialization is None else safe_serialization" in ast.unparse(
         function(save, "_normalize_safe_serialization"))
+
+
+def test_the_stand_in_loads_through_unsloth_from_its_local_folder_in_4_bits(sources):
+    # make gpu-check runs quick_val on a GPU: Unsloth must get the built stand-in's folder (a name
+    # like standin:qwen3-vl-mini would send it to the Hub) and quantize it to 4 bits on load.
+    from training.standin import standin_path
+
+    config = load_config("configs/experiments/quick_val.py")
+    kwargs = unsloth_load_kwargs(config)
+    assert kwargs["model_name"] == str(standin_path(config.model_name))
+    assert (Path(kwargs["model_name"]) / "config.json").is_file() and kwargs["load_in_4bit"] is True
+    assert set(kwargs) <= named_parameters(method(sources["loader"], "FastModel", "from_pretrained"))
+
+
+def test_the_gpu_check_takes_the_unsloth_backend_on_the_stand_in(tmp_path, gpu_path):
+    # `make gpu-check` on a CUDA host (here torch's device queries answer for one H100): the smoke run
+    # trains the stand-in through Unsloth in 4 bits, offline; the recorder standing in for unsloth
+    # ends its first train.py, having seen nothing imported before it.
+    env, record = gpu_path
+    result = run_cli(["-m", "training.smoke", "--config", "configs/experiments/quick_val.py", "--output",
+                      str(tmp_path / "smoke")], env={**env, "HF_HUB_OFFLINE": "1"}, timeout=300)
+    assert "[smoke] backend unsloth, 4-bit" in result.stdout, result.stdout + result.stderr
+    assert result.returncode == 1 and "FAIL: train.py exited 97" in result.stdout
+    assert json.loads(record.read_text()) == [], "imported before unsloth"
+    assert "gpu-check:" in (Path(__file__).resolve().parent.parent / "Makefile").read_text()
