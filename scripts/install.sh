@@ -6,7 +6,8 @@
 #   bash scripts/install.sh torch-choice # only say which torch build this host's driver gets
 #
 # torch comes from PyPI (its CUDA 13.0 build, driver >= 580) unless the host's NVIDIA driver is
-# older: then from PyTorch's index, the CUDA 12 build (training/cuda_build.py decides).
+# older: then from PyTorch's index, the CUDA 12.6 build (training/cuda_build.py decides, and checks
+# that the index serves the pinned wheels for this Python before the venv is touched).
 # Safe to re-run: an existing environment is reused and only what changed is installed.
 set -euo pipefail
 
@@ -23,11 +24,13 @@ case "$MODE" in
 esac
 
 # "LABEL INDEX-URL" of the torch build for this host's driver, empty for PyPI's; exit 2 if none fits.
-TORCH_BUILD="$("$PYTHON" "$ROOT/training/cuda_build.py")" || exit 2
 if [ "$MODE" = torch-choice ]; then
+  TORCH_BUILD="$("$PYTHON" "$ROOT/training/cuda_build.py")" || exit 2
   echo "${TORCH_BUILD:-PyPI}"
   exit 0
 fi
+# Before anything changes: the index of a labelled build must serve the pinned wheels for this Python.
+TORCH_BUILD="$("$PYTHON" "$ROOT/training/cuda_build.py" --check-index "${TORCH_PINS[@]}")" || exit 2
 
 [ -x "$VENV/bin/python" ] || "$PYTHON" -m venv "$VENV"
 # No pip cache: the venv is the copy that is kept, and a cached torch with its CUDA libraries would
@@ -37,7 +40,7 @@ pip_install() { "$VENV/bin/python" -m pip install --disable-pip-version-check --
 echo "[install] $MODE environment in $VENV"
 pip_install -q --upgrade pip
 # torch alone first, so pip settles the pinned build before anything else can ask for another.
-# A build from PyTorch's index is pinned with its label (torch==2.14.1+cu128): that replaces a
+# A build from PyTorch's index is pinned with its label (torch==2.14.1+cu126): that replaces a
 # PyPI build already in the venv, and satisfies the plain ==2.14.1 pins that follow.
 read -r torch_label torch_index <<<"$TORCH_BUILD" || true
 if [ -n "${torch_label:-}" ]; then

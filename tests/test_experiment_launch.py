@@ -94,14 +94,15 @@ def test_on_demand_launch_sends_the_v2_request(repo, api):
     assert api.routes() == ["GET /v2/pods", "GET /v2/catalog/gpus/NVIDIA GeForce RTX 4090", "POST /v2/pods"]
     assert {r["authorization"] for r in api.requests} == {f"Bearer {API_KEY}"}
     catalog = api.requests[1]["query"]
-    assert catalog == {"include": ["AVAILABILITY"], "product": ["POD"], "cloud": ["SECURE"], "count": ["1"]}
+    assert catalog == {"include": ["AVAILABILITY"], "product": ["POD"], "cloud": ["SECURE"], "count": ["1"],
+                       "minCudaVersion": ["13.0"]}
     sent = api.calls("POST", "/v2/pods")[0]["body"]
     assert sent.pop("env") == expected_env(repo, extra=[("WANDB_RUN_ID", run_id), ("WANDB_ENTITY", "oilco"), ("POD_PRICING", "on-demand"),
                                                   ("POD_HOURLY_RATE", "0.69")])
     assert embedded(sent["args"]) == SETUP_POD
     assert sent == {
-        "name": "exp-lr-1e4", "image": "runpod/pytorch:1.0.3-cu1281-torch280-ubuntu2204",
-        "gpu": {"id": "NVIDIA GeForce RTX 4090", "count": 1}, "cloud": "SECURE", "disk": 40,
+        "name": "exp-lr-1e4", "image": "runpod/pytorch:1.0.3-cu1300-torch291-ubuntu2404",
+        "gpu": {"id": "NVIDIA GeForce RTX 4090", "count": 1, "minCudaVersion": "13.0"}, "cloud": "SECURE", "disk": 40,
         "args": start_command(SETUP_POD),
         "mounts": {"persistent": {"size": 50, "path": "/runpod_volume"}}, "startSsh": True,
     }
@@ -118,11 +119,27 @@ def test_on_demand_launch_on_a_network_volume_goes_to_its_data_center(repo, api)
     assert api.pods["pod1"]["dataCenterId"] == "EU-RO-1" and "price   $1.64/h" in result.stdout
 
 
+def test_pods_land_on_hosts_that_run_pypis_cuda_13_torch(repo, api, cli):
+    # The default install takes PyPI's torch (CUDA 13.0, driver >= 580): launch asks RunPod for such a
+    # host (gpu.minCudaVersion), and the default image's CUDA matches it.
+    result = launch(repo, api, "lr-1e4", *SECRETS, run=cli)
+    assert result.returncode == 0, result.stderr
+    assert api.pods["pod1"]["cudaVersion"] == "13.0" and api.pods["pod1"]["dataCenterId"] == "EU-RO-1"
+    assert "-cu1300-" in api.pods["pod1"]["image"]
+    # Where only older drivers have the GPU, nothing is rented and the user is told why.
+    api.pods.clear()
+    api.catalog["NVIDIA GeForce RTX 4090"]["dataCenters"] = {"US-KS-2": "HIGH"}
+    result = launch(repo, api, "lr-1e4", "--gpu", "NVIDIA GeForce RTX 4090", *SECRETS, run=cli)
+    assert result.returncode == 2 and api.pods == {}
+    assert "no pods to rent in SECURE cloud on hosts with CUDA >= 13.0" in result.stderr
+
+
 def test_a_gpu_not_offered_in_the_volumes_data_center_is_refused_with_where_it_is(repo, api, cli):
     result = launch(repo, api, "lr-1e4", "--volume-id", "vol-eu1", "--gpu", "NVIDIA H100 80GB HBM3", *SECRETS, run=cli)
     assert result.returncode == 2
     assert result.stderr == ("error: --gpu 'NVIDIA H100 80GB HBM3': not offered in EU-RO-1, the data center of "
-                             "network volume vol-eu1 (SECURE cloud); data centers that have it: US-TX-3 (HIGH). "
+                             "network volume vol-eu1 (SECURE cloud, hosts with CUDA >= 13.0); data centers that have "
+                             "it: US-TX-3 (HIGH). "
                              "Pick another --gpu, or a volume in one of those\n")
     assert api.pods == {} and not api.calls("POST", "/v2/pods")
 
@@ -142,8 +159,9 @@ def test_spot_launch_sends_pod_rent_interruptable_with_the_network_volume(repo, 
     assert env == expected_env(repo, extra=[("WANDB_RUN_ID", run_id), ("WANDB_ENTITY", "oilco"), ("POD_HOURLY_RATE", "0.35"),
                                       ("POD_PRICING", "spot")])
     assert sent == {
-        "name": "exp-lr-1e4", "imageName": "runpod/pytorch:1.0.3-cu1281-torch280-ubuntu2204",
+        "name": "exp-lr-1e4", "imageName": "runpod/pytorch:1.0.3-cu1300-torch291-ubuntu2404",
         "gpuTypeId": "NVIDIA A100 80GB PCIe", "cloudType": "SECURE", "gpuCount": 1, "bidPerGpu": 0.35,
+        "minCudaVersion": "13.0",
         "containerDiskInGb": 40, "volumeInGb": 0, "volumeMountPath": "/runpod_volume",
         "dockerArgs": start_command(SETUP_POD),
         "startSsh": True, "networkVolumeId": "vol-eu1", "dataCenterId": "EU-RO-1",

@@ -22,13 +22,19 @@ import secrets
 from dataclasses import dataclass
 
 from training.cost import ON_DEMAND, POD_RATE_ENV, PRICING_VAR, SPOT
+from training.cuda_build import PYPI_TORCH_CUDA
 from training.errors import EXIT_OK, UserError
 from training.experiment import configfile, runpod_client
 from training.experiment.gitops import Git, clone_url
 from training.experiment.names import config_path, name_problems, pod_name
 
 DEFAULT_GPU = "NVIDIA GeForce RTX 4090"  # 24 GB: Qwen3-VL 2B in 4-bit with room for batch 2
-DEFAULT_IMAGE = "runpod/pytorch:1.0.3-cu1281-torch280-ubuntu2204"
+# Pods go to hosts whose driver runs this CUDA (REST v2's gpu.minCudaVersion): PyPI's torch, the
+# build scripts/install.sh takes there (training/cuda_build.py), and the default image's CUDA.
+HOST_MIN_CUDA = PYPI_TORCH_CUDA
+# CUDA 13.0 like the host, Python 3.12 (Ubuntu 24.04) for the pinned dependencies, and RunPod's
+# /start.sh, which the start command runs first for SSH.
+DEFAULT_IMAGE = "runpod/pytorch:1.0.3-cu1300-torch291-ubuntu2404"
 # Set explicitly on every pod: RunPod would mount a volume at /workspace. setup_pod.sh's VOLUME_PATH.
 VOLUME_MOUNT = "/runpod_volume"
 CONTAINER_DISK_GB = 40  # the image and the install's temporary files (pip keeps no cache; the venv is on the volume)
@@ -225,7 +231,7 @@ def pod_request(options: LaunchOptions, env: dict[str, str], data_center: str | 
     body = {
         "name": pod_name(options.name),
         "image": options.image,
-        "gpu": {"id": options.gpu, "count": 1},
+        "gpu": {"id": options.gpu, "count": 1, "minCudaVersion": HOST_MIN_CUDA},
         "cloud": cloud_type(options),
         "disk": CONTAINER_DISK_GB,
         "args": start,
@@ -247,6 +253,7 @@ def spot_input(options: LaunchOptions, env: dict[str, str], data_center: str | N
         "cloudType": cloud_type(options),
         "gpuCount": 1,
         "bidPerGpu": options.bid,
+        "minCudaVersion": HOST_MIN_CUDA,
         "containerDiskInGb": CONTAINER_DISK_GB,
         "volumeInGb": 0 if options.volume_id else POD_VOLUME_GB,
         "volumeMountPath": VOLUME_MOUNT,
@@ -283,16 +290,16 @@ def place(api: runpod_client.Api, options: LaunchOptions) -> Placement:
     data_center = None
     if options.volume_id:
         data_center = api.network_volume(options.volume_id).get("dataCenter")
-    gpu = api.gpu_type(options.gpu, cloud)
+    gpu = api.gpu_type(options.gpu, cloud, min_cuda=HOST_MIN_CUDA)
     offered = runpod_client.data_centers_with(gpu)
     where = ", ".join(f"{dc} ({level})" for dc, level in offered) or "none right now"
     if data_center and data_center not in {dc for dc, _ in offered}:
         raise UserError(f"--gpu {options.gpu!r}: not offered in {data_center}, the data center of network volume "
-                        f"{options.volume_id} ({cloud} cloud); data centers that have it: {where}. Pick another --gpu, "
-                        "or a volume in one of those")
+                        f"{options.volume_id} ({cloud} cloud, hosts with CUDA >= {HOST_MIN_CUDA}); data centers that "
+                        f"have it: {where}. Pick another --gpu, or a volume in one of those")
     if not offered:
-        raise UserError(f"--gpu {options.gpu!r}: no pods to rent in {cloud} cloud right now (RunPod's catalog); "
-                        "try another --gpu or later")
+        raise UserError(f"--gpu {options.gpu!r}: no pods to rent in {cloud} cloud on hosts with CUDA >= "
+                        f"{HOST_MIN_CUDA} right now (RunPod's catalog); try another --gpu or later")
     return Placement(data_center, runpod_client.list_price(gpu, cloud))
 
 
