@@ -330,17 +330,18 @@ setup_python() {
     say "SKIP_INSTALL=1: using $PY as it is"
     return 0
   fi
-  local lock_hash venv installed="" torch_build
-  # One venv per dependency set (pyproject.toml, the installer, and the torch build this host's
-  # driver runs: training/cuda_build.py, which install.sh asks too), on the volume: pods of other
-  # branches, or on hosts whose driver needs the other build, use their own and never reinstall
-  # the one another pod trains from. The stamp is written last, so an install cut short is redone;
-  # two pods that need the same new venv take turns through a lock, and the second reuses the
-  # first's install. Nodes of an Instant Cluster other than node 0 keep their own (node_suffix): a
-  # lock on a network volume is not to be trusted across machines.
-  torch_build="$(python3 training/cuda_build.py 2>/dev/null || true)"  # install.sh says why
-  lock_hash="$({ cat pyproject.toml scripts/install.sh training/cuda_build.py; echo "$torch_build"; } \
-    | sha256sum | cut -c1-16)"
+  local lock_hash venv installed="" torch_build python
+  python="$(pick_python)"
+  # One venv per dependency set (pyproject.toml, the installer, the Python, and the torch build this
+  # host's driver runs: training/cuda_build.py, which install.sh asks too), on the volume: pods of
+  # other branches, or on hosts whose driver needs the other build, use their own and never
+  # reinstall the one another pod trains from. The stamp is written last, so an install cut short is
+  # redone; two pods that need the same new venv take turns through a lock, and the second reuses
+  # the first's install. Nodes of an Instant Cluster other than node 0 keep their own (node_suffix):
+  # a lock on a network volume is not to be trusted across machines.
+  torch_build="$("$python" training/cuda_build.py 2>/dev/null || true)"  # install.sh says why
+  lock_hash="$({ cat pyproject.toml scripts/install.sh training/cuda_build.py; python_version "$python"
+                 echo "$torch_build"; } | sha256sum | cut -c1-16)"
   venv="$VOLUME_PATH/venvs/$lock_hash$(node_suffix)"
   mkdir -p "$VOLUME_PATH/venvs"
   exec 8>"$venv.lock"
@@ -356,11 +357,33 @@ setup_python() {
     "$venv/bin/python" -c "" 2>/dev/null || rm -rf "$venv"
     rm -f "$venv/.installed"
     say "installing into $venv (first run with these dependencies): several minutes"
-    VENV="$venv" bash scripts/install.sh gpu || die "$EXIT_SETUP_FAILED" "installing the environment failed (see above)"
+    VENV="$venv" PYTHON="$python" bash scripts/install.sh gpu \
+      || die "$EXIT_SETUP_FAILED" "installing the environment failed (see above)"
     printf '%s\n' "$lock_hash" >"$venv/.installed"
   fi
   exec 8>&-
   PY="$venv/bin/python"
+}
+
+python_version() {  # python_version PYTHON: "3.12", or nothing when it does not run
+  "$1" -c 'import sys; print("%d.%d" % sys.version_info[:2])' 2>/dev/null || true
+}
+
+pick_python() {
+  # The pinned dependencies (numpy 2.4, pillow 13, matplotlib 3.11, trl 1.15) need Python 3.11 or
+  # 3.12 (pyproject.toml's requires-python). Images whose python3 is older (Ubuntu 22.04's 3.10)
+  # often have python3.12 or python3.11 beside it.
+  local candidate version first=""
+  for candidate in python3 python3.12 python3.11; do
+    command -v "$candidate" >/dev/null 2>&1 || continue
+    version="$(python_version "$candidate")"
+    first="${first:-${version:-?}}"
+    case "$version" in
+      3.11|3.12) command -v "$candidate"; return 0 ;;
+    esac
+  done
+  die "$EXIT_USER_ERROR" "no Python 3.11 or 3.12 here (python3 is ${first:-missing}): the pinned dependencies" \
+    "need one; use an image that has it (e.g. a runpod/pytorch image for Ubuntu 24.04), or install python3.12"
 }
 
 node_suffix() {

@@ -407,6 +407,7 @@ mkdir -p "$VENV/bin"
 printf '#!/bin/sh\nexec {sys.executable} "$@"\n' >"$VENV/bin/python"
 chmod +x "$VENV/bin/python"
 echo install >>"$VENV/installs"
+echo "${{PYTHON:-}}" >"$VENV/made-with"
 """
 
 
@@ -454,6 +455,43 @@ def test_a_host_whose_driver_needs_another_torch_build_gets_its_own_venv(origin,
         start_until_config(volume, origin, f"{BRANCH}-hosts", **fake_nvidia_smi(tmp_path / driver, driver))
     venvs = sorted((volume / "venvs").glob("*/installs"))
     assert [p.read_text() for p in venvs] == ["install\n", "install\n"]
+
+
+def pythons(directory: Path, python3: str, good: tuple[str, ...] = ()) -> dict:
+    """PATH with a `python3` that is Python `python3`, python3.11/python3.12 that fail unless in
+    `good` (then they are this test's own Python 3.11+)."""
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / "python3").write_text(f"#!/bin/sh\necho {python3}\n")
+    for name in ("python3.11", "python3.12"):
+        (directory / name).write_text(f"#!/bin/sh\nexec {sys.executable} \"$@\"\n" if name in good else
+                                      "#!/bin/sh\necho 'not here' >&2\nexit 127\n")
+    for tool in directory.iterdir():
+        tool.chmod(0o755)
+    return {"PATH": f"{directory}{os.pathsep}{os.environ['PATH']}"}
+
+
+def test_an_image_whose_python3_is_too_old_installs_with_python3_11_or_3_12(origin, tmp_path):
+    # numpy 2.4, pillow 13, matplotlib 3.11 and trl 1.15 need Python >= 3.11; RunPod's Ubuntu 22.04
+    # images have 3.10 as python3, and 3.11 and 3.12 beside it.
+    push_with_fake_installer(origin, tmp_path, f"{BRANCH}-python")
+    volume = tmp_path / "volume"
+    volume.mkdir()
+    start_until_config(volume, origin, f"{BRANCH}-python", **pythons(tmp_path / "bin", "3.10", good=("python3.11",)))
+    [made_with] = volume.glob("venvs/*/made-with")
+    assert made_with.read_text().strip().endswith("python3.11")
+
+
+def test_without_python_3_11_or_3_12_setup_stops_before_installing(origin, tmp_path):
+    push_with_fake_installer(origin, tmp_path, f"{BRANCH}-nopython")
+    volume = tmp_path / "volume"
+    volume.mkdir()
+    env = pod_env(volume, origin, GIT_BRANCH=f"{BRANCH}-nopython", SKIP_INSTALL="0",
+                  **pythons(tmp_path / "bin", "3.10"))
+    result = run_pod(env, cwd=tmp_path)
+    assert result.returncode == 2, result.stdout
+    errors = [line for line in result.stdout.splitlines() if "error:" in line]
+    assert len(errors) == 1 and "no Python 3.11 or 3.12 here (python3 is 3.10)" in errors[0]
+    assert not (volume / "venvs").exists() or not any((volume / "venvs").glob("*/installs"))
 
 
 def test_without_auto_stop_a_pod_parks_instead_of_exiting(origin, tmp_path):
