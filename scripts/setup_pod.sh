@@ -332,15 +332,15 @@ setup_python() {
   fi
   local lock_hash venv installed="" torch_build python
   python="$(pick_python)"
-  # One venv per dependency set (pyproject.toml, the installer, the Python, and the torch build this
-  # host's driver runs: training/cuda_build.py, which install.sh asks too), on the volume: pods of
-  # other branches, or on hosts whose driver needs the other build, use their own and never
+  # One venv per dependency set (pyproject.toml, the installer and its constraints, the Python, and
+  # the torch build this host's driver runs: training/cuda_build.py, which install.sh asks too), on
+  # the volume: pods of other branches, or on hosts whose driver needs the other build, use their own and never
   # reinstall the one another pod trains from. The stamp is written last, so an install cut short is
   # redone; two pods that need the same new venv take turns through a lock, and the second reuses
   # the first's install. Nodes of an Instant Cluster other than node 0 keep their own (node_suffix):
   # a lock on a network volume is not to be trusted across machines.
   torch_build="$("$python" training/cuda_build.py 2>/dev/null || true)"  # install.sh says why
-  lock_hash="$({ cat pyproject.toml scripts/install.sh training/cuda_build.py; python_version "$python"
+  lock_hash="$({ cat pyproject.toml scripts/install.sh scripts/constraints.txt training/cuda_build.py; python_version "$python"
                  echo "$torch_build"; } | sha256sum | cut -c1-16)"
   venv="$VOLUME_PATH/venvs/$lock_hash$(node_suffix)"
   mkdir -p "$VOLUME_PATH/venvs"
