@@ -11,6 +11,7 @@ import json
 import os
 import re
 import shlex
+import signal
 import subprocess
 
 import pytest
@@ -64,7 +65,7 @@ def expected_env(repo, branch="lr-1e4", config="configs/experiments/lr_1e4.py", 
     # GIT_COMMIT: the commit launch checked, which the pod trains whatever is pushed later
     return {"GIT_REPO": "https://git.example.invalid/team/harness.git", "GIT_BRANCH": branch,
             "GIT_COMMIT": git(repo, "rev-parse", branch), "CONFIG_PATH": config, "VOLUME_PATH": "/runpod_volume",
-            "AUTO_STOP": "1", **dict(extra),
+            "AUTO_STOP": "1", "MAX_LIFETIME_S": "86400", **dict(extra),
             "WANDB_API_KEY": "{{ RUNPOD_SECRET_wandb_key }}", "HF_TOKEN": "{{ RUNPOD_SECRET_hf_token }}",
             "GIT_TOKEN": "{{ RUNPOD_SECRET_github_pat }}"}
 
@@ -333,26 +334,21 @@ def test_a_branch_without_setup_pod_is_refused(repo, api, cli):
                              "with: merge the harness's main branch into nosetup\n")
 
 
-@pytest.mark.parametrize("extra, gpu_use, why", [
-    ({"MAX_LIFETIME_S": "1"}, "97", "lifetime_1s_reached"),                    # a hung run on a busy GPU
-    ({"IDLE_STOP_S": "2", "IDLE_POLL_S": "1"}, "0", "gpu_idle_2s"),            # a crashed run left the GPU idle
-])
-def test_the_dead_man_switch_stops_the_pod_itself(tmp_path, extra, gpu_use, why):
-    bin_dir, calls = tmp_path / "bin", tmp_path / "runpodctl.txt"
-    bin_dir.mkdir()
-    (bin_dir / "runpodctl").write_text(f'#!/usr/bin/env bash\necho "$@" >> {calls}\n')
-    (bin_dir / "nvidia-smi").write_text(f"#!/usr/bin/env bash\necho {gpu_use}\n")
-    for tool in bin_dir.iterdir():
-        tool.chmod(0o755)
-    env = {"PATH": f"{bin_dir}:{os.environ['PATH']}", "HOME": str(tmp_path), "GIT_REPO": f"file://{tmp_path}/none.git",
-           "GIT_BRANCH": "lr-1e4", "EXPERIMENT_SRC": str(tmp_path / "src"), "RUNPOD_POD_ID": "pod42", "AUTO_STOP": "0",
-           **extra}
-    # A setup that fails at once: the switch, started first, still fires.
-    result = subprocess.run(shlex.split(start_command(b"exit 1\n")), env=env, capture_output=True, text=True,
-                            timeout=30)
-    assert result.returncode == 1
-    assert f"dead-man switch: {why}: stopping pod pod42" in result.stderr
-    assert calls.read_text() == "stop pod pod42\n"
+def test_the_start_command_starts_the_images_own_services_first(tmp_path):
+    # RunPod's images start sshd (and nginx, Jupyter) in /start.sh, which a start command replaces:
+    # without it `startSsh` does nothing. The bootstrap must not wait for it (it sleeps for ever).
+    started = tmp_path / "image-started"
+    image_start = tmp_path / "start.sh"
+    image_start.write_text(f"#!/bin/sh\necho $$ > {started}\nexec sleep 30 >/dev/null 2>&1\n")
+    image_start.chmod(0o755)
+    wait_for_it = f"for i in $(seq 50); do [ -s {started} ] && exit 0; sleep 0.1; done; exit 1\n".encode()
+    env = {"PATH": os.environ["PATH"], "HOME": str(tmp_path), "IMAGE_START_SCRIPT": str(image_start)}
+    result = subprocess.run(shlex.split(start_command(wait_for_it)), env=env, capture_output=True, text=True, timeout=30)
+    assert result.returncode == 0, result.stderr
+    os.kill(int(started.read_text()), signal.SIGTERM)
+    # An image without one (this machine has no /start.sh): the bootstrap runs all the same.
+    env["IMAGE_START_SCRIPT"] = str(tmp_path / "none.sh")
+    assert subprocess.run(shlex.split(start_command(b"exit 0\n")), env=env, timeout=30).returncode == 0
 
 
 def test_launch_sets_the_dead_man_switch_on_the_pod(repo, api):
@@ -360,6 +356,22 @@ def test_launch_sets_the_dead_man_switch_on_the_pod(repo, api):
     assert result.returncode == 0, result.stderr
     env = api.calls("POST", "/v2/pods")[0]["body"]["env"]
     assert env["MAX_LIFETIME_S"] == "5400" and env["IDLE_STOP_S"] == "1200"
+
+
+def test_a_launch_without_a_lifetime_still_gets_one_unless_told_never(repo, api, cli):
+    # A pod that cannot end its run (a hang, a stop that fails) must not bill for ever.
+    result = launch(repo, api, "lr-1e4", "--dry-run", *SECRETS, run=cli)
+    assert '"MAX_LIFETIME_S": "86400"' in result.stdout and "IDLE_STOP_S" not in result.stdout
+    result = launch(repo, api, "lr-1e4", "--dry-run", "--max-lifetime-hours", "0", *SECRETS, run=cli)
+    assert "MAX_LIFETIME_S" not in result.stdout
+
+
+def test_a_pod_volume_is_said_to_die_with_an_empty_balance(repo, api, cli):
+    result = launch(repo, api, "lr-1e4", "--dry-run", *SECRETS, run=cli)
+    assert "note: no --volume-id: the run writes to a pod volume, which RunPod deletes with the pod, checkpoints " \
+           "and all, when the account balance reaches $0" in result.stdout
+    result = launch(repo, api, "lr-1e4", "--dry-run", "--volume-id", "vol-eu1", *SECRETS, run=cli)
+    assert "balance" not in result.stdout
 
 
 def test_the_validation_subprocess_gets_no_secrets(repo, monkeypatch):

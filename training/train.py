@@ -246,6 +246,9 @@ def train_or_finish(trainer, start, config: TrainingConfig) -> None:
         log.info("the checkpoint is at max_steps=%d: writing final/ from it", config.max_steps)
         trainer.load_checkpoint_weights(start.checkpoint)
     else:
+        from training.pod import mark_training_started
+
+        mark_training_started()  # on a pod, the dead-man switch's idle clock starts now: model and data are loaded
         trainer.train(resume_from_checkpoint=start.checkpoint)
 
 

@@ -40,33 +40,27 @@ VOLUME_MOUNT = "/runpod_volume"
 CONTAINER_DISK_GB = 40  # the image and the install's temporary files (pip keeps no cache; the venv is on the volume)
 # Without --volume-id the run writes to a pod volume: it survives stop and spot preemption, and is
 # deleted with the pod on terminate.
-POD_VOLUME_GB = 50
+POD_VOLUME_GB = 50  # deleted, data and all, with a pod RunPod removes when the account balance reaches $0
 SETUP_SCRIPT = "scripts/setup_pod.sh"  # the pod's bootstrap, as the experiment's commit has it
-# The dead-man switch, first of all in the start command (a hung clone or install counts too): with
-# MAX_LIFETIME_S the pod stops itself that long after it started; with IDLE_STOP_S, after the busiest
-# GPU has stayed under 5% for that long (nvidia-smi read every IDLE_POLL_S, 60). Both stop through
-# runpodctl, which RunPod's images ship, and outlive the exec of setup_pod.sh as children of this shell.
-DEADMAN = [
-    "S=${IDLE_POLL_S:-60}",
-    "stop_pod() { echo dead-man switch: $1: stopping pod ${RUNPOD_POD_ID:-unknown} >&2; "
-    "runpodctl stop pod ${RUNPOD_POD_ID:-unknown} || true; }",
-    "if [ ${MAX_LIFETIME_S:-0} -gt 0 ]; then (sleep $MAX_LIFETIME_S; stop_pod lifetime_${MAX_LIFETIME_S}s_reached) & fi",
-    "if [ ${IDLE_STOP_S:-0} -gt 0 ]; then (idle=0; while sleep $S; do "
-    "u=$(nvidia-smi --query-gpu=utilization.gpu --format=csv,noheader,nounits 2>/dev/null | sort -n | tail -1); "
-    "if [ ${u:-0} -lt 5 ]; then idle=$((idle+S)); else idle=0; fi; "
-    "if [ $idle -ge $IDLE_STOP_S ]; then stop_pod gpu_idle_${idle}s; break; fi; done) & fi",
-]
+# The image's own start script: on RunPod's images it starts sshd (with the account's PUBLIC_KEY),
+# nginx and Jupyter, then sleeps. A start command replaces the image's, so without this `startSsh`
+# does nothing and nobody can look inside a stuck pod. It runs in the background, before the bootstrap.
+IMAGE_START_ENV, IMAGE_START = "IMAGE_START_SCRIPT", "/start.sh"
+# The dead-man switch's defaults for a launch: a pod that cannot end its run never bills for ever.
+DEFAULT_MAX_LIFETIME_H = 24.0
 
 
 def start_command(setup_script: bytes) -> str:
-    """The pod's start command: the dead-man switch, then `setup_script` written to a temporary file
-    and exec'd (so it is the container's main process, the one RunPod sends SIGTERM to). The script
-    travels gzipped and base64-encoded inside the command, as SkyPilot ships its start scripts: base64
-    has no quote, space or backslash for JSON, GraphQL or RunPod's shell-style split of the command
-    to break, and the pod needs no second download (nor a token for one) before the clone."""
+    """The pod's start command: the image's own start script in the background (SSH), then
+    `setup_script` written to a temporary file and exec'd (so it is the container's main process,
+    the one RunPod sends SIGTERM to; it starts the dead-man switch first of all). The script
+    travels gzipped and base64-encoded inside the command, as SkyPilot ships its start scripts:
+    base64 has no quote, space or backslash for JSON, GraphQL or RunPod's shell-style split of the
+    command to break, and the pod needs no second download (nor a token for one) before the clone."""
     payload = base64.b64encode(gzip.compress(setup_script, mtime=0)).decode()
-    script = "; ".join(["set -eu", *DEADMAN, "F=$(mktemp)", f"echo {payload} | base64 -d | gzip -dc > $F",
-                        "exec bash $F"])
+    image = f"I=${{{IMAGE_START_ENV}:-{IMAGE_START}}}"
+    script = "; ".join(["set -eu", image, "if [ -x $I ]; then ($I &); fi", "F=$(mktemp)",
+                        f"echo {payload} | base64 -d | gzip -dc > $F", "exec bash $F"])
     return f"bash -c '{script}'"
 
 
@@ -93,7 +87,7 @@ class LaunchOptions:
     git_secret: str | None = None
     auto_stop: bool = True
     fallback_on_demand: bool = False
-    max_lifetime_h: float = 0.0  # 0 = no limit
+    max_lifetime_h: float = DEFAULT_MAX_LIFETIME_H  # 0 = no limit
     idle_stop_min: float = 0.0  # 0 = never
     dry_run: bool = False
     smoke: bool = False  # the pod runs the smoke run (python -m training.smoke) instead of training
@@ -335,6 +329,9 @@ def launch(git: Git, options: LaunchOptions, out) -> int:
     checked = check(git, options)
     for note in checked.notes:
         print(f"note: {note}", file=out)
+    if not options.volume_id:
+        print("note: no --volume-id: the run writes to a pod volume, which RunPod deletes with the pod, checkpoints "
+              "and all, when the account balance reaches $0; keep them on a network volume (--volume-id)", file=out)
     run_id = f"{options.name}-{secrets.token_hex(4)}"
     env = pod_env(options, checked, run_id)
     if options.spot:
