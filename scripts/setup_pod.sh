@@ -20,7 +20,8 @@
 # SKIP_INSTALL=1 (use the Python on PATH, install nothing); AUTO_STOP=1;
 # SMOKE=1 (the supervisor runs python -m training.smoke on the config instead of training: launch --smoke);
 # RETRY_WAIT_SECONDS (2: clone/fetch and network calls are tried 3 times, waiting 2 s then 4 s);
-# GIT_STALL_SECONDS (60: a clone/fetch moving under 1 kB/s that long is abandoned and retried).
+# GIT_STALL_SECONDS (60: a clone/fetch moving under 1 kB/s that long is abandoned and retried);
+# MAX_LIFETIME_S, IDLE_STOP_S, IDLE_POLL_S (60): the dead-man switch (start_deadman).
 # RunPod sets RUNPOD_POD_ID, RUNPOD_API_KEY and RUNPOD_GPU_COUNT, and on every node of an Instant
 # Cluster NUM_NODES, NODE_RANK, MASTER_ADDR/PRIMARY_ADDR, MASTER_PORT/PRIMARY_PORT and NUM_TRAINERS:
 # then each node runs this script and torchrun joins them. scripts/README.md has the pod setup.
