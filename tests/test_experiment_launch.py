@@ -301,7 +301,10 @@ def test_the_start_command_carries_the_branchs_own_setup_pod_and_runs_it(repo, a
                     'echo "askpass:${GIT_ASKPASS:-unset}"; echo "pid:$$"; } > "$PROBE"\n')
     push_branch(repo, "probe", {"scripts/setup_pod.sh": probe_script,
                                 "configs/experiments/probe.py": (REPO / QUICK_VAL).read_text()})
+    # A setup_pod.sh without the dead-man switch: refused unless launched without one.
     result = launch(repo, api, "probe", "--dry-run", *SECRETS, run=cli)
+    assert result.returncode == 2 and "its scripts/setup_pod.sh predates the dead-man switch" in result.stderr
+    result = launch(repo, api, "probe", "--dry-run", "--max-lifetime-hours", "0", *SECRETS, run=cli)
     assert result.returncode == 0, result.stderr
     args = json.loads(result.stdout[result.stdout.index("{"):result.stdout.index("\nW&B: ")])["args"]
     assert embedded(args) == probe_script.encode()  # the commit's own, not this checkout's

@@ -37,7 +37,7 @@ HOST_MIN_CUDA = PYPI_TORCH_CUDA
 DEFAULT_IMAGE = "runpod/pytorch:1.0.3-cu1300-torch291-ubuntu2404"
 # Set explicitly on every pod: RunPod would mount a volume at /workspace. setup_pod.sh's VOLUME_PATH.
 VOLUME_MOUNT = "/runpod_volume"
-CONTAINER_DISK_GB = 40  # the image and the install's temporary files (pip keeps no cache; the venv is on the volume)
+CONTAINER_DISK_GB = 40  # the image and the install's temporary files (no cache is kept; the venv is on the volume)
 # Without --volume-id the run writes to a pod volume: it survives stop and spot preemption, and is
 # deleted with the pod on terminate.
 POD_VOLUME_GB = 50  # deleted, data and all, with a pod RunPod removes when the account balance reaches $0
@@ -48,6 +48,9 @@ SETUP_SCRIPT = "scripts/setup_pod.sh"  # the pod's bootstrap, as the experiment'
 IMAGE_START_ENV, IMAGE_START = "IMAGE_START_SCRIPT", "/start.sh"
 # The dead-man switch's defaults for a launch: a pod that cannot end its run never bills for ever.
 DEFAULT_MAX_LIFETIME_H = 24.0
+# The dead-man switch lives in the branch's setup_pod.sh (it shares the pod's self-stop there): a
+# branch whose copy predates it would ignore MAX_LIFETIME_S and IDLE_STOP_S without a word.
+DEADMAN_MARKER = b"start_deadman"
 
 
 def start_command(setup_script: bytes) -> str:
@@ -127,6 +130,11 @@ def check(git: Git, options: LaunchOptions) -> Checked:
         problems.append(f"no remote {remote!r}: add one (git remote add {remote} URL) and push {options.name} to it")
     if problems:
         raise UserError(*problems)
+    setup_script = git.show(commit, SETUP_SCRIPT)
+    if (options.max_lifetime_h or options.idle_stop_min) and DEADMAN_MARKER not in setup_script:
+        raise UserError(f"experiment {options.name}: its {SETUP_SCRIPT} predates the dead-man switch, so the pod "
+                        f"would ignore --max-lifetime-hours and --idle-stop-minutes: merge the harness's main branch "
+                        f"into {options.name} (or pass --max-lifetime-hours 0 to launch without one)")
     repo_url, notes = clone_url(url)
     pushed = git.remote_head(remote, options.name)
     if pushed is None:
@@ -134,7 +142,7 @@ def check(git: Git, options: LaunchOptions) -> Checked:
     if pushed != commit:
         raise UserError(f"experiment {options.name}: local branch is at {commit[:7]} but {remote} has {pushed[:7]}: "
                         f"push (git push {remote} {options.name}) or pull first, so the pod runs what you checked")
-    return Checked(commit, path, result["config"], repo_url, notes, start_command(git.show(commit, SETUP_SCRIPT)))
+    return Checked(commit, path, result["config"], repo_url, notes, start_command(setup_script))
 
 
 def _option_problems(options: LaunchOptions, config: dict) -> list[str]:
