@@ -31,13 +31,14 @@ import socket
 import threading
 import time
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, unquote, urlsplit
 
 from graphql import parse
 from graphql.language import FieldNode, OperationDefinitionNode
 from graphql.utilities import value_from_ast_untyped
+
+from training.timestamps import UTC_FORMAT
 
 API_KEY = "rp-test-key-not-real"
 PROVISION_S = 30.0
@@ -51,6 +52,9 @@ GPUS = {
     "NVIDIA H100 80GB HBM3": {"name": "H100 SXM", "memory": 80, "price": {"secure": 2.69, "community": 2.39},
                               "dataCenters": {"US-TX-3": "HIGH", "EU-RO-1": "NONE"}},
 }
+# The CUDA version the hosts' drivers run, per data center (a real one mixes hosts; one version each is
+# enough to tell a create's gpu.minCudaVersion apart).
+HOST_CUDA = {"EU-RO-1": "13.0", "US-KS-2": "12.8", "US-TX-3": "13.1"}
 VOLUMES = {"vol-eu1": {"id": "vol-eu1", "name": "checkpoints", "size": 100, "dataCenter": "EU-RO-1",
                        "type": "STANDARD"},
            # US-TX-3 is not among the data centers whose volumes have RunPod's S3 API.
@@ -277,18 +281,20 @@ class FakeRunPod:
         pod = self.pods[pod_id]
         pod.update(image=body["image"], args=body.get("args", ""), env=dict(body.get("env") or {}),
                    mounts=body.get("mounts") or {}, cloud=body.get("cloud", "SECURE"), dataCenterId=data_center,
-                   disk=body.get("disk", 20), startedAt=None, createdAt=_iso(self.clock()))
+                   disk=body.get("disk", 20), startedAt=None, createdAt=_iso(self.clock()),
+                   cudaVersion=HOST_CUDA[data_center])
         pod["_created"], pod["_billed"] = self.clock(), 0.0
         pod["_fate"] = self.fate(pod) if self.fate else None
         self.created += 1
         return pod
 
-    def _placement(self, gpu_id: str, wanted: list[str]) -> tuple[str | None, str | None]:
+    def _placement(self, gpu_id: str, wanted: list[str], min_cuda: str | None = None) -> tuple[str | None, str | None]:
         """(data center, None) where a pod can go, or (None, why not)."""
         gpu = self.catalog.get(gpu_id)
         if gpu is None:
             return None, f"GPU type {gpu_id!r} does not exist"
-        stocked = [dc for dc, level in gpu["dataCenters"].items() if level != "NONE" and (not wanted or dc in wanted)]
+        stocked = [dc for dc, level in gpu["dataCenters"].items() if level != "NONE" and (not wanted or dc in wanted)
+                   and _cuda_at_least(HOST_CUDA[dc], min_cuda)]
         return (stocked[0], None) if stocked else (None, NO_CAPACITY)
 
     # --- REST API v2 -----------------------------------------------------------------------------
@@ -379,7 +385,7 @@ class FakeRunPod:
             if wanted and volume["dataCenter"] not in wanted:
                 return _problem(400, "Bad Request", "the network volume is in another data center")
             wanted = [volume["dataCenter"]]
-        data_center, why = self._placement(gpu.get("id"), wanted)
+        data_center, why = self._placement(gpu.get("id"), wanted, gpu.get("minCudaVersion"))
         if data_center is None:
             return _problem(400, "Bad Request", why)
         rate = self.catalog[gpu["id"]]["price"][body.get("cloud", "SECURE").lower()] * gpu.get("count", 1)
@@ -417,8 +423,11 @@ class FakeRunPod:
         if query.get("include") == ["AVAILABILITY"]:
             if query.get("product") != ["POD"]:
                 return _problem(400, "Bad Request", "include=AVAILABILITY requires product")
+            min_cuda = (query.get("minCudaVersion") or [None])[0]
             centers = [{"id": dc, "name": dc, "availability": level} for dc, level in gpu["dataCenters"].items()
-                       if level != "NONE"]
+                       if level != "NONE" and _cuda_at_least(HOST_CUDA[dc], min_cuda)]
+            entry["cudaVersions"] = [{"version": version, "available": True} for version in
+                                     sorted({HOST_CUDA[c["id"]] for c in centers})]
             entry["availability"] = max((c["availability"] for c in centers), default="NONE",
                                         key=["NONE", "LOW", "MEDIUM", "HIGH"].index)
             if centers:
@@ -435,7 +444,7 @@ class FakeRunPod:
             return 200, {"errors": [{"message": "There are no instances currently available", "path": [field]}],
                          "data": None}
         wanted = [given["dataCenterId"]] if given.get("dataCenterId") else []
-        data_center, why = self._placement(given.get("gpuTypeId"), wanted)
+        data_center, why = self._placement(given.get("gpuTypeId"), wanted, given.get("minCudaVersion"))
         if data_center is None:
             return 200, {"errors": [{"message": why, "path": [field]}], "data": None}
         if self.spot_capacity is not None:
@@ -587,7 +596,14 @@ def _hung_up(connection: socket.socket) -> bool:
 
 
 def _iso(seconds: float) -> str:
-    return datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return time.strftime(UTC_FORMAT, time.gmtime(seconds))
+
+
+def _cuda_at_least(version: str, minimum: str | None) -> bool:
+    def parts(text: str) -> tuple[int, ...]:
+        return tuple(int(p) for p in text.split("."))
+
+    return minimum is None or parts(version) >= parts(minimum)
 
 
 def _public(pod: dict) -> dict:

@@ -164,7 +164,7 @@ class Supervisor:
                 return rc
             from training.pod import stop_this_pod
 
-            say(f"AUTO_STOP=1: stopping pod {self.pod_id} through the RunPod API")
+            say(f"AUTO_STOP=1: stopping pod {self.pod_id} (runpodctl pod stop, else RunPod's REST API)")
             if stop_this_pod(self.environ) != 0:
                 self.park("AUTO_STOP=1 but the pod could not be stopped")
         elif self.pod_id:

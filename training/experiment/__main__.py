@@ -180,10 +180,12 @@ def add_fleet_commands(commands) -> None:
 
 
 def deadman(command) -> None:
-    command.add_argument("--max-lifetime-hours", type=float, default=0.0, metavar="H",
-                         help="dead-man switch: the pod stops itself H hours after it started (default 0: never)")
+    command.add_argument("--max-lifetime-hours", type=float, default=launching.DEFAULT_MAX_LIFETIME_H, metavar="H",
+                         help="dead-man switch: the pod stops itself H hours after it started, so a pod that cannot "
+                              "end its run never bills for ever (default %(default)g; 0: never)")
     command.add_argument("--idle-stop-minutes", type=float, default=0.0, metavar="MIN",
-                         help="dead-man switch: the pod stops itself after MIN minutes of an idle GPU (default 0: never)")
+                         help="dead-man switch: the pod stops itself after MIN minutes of an idle GPU once training "
+                              "has started (default 0: never)")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -42,11 +42,11 @@ def add_commands(commands, epilog: str) -> None:
     pull.add_argument("--outputs", metavar="DIR", help="runs' root (default: <VOLUME_PATH or ./outputs>/checkpoints)")
 
     export = commands.add_parser("export", epilog=epilog,
-                                 help="write a merged 16-bit model (base + adapter) that plain transformers loads")
+                                 help="write a merged model (base + adapter) that plain transformers loads")
     export.add_argument("source", metavar="NAME|DIR", help="an experiment, an output_dir, final/ or a checkpoint")
     export.add_argument("--merged", required=True, metavar="OUT", help="directory to write (must not exist)")
     export.add_argument("--dtype", default="bfloat16", choices=("bfloat16", "float16", "float32"),
-                        help="weights' type on the transformers backend (default: bfloat16; float32 for CPUs)")
+                        help="the merged weights' type, on either backend (default: bfloat16; float32 for CPUs)")
     export.add_argument("--outputs", metavar="DIR", help="runs' root (default: <VOLUME_PATH or ./outputs>/checkpoints)")
 
 

@@ -217,9 +217,12 @@ class Api:
                                 "(RunPod console > Storage lists yours)") from None
             raise
 
-    def gpu_type(self, gpu_id: str, cloud: str, count: int = 1) -> dict:
-        """The catalog entry of `gpu_id`: list prices and, per data center, pod stock in `cloud`."""
+    def gpu_type(self, gpu_id: str, cloud: str, count: int = 1, min_cuda: str | None = None) -> dict:
+        """The catalog entry of `gpu_id`: list prices and, per data center, pod stock in `cloud` (on
+        hosts whose driver runs CUDA `min_cuda` or newer, when given)."""
         params = {"include": "AVAILABILITY", "product": "POD", "cloud": cloud, "count": count}
+        if min_cuda:
+            params["minCudaVersion"] = min_cuda
         try:
             return self.request("GET", f"/catalog/gpus/{quote(gpu_id, safe='')}", f"read GPU type {gpu_id!r}", params=params)
         except ApiError as error:
