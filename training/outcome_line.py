@@ -65,7 +65,7 @@ def parse(text: str) -> dict[str, str] | None:
     if not found:
         return None
     fields = dict(part.split("=", 1) for part in found.group(1).split())
-    if fields.get("outcome") not in RunOutcome._value2member_map_:
+    if fields.get("outcome") not in {outcome.value for outcome in RunOutcome}:
         return None
     if fields.get("exit", "none") != "none" and not re.fullmatch(r"\d{1,3}", fields.get("exit", "")):
         return None
