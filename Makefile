@@ -20,8 +20,10 @@ $(STAMP): pyproject.toml scripts/install.sh scripts/constraints.txt
 quickval: $(STAMP)
 	$(PYTHON_VENV) training/train.py --config configs/experiments/quick_val.py
 
+# Two pytest workers, a test file each at a time (module fixtures stay in one process): most tests
+# wait on a CLI process they started, each with one intra-op thread (tests/conftest.py).
 test: $(STAMP)
-	$(PYTHON_VENV) -m pytest -q
+	$(PYTHON_VENV) -m pytest -q -n 2 --dist loadfile
 
 # The CUDA path in minutes, with no download: the smoke run (training.smoke) on the stand-in, which a
 # GPU machine with the gpu extra trains through Unsloth in 4 bits. README "A GPU check" says what it proves.

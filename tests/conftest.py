@@ -29,6 +29,14 @@ OFFLINE_ENV = {
 }
 
 
+# One intra-op thread in every process the suite starts. The suite runs several at once on 2 cores
+# (pytest itself, the CLI runs it starts, torchrun's ranks, the fakes), and torch's OpenMP threads
+# spin while they wait for each other when a core is taken: a 12-step quick_val run took 19 s with
+# 1 thread and 94-119 s with torch's default 2 beside one other busy process (20 s alone).
+OFFLINE_ENV.update(OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
+os.environ.update(OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")  # before anything here imports torch
+
+
 # What the suite holds on disk at once (one module's runs: ~45 MB measured), with room to spare.
 SUITE_PEAK_BYTES = 128 * 1024**2
 
@@ -49,6 +57,16 @@ def pytest_sessionstart(session) -> None:
         pytest.exit(f"{where}: {estimates.gib(free)} free, the tests need about {estimates.gib(per_run + SUITE_PEAK_BYTES)} "
                     f"(each run's disk check asks for {estimates.gib(per_run)}); free some space, or set TMPDIR "
                     "or --basetemp to a larger disk", returncode=2)
+
+
+def pytest_terminal_summary(terminalreporter) -> None:
+    """Figures a test recorded for the reader (record_property("figures", line)), the last line of
+    each test, after the results: they reach the terminal from pytest-xdist's workers too."""
+    for outcome in ("passed", "failed"):
+        for report in terminalreporter.getreports(outcome):
+            lines = [value for name, value in report.user_properties if name == "figures"]
+            if lines and report.when == "call":
+                terminalreporter.write_line(lines[-1])
 
 
 @pytest.fixture(scope="session", autouse=True)

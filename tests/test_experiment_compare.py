@@ -30,8 +30,8 @@ def runs_root(module_mktemp, offline_env):
         overrides = [f"output_dir={root / name}", f"experiment_name={name}", f"learning_rate={lr}", *SMALL]
         args = [sys.executable, "training/train.py", "--config", QUICK_VAL]
         args += [part for override in overrides for part in ("--set", override)]
-        # One thread each: three runs share two cores without oversubscribing them.
-        jobs[name] = subprocess.Popen(args, cwd=REPO, env={**os.environ, "OMP_NUM_THREADS": "1"},
+        # One thread each (conftest: OMP_NUM_THREADS=1): three runs share two cores without oversubscribing them.
+        jobs[name] = subprocess.Popen(args, cwd=REPO, env=os.environ,
                                       stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     for name, job in jobs.items():
         output, _ = job.communicate(timeout=400)

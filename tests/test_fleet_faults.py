@@ -651,15 +651,12 @@ def run_schedules(repo, tmp_path_factory, monkeypatch):
     return one
 
 
-@pytest.fixture(scope="module", autouse=True)
-def fault_figures(request):
-    """The figures of the schedules this module ran, on the terminal once it is done."""
-    yield
-    if TALLY["schedules"]:
-        with request.config.pluginmanager.get_plugin("capturemanager").global_and_fixture_disabled():
-            print(f"\nfault schedules: {TALLY['schedules']} run, {TALLY['duplicates']} duplicate pods, worst budget "
-                  f"overshoot ${TALLY['worst_overshoot']:.4f}, outcomes right {TALLY['right']}/{TALLY['outcomes']} "
-                  f"({TALLY['unknown']} unknown where the log was unreadable or silent)")
+def record_figures(record_property) -> None:
+    """The figures of the schedules run so far, for the terminal's summary (tests/conftest.py)."""
+    record_property("figures", f"fault schedules: {TALLY['schedules']} run, {TALLY['duplicates']} duplicate pods, "
+                    f"worst budget overshoot ${TALLY['worst_overshoot']:.4f}, outcomes right "
+                    f"{TALLY['right']}/{TALLY['outcomes']} ({TALLY['unknown']} unknown where the log was unreadable "
+                    "or silent)")
 
 
 SUITE = settings(max_examples=5, deadline=None, derandomize=True, database=None,
@@ -670,12 +667,14 @@ SUITE = settings(max_examples=5, deadline=None, derandomize=True, database=None,
 @given(schedule=SCHEDULES)
 # Found by the slow run: a parked pod whose terminate got a 409 was left billing, its row finished.
 @example(schedule={"seed": 140, "budget": 0.0, "spot": False, "faults": [(0, ("terminate409", 1))]})
-def test_invariants_hold_over_seeded_fault_schedules(repo, tmp_path_factory, monkeypatch, schedule):
+def test_invariants_hold_over_seeded_fault_schedules(repo, tmp_path_factory, monkeypatch, record_property, schedule):
     run_schedules(repo, tmp_path_factory, monkeypatch)(schedule)
+    record_figures(record_property)
 
 
 @pytest.mark.slow
 @settings(SUITE, max_examples=200)
 @given(schedule=SCHEDULES)
-def test_invariants_hold_over_many_more_fault_schedules(repo, tmp_path_factory, monkeypatch, schedule):
+def test_invariants_hold_over_many_more_fault_schedules(repo, tmp_path_factory, monkeypatch, record_property, schedule):
     run_schedules(repo, tmp_path_factory, monkeypatch)(schedule)
+    record_figures(record_property)
