@@ -1,6 +1,6 @@
 """Benchmarks of the harness's own costs, printed as a markdown table.
 
-    python benchmarks/run.py                    # every section, 3 repeats each (about 4 minutes)
+    python benchmarks/run.py                    # every section, 3 repeats each (about 5 minutes)
     python benchmarks/run.py --only overhead,resume --repeats 5
 
 Each figure is the median of --repeats runs; where a figure has a baseline, both are measured in
@@ -167,9 +167,11 @@ def bench_checkpoint(repeats: int) -> list[Row]:
     resumable_s, resumable_mb = median(urgent_resumable), median(urgent_resumable_mb)
     complete_s, optimizer_mb = median(urgent_complete), median(urgent_optimizer_mb)
     disk_mb_s = median([write_speed() for _ in range(repeats)])
+    hash_mb_s = median([hash_speed() for _ in range(repeats)])
     grace = f"{GRACE_SECONDS:.0f} s SIGTERM grace"
     rows = [Row("checkpoint save, stand-in (LoRA r=32 + lm_head, AdamW)", f"{save_s:.3f} s", grace,
-                f"{save_s / GRACE_SECONDS:.3f}", f"{size_mb:.1f} MB; this disk writes {disk_mb_s:.0f} MB/s with fsync"),
+                f"{save_s / GRACE_SECONDS:.3f}", f"{size_mb:.1f} MB; this disk writes {disk_mb_s:.0f} MB/s with fsync, "
+                f"the manifest hashes {hash_mb_s:.0f} MB/s (sha256)"),
             Row("SIGTERM save, stand-in: resumable / optimizer state added", f"{resumable_s:.3f} / {complete_s:.3f} s",
                 grace, f"{resumable_s / GRACE_SECONDS:.3f}", f"{resumable_mb:.1f} MB, then {optimizer_mb:.1f} MB")]
     params = r16_adapter_parameters()
@@ -178,14 +180,15 @@ def bench_checkpoint(repeats: int) -> list[Row]:
         real_optimizer_mb = params * bytes_per_param / 1e6  # the optimizer's two moments
         real_mb = adapter_mb + real_optimizer_mb
         for where, speed in (("this disk", disk_mb_s), ("a 50 MB/s network volume", NETWORK_VOLUME_MB_S)):
-            # the stand-in's save (fixed costs: files, fsyncs, manifest) plus the extra bytes
-            took = save_s + (real_mb - size_mb) / speed
+            # the stand-in's save (fixed costs: files, fsyncs, manifest) plus the extra bytes, written and hashed
+            took = save_s + (real_mb - size_mb) / speed + (real_mb - size_mb) / hash_mb_s
             rows.append(Row(f"checkpoint save, Qwen3-VL 2B r=16 + {optimizer} (extrapolated, {where})",
                             f"{took:.2f} s", grace, f"{took / GRACE_SECONDS:.3f}",
                             f"{real_mb:.0f} MB for {params / 1e6:.1f} M adapter parameters"))
         for where, speed in (("this disk", disk_mb_s), ("a 50 MB/s network volume", NETWORK_VOLUME_MB_S)):
+            # Published with sizes only; the second half writes the optimizer state and hashes everything.
             resumable = resumable_s + (adapter_mb - resumable_mb) / speed
-            complete = complete_s + (real_mb - resumable_mb - optimizer_mb) / speed
+            complete = complete_s + (real_mb - resumable_mb - optimizer_mb) / speed + (real_mb - size_mb) / hash_mb_s
             rows.append(Row(f"SIGTERM save until resumable, Qwen3-VL 2B r=16 + {optimizer} (extrapolated, {where})",
                             f"{resumable:.2f} s", "2.5 s goal", f"{resumable / 2.5:.3f}",
                             f"{adapter_mb:.0f} MB adapter + state; the {real_optimizer_mb:.0f} MB optimizer state "
@@ -204,6 +207,21 @@ def write_speed(megabytes: int = 256) -> float:
                 out.write(block)
             out.flush()
             os.fsync(out.fileno())
+        return megabytes / (time.monotonic() - began)
+
+
+def hash_speed(megabytes: int = 128) -> float:
+    """MB/s of the manifest's sha256 over a file just written (in the page cache, as after a save)."""
+    from training.checkpointing.checkpoints import file_sha256
+
+    block = os.urandom(1 << 20)
+    with tempfile.TemporaryDirectory() as tmp:
+        path = os.path.join(tmp, "blob")
+        with open(path, "wb") as out:
+            for _ in range(megabytes):
+                out.write(block)
+        began = time.monotonic()
+        file_sha256(path)
         return megabytes / (time.monotonic() - began)
 
 
@@ -419,8 +437,131 @@ def bench_cli(repeats: int) -> list[Row]:
     return rows
 
 
+def sweep_files(runs: int, steps: int = 500) -> dict[str, dict[str, bytes]]:
+    """The small files of a sweep of `runs` 500-step runs, as train.py writes them (logging every 10
+    steps, an evaluation every 50): run name -> file name -> bytes."""
+    import dataclasses
+    import json
+    import math
+
+    from configs.base import TrainingConfig
+
+    sweep = {}
+    for index in range(runs):
+        name = f"sweep-lr{index:02d}"
+        config = {**dataclasses.asdict(TrainingConfig()), "experiment_name": name, "learning_rate": 1e-4 * (index + 1)}
+        events = []
+        for step in range(10, steps + 1, 10):
+            events.append({"step": step, "loss": 2.0 * math.exp(-step / 200) + 0.01 * index, "learning_rate": 2e-4,
+                           "cost_usd": 0.0004 * step, "samples_per_second": 9.5})
+            if step % 50 == 0:
+                loss = 1.5 * math.exp(-step / 250) + 0.02 * index
+                events.append({"step": step, "eval_loss": loss, "eval_cer": loss / 8, "eval_wer": loss / 4,
+                               "eval_exact_match": 0.1})
+        status = {"status": "finished", "exit_code": 0, "step": steps, "max_steps": steps, "cost_usd": 0.0004 * steps,
+                  "updated_at": "2026-12-01T12:00:00Z"}
+        sweep[name] = {"training_config.json": json.dumps(config).encode(), "run_status.json": json.dumps(status).encode(),
+                       "metrics.jsonl": "".join(json.dumps(e) + "\n" for e in events).encode()}
+    return sweep
+
+
+def bench_volume(repeats: int, runs: int = 20) -> list[Row]:
+    """`compare` of a 20-run sweep read from a network volume through its S3 API, against the same
+    runs in a local directory; and pull and push throughput. The volume is moto's S3 server on
+    127.0.0.1 behind RunPod's documented rules (tests/fake_volume.py) and RunPod's API the tests'
+    fake, both in processes of their own: the figures are the harness's own cost per request, not
+    RunPod's network."""
+    sys.path.insert(0, str(ROOT / "tests"))
+    import fake_volume
+    from fake_runpod import API_KEY, FakeRunPod
+
+    from training.experiment.__main__ import main as experiment
+
+    rows: list[Row] = []
+    server = fake_volume.start()
+    saved = dict(os.environ)
+    try:
+        with FakeRunPod(max_requests=100_000, lifetime_s=3600) as api, tempfile.TemporaryDirectory() as tmp:
+            os.environ.update(server.env(), RUNPOD_API_BASE_URL=api.url, RUNPOD_API_KEY=API_KEY)
+            local = Path(tmp) / "checkpoints"
+            client = server.client()
+            for name, files in sweep_files(runs).items():
+                (local / name).mkdir(parents=True)
+                for file, data in files.items():
+                    (local / name / file).write_bytes(data)
+                    client.put_object(Bucket="vol-eu1", Key=f"checkpoints/{name}/{file}", Body=data)
+
+            def compare(*args: str) -> float:
+                began = time.perf_counter()
+                with contextlib.redirect_stdout(io.StringIO()):
+                    code = experiment(["compare", *args])
+                if code != 0:
+                    raise RuntimeError(f"compare {args} exited {code}")
+                return time.perf_counter() - began
+
+            plot = os.path.join(tmp, "compare.png")
+            compare("--outputs", str(local), "--plot", plot)  # warm-up: imports, matplotlib's font cache
+            for label, extra in (("table (--markdown)", ("--markdown",)), ("table and --plot PNG", ("--plot", plot))):
+                remote = median([compare("--volume-id", "vol-eu1", *extra) for _ in range(repeats)])
+                here = median([compare("--outputs", str(local), *extra) for _ in range(repeats)])
+                rows.append(Row(f"compare, {runs} runs on a network volume via its S3 API (local S3 server): {label}",
+                                f"{remote:.2f} s", f"{here:.2f} s (the same runs in a local directory)",
+                                f"{remote / here:.2f}", "3 small files per run (config, status, metrics), "
+                                "8 reads in flight; includes the data center lookup and the key check"))
+            rows += transfer_rows(repeats, server, local.parent)
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
+        server.stop()
+    return rows
+
+
+def transfer_rows(repeats: int, server, scratch: Path) -> list[Row]:
+    """data push of a 200-image dataset, and pull of a checkpoint-sized final/ (two files, 96 MB)."""
+    from training.experiment.__main__ import main as experiment
+
+    dataset = scratch / "images"
+    for split, count in (("train", 180), ("validation", 20)):
+        (dataset / split).mkdir(parents=True)
+        for index in range(count):
+            (dataset / split / f"{index:03d}.png").write_bytes(os.urandom(100_000))
+        (dataset / split / "metadata.jsonl").write_text("".join(
+            f'{{"file_name": "{index:03d}.png", "text": "WELL {index}"}}\n' for index in range(count)))
+    pushed = sum(p.stat().st_size for p in dataset.rglob("*") if p.is_file())
+    final = scratch / "final"
+    final.mkdir()
+    (final / "adapter_config.json").write_text("{}")
+    (final / "adapter_model.safetensors").write_bytes(os.urandom(96 * 1024 * 1024))
+    client = server.client()
+    for file in final.iterdir():
+        client.upload_file(str(file), "vol-eu1", f"checkpoints/big-run/final/{file.name}")
+    pulled = sum(p.stat().st_size for p in final.iterdir())
+
+    def timed(*args: str) -> float:
+        began = time.perf_counter()
+        with contextlib.redirect_stdout(io.StringIO()):
+            code = experiment(list(args))
+        if code != 0:
+            raise RuntimeError(f"{args} exited {code}")
+        return time.perf_counter() - began
+
+    pushes, skips, pulls = [], [], []
+    for repeat in range(repeats):
+        pushes.append(timed("data", "push", str(dataset), "--volume-id", "vol-eu1", "--as", f"images-{repeat}"))
+        skips.append(timed("data", "push", str(dataset), "--volume-id", "vol-eu1", "--as", f"images-{repeat}"))
+        pulls.append(timed("pull", "big-run", "--volume-id", "vol-eu1", "--to", str(scratch / f"pulled-{repeat}")))
+    push_s, skip_s, pull_s = median(pushes), median(skips), median(pulls)
+    return [
+        Row("data push, 202 files (200 images of 100 kB), local S3 server", f"{pushed / 1e6 / push_s:.1f} MB/s",
+            f"{skip_s:.2f} s (the same push again: every file skipped)", "",
+            f"{push_s:.2f} s for {pushed / 1e6:.1f} MB, {202 / push_s:.0f} files/s, 8 uploads in flight"),
+        Row("pull final/ (96 MB adapter), local S3 server", f"{pulled / 1e6 / pull_s:.1f} MB/s", "", "",
+            f"{pull_s:.2f} s, MD5 of every file checked against the volume's ETag"),
+    ]
+
+
 SECTIONS = {"overhead": bench_overhead, "resume": bench_resume, "checkpoint": bench_checkpoint, "eval": bench_eval,
-            "data": bench_data, "cli": bench_cli}
+            "data": bench_data, "cli": bench_cli, "volume": bench_volume}
 
 
 def render(rows: list[Row]) -> str:

@@ -82,9 +82,13 @@ class TrainingConfig:
     eval_subset: int = -1
     # The user turn that precedes every image.
     instruction: str = "Transcribe this well log header exactly."
-    # Upper bound on the pixels of each image fed to the vision tower (resized to fit, aspect ratio
-    # kept; fewer pixels = fewer image tokens = less GPU memory); -1 = the processor's own bounds.
-    image_max_pixels: int = -1
+    # Upper bound on the pixels of each image fed to the vision tower, in training and evaluation
+    # (resized to fit, aspect ratio kept; Qwen3-VL makes one image token of each 32 x 32 pixels, so
+    # fewer pixels = fewer tokens = less GPU memory). Default 1280 tokens' worth, 1.3 MP (a scanned
+    # header keeps its typed text legible at that size), which preflight's memory estimate assumes.
+    # -1 = the processor's own bound: 16.7 MP for Qwen3-VL, up to 16384 image tokens per image, which
+    # the estimate then assumes too (a large scan fits no 24 GB card at batch 2).
+    image_max_pixels: int = 1280 * 32 * 32
     # Processes preparing batches beside training (decoding, resizing, tokenizing); -1 = 4 on a GPU
     # machine, 0 (in the training process) on CPU, where they would compete for the same cores.
     dataloader_workers: int = -1

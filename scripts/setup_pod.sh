@@ -20,7 +20,8 @@
 # SKIP_INSTALL=1 (use the Python on PATH, install nothing); AUTO_STOP=1;
 # SMOKE=1 (the supervisor runs python -m training.smoke on the config instead of training: launch --smoke);
 # RETRY_WAIT_SECONDS (2: clone/fetch and network calls are tried 3 times, waiting 2 s then 4 s);
-# GIT_STALL_SECONDS (60: a clone/fetch moving under 1 kB/s that long is abandoned and retried).
+# GIT_STALL_SECONDS (60: a clone/fetch moving under 1 kB/s that long is abandoned and retried);
+# MAX_LIFETIME_S, IDLE_STOP_S, IDLE_POLL_S (60): the dead-man switch (start_deadman).
 # RunPod sets RUNPOD_POD_ID, RUNPOD_API_KEY and RUNPOD_GPU_COUNT, and on every node of an Instant
 # Cluster NUM_NODES, NODE_RANK, MASTER_ADDR/PRIMARY_ADDR, MASTER_PORT/PRIMARY_PORT and NUM_TRAINERS:
 # then each node runs this script and torchrun joins them. scripts/README.md has the pod setup.
@@ -62,6 +63,11 @@ main() {
   GIT_STALL_SECONDS="${GIT_STALL_SECONDS:-60}"
   RUNPOD_POD_ID="${RUNPOD_POD_ID:-}"
   RUNPOD_GPU_COUNT="${RUNPOD_GPU_COUNT:-}"
+  IDLE_POLL_S="${IDLE_POLL_S:-60}"
+  # The idle clock of the dead-man switch starts when this appears: train.py creates it as it starts
+  # training (training/pod.py), after the install, the downloads and the model's load.
+  export TRAINING_STARTED_FILE="${TMPDIR:-/tmp}/harness-training-started-$$"
+  rm -f "$TRAINING_STARTED_FILE"
   # Secrets are only ever tested with ${VAR:+set}: expanding them would put them in `bash -x` output.
 
   PY=""               # the Python that runs the harness, once known
@@ -78,6 +84,7 @@ main() {
   trap 'on_signal INT' INT
   trap 'on_signal HUP' HUP
 
+  start_deadman  # first: whatever hangs after it (a volume, a clone, an install) is bounded by it
   find_volume
   check_volume
   start_log
@@ -330,17 +337,18 @@ setup_python() {
     say "SKIP_INSTALL=1: using $PY as it is"
     return 0
   fi
-  local lock_hash venv installed="" torch_build
-  # One venv per dependency set (pyproject.toml, the installer, and the torch build this host's
-  # driver runs: training/cuda_build.py, which install.sh asks too), on the volume: pods of other
-  # branches, or on hosts whose driver needs the other build, use their own and never reinstall
-  # the one another pod trains from. The stamp is written last, so an install cut short is redone;
-  # two pods that need the same new venv take turns through a lock, and the second reuses the
-  # first's install. Nodes of an Instant Cluster other than node 0 keep their own (node_suffix): a
-  # lock on a network volume is not to be trusted across machines.
-  torch_build="$(python3 training/cuda_build.py 2>/dev/null || true)"  # install.sh says why
-  lock_hash="$({ cat pyproject.toml scripts/install.sh training/cuda_build.py; echo "$torch_build"; } \
-    | sha256sum | cut -c1-16)"
+  local lock_hash venv installed="" torch_build python
+  python="$(pick_python)"
+  # One venv per dependency set (pyproject.toml, the installer and its constraints, the Python, and
+  # the torch build this host's driver runs: training/cuda_build.py, which install.sh asks too), on
+  # the volume: pods of other branches, or on hosts whose driver needs the other build, use their own and never
+  # reinstall the one another pod trains from. The stamp is written last, so an install cut short is
+  # redone; two pods that need the same new venv take turns through a lock, and the second reuses
+  # the first's install. Nodes of an Instant Cluster other than node 0 keep their own (node_suffix):
+  # a lock on a network volume is not to be trusted across machines.
+  torch_build="$("$python" training/cuda_build.py 2>/dev/null || true)"  # install.sh says why
+  lock_hash="$({ cat pyproject.toml scripts/install.sh scripts/constraints.txt training/cuda_build.py; python_version "$python"
+                 echo "$torch_build"; } | sha256sum | cut -c1-16)"
   venv="$VOLUME_PATH/venvs/$lock_hash$(node_suffix)"
   mkdir -p "$VOLUME_PATH/venvs"
   exec 8>"$venv.lock"
@@ -356,11 +364,33 @@ setup_python() {
     "$venv/bin/python" -c "" 2>/dev/null || rm -rf "$venv"
     rm -f "$venv/.installed"
     say "installing into $venv (first run with these dependencies): several minutes"
-    VENV="$venv" bash scripts/install.sh gpu || die "$EXIT_SETUP_FAILED" "installing the environment failed (see above)"
+    VENV="$venv" PYTHON="$python" bash scripts/install.sh gpu \
+      || die "$EXIT_SETUP_FAILED" "installing the environment failed (see above)"
     printf '%s\n' "$lock_hash" >"$venv/.installed"
   fi
   exec 8>&-
   PY="$venv/bin/python"
+}
+
+python_version() {  # python_version PYTHON: "3.12", or nothing when it does not run
+  "$1" -c 'import sys; print("%d.%d" % sys.version_info[:2])' 2>/dev/null || true
+}
+
+pick_python() {
+  # The pinned dependencies (numpy 2.4, pillow 13, matplotlib 3.11, trl 1.15) need Python 3.11 or
+  # 3.12 (pyproject.toml's requires-python). Images whose python3 is older (Ubuntu 22.04's 3.10)
+  # often have python3.12 or python3.11 beside it.
+  local candidate version first=""
+  for candidate in python3 python3.12 python3.11; do
+    command -v "$candidate" >/dev/null 2>&1 || continue
+    version="$(python_version "$candidate")"
+    first="${first:-${version:-?}}"
+    case "$version" in
+      3.11|3.12) command -v "$candidate"; return 0 ;;
+    esac
+  done
+  die "$EXIT_USER_ERROR" "no Python 3.11 or 3.12 here (python3 is ${first:-missing}): the pinned dependencies" \
+    "need one; use an image that has it (e.g. a runpod/pytorch image for Ubuntu 24.04), or install python3.12"
 }
 
 node_suffix() {
@@ -399,21 +429,120 @@ exit_meaning() {  # setup's own codes; the supervisor says what the harness's co
   esac
 }
 
-stop_this_pod() {
-  # Before the harness and its Python are in place (an unknown branch, a failed install): the same
-  # REST API v2 call training.pod makes. awk writes the key into curl's stdin, never into argv.
+stop_this_pod() {  # stop_this_pod WHO: the pod's self-stop, for AUTO_STOP and the dead-man switch alike
+  # The documented `runpodctl pod stop` first (`runpodctl stop pod` is a deprecated alias over GraphQL,
+  # which RunPod retires), then REST API v2 with the pod's own key; each failure is said with what to
+  # do. training/pod.py does the same once the harness's Python is there. awk writes the key into
+  # curl's stdin, never into argv.
+  local who=$1 answer output rc url="${RUNPOD_API_BASE_URL:-https://api.runpod.io}/v2/pods/$RUNPOD_POD_ID/action"
   if [ -z "$RUNPOD_POD_ID" ]; then
-    say "AUTO_STOP=1 but RUNPOD_POD_ID is not set: not on a RunPod pod, nothing to stop"
+    say "$who but RUNPOD_POD_ID is not set: not on a RunPod pod, nothing to stop"
     return 0
   fi
-  say "AUTO_STOP=1: stopping pod $RUNPOD_POD_ID through the RunPod API"
-  [ -n "${RUNPOD_API_KEY:+set}" ] || { say "error: RUNPOD_API_KEY is not set: cannot stop the pod"; return 1; }
-  local answer url="${RUNPOD_API_BASE_URL:-https://api.runpod.io}/v2/pods/$RUNPOD_POD_ID/action"
+  say "$who: stopping pod $RUNPOD_POD_ID"
+  if command -v runpodctl >/dev/null 2>&1; then
+    rc=0
+    output="$(timeout 60 runpodctl pod stop "$RUNPOD_POD_ID" 2>&1)" || rc=$?
+    if [ "$rc" -eq 0 ]; then
+      say "stopped pod $RUNPOD_POD_ID (runpodctl pod stop)"
+      return 0
+    fi
+    say "runpodctl pod stop $RUNPOD_POD_ID failed (exit $rc: $(tail -n 1 <<<"${output:-no output}")); trying RunPod's REST API"
+  else
+    say "runpodctl is not on PATH (RunPod's images ship it); trying RunPod's REST API"
+  fi
+  if [ -z "${RUNPOD_API_KEY:+set}" ]; then
+    say "error: RUNPOD_API_KEY is not set, so the REST API cannot stop pod $RUNPOD_POD_ID either: stop it in the" \
+      "RunPod console (Pods > the pod > Stop); it bills until then"
+    return 1
+  fi
   answer="$(awk 'BEGIN { printf "Authorization: Bearer %s\n", ENVIRON["RUNPOD_API_KEY"] }' \
     | curl -sS --fail-with-body --max-time 30 --retry "$((RETRY_ATTEMPTS - 1))" --retry-connrefused -H @- \
-      -H "Content-Type: application/json" --data '{"action": "stop"}' "$url")" \
-    || { say "error: RunPod did not stop the pod: ${answer:-no answer (curl: see above)}"; return 1; }
-  say "asked RunPod to stop pod $RUNPOD_POD_ID"
+      -H "Content-Type: application/json" --data '{"action": "stop"}' "$url" 2>&1)" || {
+    say "error: RunPod's REST API did not stop pod $RUNPOD_POD_ID ($(tail -n 1 <<<"${answer:-no answer}")): stop it in" \
+      "the RunPod console (Pods > the pod > Stop); it bills until then"
+    return 1
+  }
+  say "asked RunPod to stop pod $RUNPOD_POD_ID (REST API)"
+}
+
+start_deadman() {
+  # The dead-man switch `launch` sets: MAX_LIFETIME_S, the pod stops itself that long after this
+  # start (a hung clone, install or run counts); IDLE_STOP_S, after its busiest GPU has stayed under
+  # 5% that long once training has started (setup, downloads and model loading leave the GPU idle).
+  # A GPU whose use cannot be read (no nvidia-smi, an error, MIG's [N/A]) counts as unknown, never as
+  # idle. The watchers outlive the exec of the supervisor (same process) and end with it; what they
+  # say goes to the container's log, through the secret mask. A stop that fails is said and tried
+  # again, doubling the wait up to 10 minutes, for as long as the pod runs.
+  [[ "${MAX_LIFETIME_S:-0}" =~ ^[0-9]+$ ]] || die "$EXIT_USER_ERROR" "MAX_LIFETIME_S=$MAX_LIFETIME_S: a whole number of seconds"
+  [[ "${IDLE_STOP_S:-0}" =~ ^[0-9]+$ ]] || die "$EXIT_USER_ERROR" "IDLE_STOP_S=$IDLE_STOP_S: a whole number of seconds"
+  [[ "$IDLE_POLL_S" =~ ^[1-9][0-9]*$ ]] || die "$EXIT_USER_ERROR" "IDLE_POLL_S=$IDLE_POLL_S: a whole number of seconds >= 1"
+  local main=$$
+  if [ "${MAX_LIFETIME_S:-0}" -gt 0 ]; then
+    say "dead-man switch: this pod stops itself ${MAX_LIFETIME_S}s after this start"
+    (trap - EXIT TERM INT HUP; lifetime_watch "$main") > >(trap '' INT TERM HUP; mask_secrets) 2>&1 &
+  fi
+  if [ "${IDLE_STOP_S:-0}" -gt 0 ]; then
+    say "dead-man switch: this pod stops itself after ${IDLE_STOP_S}s of an idle GPU, once training has started"
+    (trap - EXIT TERM INT HUP; idle_watch "$main") > >(trap '' INT TERM HUP; mask_secrets) 2>&1 &
+  fi
+}
+
+deadman_sleep() {  # deadman_sleep MAIN SECONDS: false once MAIN (this script, then the supervisor) has ended
+  sleep "$2"
+  kill -0 "$1" 2>/dev/null
+}
+
+lifetime_watch() {
+  local main=$1 left=$MAX_LIFETIME_S step
+  while [ "$left" -gt 0 ]; do
+    step=$((left < IDLE_POLL_S ? left : IDLE_POLL_S))
+    deadman_sleep "$main" "$step" || return 0
+    left=$((left - step))
+  done
+  deadman_stop "$main" "lifetime_${MAX_LIFETIME_S}s_reached"
+}
+
+gpu_use() {  # the busiest GPU's use in %, or nothing when it cannot be read
+  local out line most=-1
+  out="$(timeout 30 nvidia-smi --query-gpu=utilization.gpu --format=csv,noheader,nounits 2>/dev/null)" || return 0
+  while IFS= read -r line; do
+    line="${line//[[:space:]]/}"
+    if ! [[ "$line" =~ ^[0-9]+$ ]]; then return 0; fi  # [N/A] (MIG) or anything else: unknown
+    if [ "$line" -gt "$most" ]; then most=$line; fi
+  done <<<"$out"
+  if [ "$most" -ge 0 ]; then echo "$most"; fi
+}
+
+idle_watch() {
+  local main=$1 idle=0 use known=1
+  until [ -e "$TRAINING_STARTED_FILE" ]; do
+    deadman_sleep "$main" "$IDLE_POLL_S" || return 0
+  done
+  while deadman_sleep "$main" "$IDLE_POLL_S"; do
+    use="$(gpu_use)"
+    if [ -z "$use" ]; then
+      [ "$known" = 0 ] || say "dead-man switch: the GPU's use cannot be read (nvidia-smi failed, or [N/A] as under MIG):" \
+        "the idle clock waits (at ${idle}s) until it can; MAX_LIFETIME_S still holds"
+      known=0
+      continue
+    fi
+    known=1
+    if [ "$use" -lt 5 ]; then idle=$((idle + IDLE_POLL_S)); else idle=0; fi
+    if [ "$idle" -ge "$IDLE_STOP_S" ]; then
+      deadman_stop "$main" "gpu_idle_${idle}s"
+      return 0
+    fi
+  done
+}
+
+deadman_stop() {  # deadman_stop MAIN REASON: stop this pod, trying again until it is stopped or gone
+  local main=$1 why=$2 wait=$IDLE_POLL_S
+  while ! stop_this_pod "dead-man switch: $why"; do
+    say "dead-man switch: the pod is not stopped; trying again in ${wait}s"
+    deadman_sleep "$main" "$wait" || return 0
+    wait=$((wait * 2 > 600 ? 600 : wait * 2))
+  done
 }
 
 park() {  # park WHY: keep the container alive instead of exiting, which would make RunPod restart it
@@ -429,10 +558,13 @@ on_exit() {  # setup ended before the hand-over (after it, the supervisor owns t
   trap - EXIT
   if [ -n "$STOP_SIGNAL" ]; then
     say "stopped during setup (exit $rc): a restart of this script carries on from the last checkpoint"
+    say "run-outcome: outcome=preempted exit=$rc step=none phase=setup"
   else
     say "setup ended with exit code $rc: $(exit_meaning "$rc")"
+    # The outcome line (training/outcome_line.py) the fleet reads: setup never trains, so it failed.
+    say "run-outcome: outcome=failed exit=$rc step=none phase=setup"
     if [ "$AUTO_STOP" = 1 ]; then
-      stop_this_pod || park "AUTO_STOP=1 but the pod could not be stopped"
+      stop_this_pod "AUTO_STOP=1" || park "AUTO_STOP=1 but the pod could not be stopped"
     elif [ -n "$RUNPOD_POD_ID" ]; then
       # RunPod restarts a container whose command exits: that would set up again, and bill again.
       park "AUTO_STOP is not set"

@@ -140,3 +140,49 @@ def memorised(tmp_path_factory) -> Path:
                         "eval_steps=1000", "save_steps=1000", "logging_steps=50")
     assert result.returncode == 0, result.stdout + result.stderr
     return out / "final"
+
+
+@pytest.fixture(scope="session")
+def volume_server():
+    """A network volume's S3 API (moto's S3 server behind RunPod's documented rules: tests/fake_volume.py),
+    started once for the session, in its own process, on 127.0.0.1."""
+    import fake_volume
+
+    server = fake_volume.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def small_run(tmp_path_factory) -> Path:
+    """The output_dir of a real quick run with three evaluated checkpoints (steps 2, 4, 6) and final/,
+    as a pod writes it to the network volume."""
+    out = tmp_path_factory.mktemp("small-run") / "small-run"
+    result = train_here(out, "experiment_name=small-run", "max_steps=6", "eval_steps=2", "save_steps=2", "keep_best=3",
+                        "keep_recent=3", "train_subset=16", "eval_subset=2", "eval_generate_samples=2",
+                        "max_new_tokens=16", "logging_steps=1")
+    assert result.returncode == 0, result.stdout + result.stderr
+    return out
+
+
+@pytest.fixture
+def volume_cli(api, volume_server, monkeypatch, capsys, tmp_path):
+    """The experiment CLI in this interpreter with what a user exports for the network volume: the S3
+    keys and RUNPOD_API_KEY for `api` (the module's FakeRunPod); none of this machine's AWS settings;
+    every output checked for the keys."""
+    from experiment_repo import in_process
+    from fake_runpod import API_KEY
+
+    run = in_process(monkeypatch, capsys)
+    keys = (volume_server.access_key, volume_server.secret_key, API_KEY)
+    base = {**volume_server.env(), "RUNPOD_API_BASE_URL": api.url, "RUNPOD_API_KEY": API_KEY, "HOME": str(tmp_path),
+            "AWS_ACCESS_KEY_ID": "", "AWS_SECRET_ACCESS_KEY": "", "AWS_PROFILE": "",
+            "AWS_SHARED_CREDENTIALS_FILE": str(tmp_path / "no-credentials"), "AWS_CONFIG_FILE": str(tmp_path / "no-config")}
+
+    def call(*args, env=None):
+        result = run(tmp_path, *args, env={**base, **(env or {})})
+        for key in keys:
+            assert key not in result.stdout + result.stderr
+        return result
+
+    return call

@@ -64,6 +64,61 @@ def test_resume_auto_falls_back_to_the_previous_complete_checkpoint(tmp_path):
         ("checkpoint-6", "incomplete"), ("checkpoint-8", "incomplete")]
 
 
+def zero_bytes(path: str, offset: int, count: int = 64) -> None:
+    """What a torn write or a bad disk leaves: the size kept, some bytes zeroed."""
+    with open(path, "r+b") as damaged:
+        damaged.seek(offset)
+        damaged.write(bytes(count))
+
+
+def test_the_manifest_holds_each_files_sha256_and_resume_checks_it(tmp_path):
+    path = make_checkpoint(tmp_path, 3, payload=b"w" * 4096)
+    adapter = os.path.join(path, "adapter_model.safetensors")
+    manifest = checkpoints.read_manifest(path)
+    assert manifest["format"] == 2 and manifest["sha256"]["adapter_model.safetensors"] == checkpoints.file_sha256(adapter)
+    assert set(manifest["sha256"]) == set(manifest["files"])
+    zero_bytes(adapter, 2048)  # in the middle of the tensors: safetensors would load it without a word
+    assert checkpoints.verify(path) is None, "scans check sizes only"
+    assert "damaged file adapter_model.safetensors" in checkpoints.verify(path, content=True)
+    with pytest.raises(UserError, match="damaged file adapter_model.safetensors"):
+        choose_checkpoint(path, str(tmp_path))
+
+
+def test_resume_auto_takes_the_newest_undamaged_checkpoint(tmp_path):
+    make_checkpoint(tmp_path, 2, payload=b"a" * 256)
+    make_checkpoint(tmp_path, 4, payload=b"b" * 256)
+    make_checkpoint(tmp_path, 6, payload=b"c" * 256)
+    for step in (4, 6):
+        zero_bytes(str(tmp_path / f"checkpoint-{step}" / "adapter_model.safetensors"), 0)
+    choice = choose_checkpoint("auto", str(tmp_path))
+    assert choice.path == str(tmp_path / "checkpoint-2")
+    assert [os.path.basename(p) for p, _ in choice.damaged] == ["checkpoint-6", "checkpoint-4"]
+    assert [os.path.basename(p) for p, _ in choice.skipped] == ["checkpoint-4", "checkpoint-6"]
+
+
+def test_a_manifest_without_hashes_still_resumes(tmp_path):
+    # Checkpoints written before hashes were recorded (format 1), or by a save killed before its hashes.
+    path = make_checkpoint(tmp_path, 2)
+    checkpoints.write_manifest(path, 2, digest=False)
+    assert checkpoints.read_manifest(path)["sha256"] == {}
+    assert checkpoints.verify(path, content=True) is None
+    assert choose_checkpoint("auto", str(tmp_path)).path == path
+
+
+def test_an_urgent_save_publishes_sizes_first_and_hashes_when_the_optimizer_state_is_added(tmp_path):
+    staging = checkpoints.staging_path(str(tmp_path), 4)
+    os.makedirs(staging)
+    with open(os.path.join(staging, checkpoints.TRAINER_STATE_FILE), "w") as out:
+        json.dump({"global_step": 4}, out)
+    HarnessState(step=4).save(staging)
+    path = checkpoints.publish(staging, str(tmp_path), 4, digest=False)
+    assert checkpoints.read_manifest(path)["sha256"] == {} and checkpoints.verify(path, content=True) is None
+    checkpoints.add_file(path, checkpoints.OPTIMIZER_FILE, lambda file: open(file, "wb").write(b"moments"))
+    manifest = checkpoints.read_manifest(path)
+    assert set(manifest["sha256"]) == set(manifest["files"]) and checkpoints.OPTIMIZER_FILE in manifest["files"]
+    assert checkpoints.verify(path, content=True) is None
+
+
 def test_resume_auto_without_checkpoints_starts_fresh(tmp_path):
     assert choose_checkpoint("auto", str(tmp_path / "nothing-yet")).path is None
     assert choose_checkpoint(None, str(tmp_path)).path is None

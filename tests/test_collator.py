@@ -63,3 +63,13 @@ def test_image_max_pixels_shrinks_what_reaches_the_vision_tower(collator, cap):
     assert int(grid[1] * grid[2]) * patch * patch <= cap  # patches of the resized image, within the cap
     image_tokens = (batch["input_ids"] == collator.processor.image_token_id).sum()
     assert image_tokens * 4 == batch["pixel_values"].shape[0] == int(grid.prod())
+
+
+def test_a_cap_above_the_processors_own_bound_changes_nothing(collator):
+    # The default cap (1.3 MP) is far above the stand-in's own bound (256 x 128): a cap only ever
+    # lowers the processor's bound, never raises it.
+    sample = SyntheticSplit("train", 1)[0]
+    own = collator([sample])
+    capped = VisionChatCollator(collator.processor, "Transcribe this well log header exactly.",
+                                image_max_pixels=1280 * 32 * 32)([sample])
+    assert torch.equal(capped["image_grid_thw"], own["image_grid_thw"])

@@ -206,7 +206,8 @@ def test_train_refuses_an_unreadable_ledger_before_training(tmp_path):
     ("NVIDIA L40", {"POD_PRICING": "spot"}, True, "NVIDIA L40 at 0.69 x 1 (spot rate table)"),
 ])
 def test_preflight_prices_the_gpu_it_sees(tmp_path, gpu, env, ok, words):
-    result = train(tmp_path / "run", "budget_cap=10", extra=("--preflight-only",),
+    # The transformers backend: with CUDA faked, auto would take unsloth, which cannot import on this CPU.
+    result = train(tmp_path / "run", "budget_cap=10", "backend=transformers", extra=("--preflight-only",),
                    env={**fake_gpu(tmp_path / "fakes", gpu), **env})
     assert (result.returncode == 0) is ok, result.stdout + result.stderr
     assert table(result.stdout)["cost"] == ("ok" if ok else "FAIL") and words in result.stdout

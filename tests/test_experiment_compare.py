@@ -118,7 +118,7 @@ def test_compare_reads_partial_and_newer_runs(runs_root, tmp_path, capsys):
     assert set(rows) == {"lr-5e-3", "spot-run", "with-cer"}
     assert rows["with-cer"] == ["with-cer", "-", "r=32", "1.2000", "@100", "0.210", "0.400", "150", "$0.30", "-"]
     # No field is shared by all three runs, so each row lists every change from the defaults.
-    assert " model_name=standin:qwen3-vl-mini load_in_4bit=False r=32 " in next(x for x in lines if x.startswith("lr-5e-3"))
+    assert " model_name=standin:qwen3-vl-mini r=32 " in next(x for x in lines if x.startswith("lr-5e-3"))
     assert rows["spot-run"] == ["spot-run", "0123456", "-", "-", "-", "-", "40/500", "$1.24", "preempted"]
     assert rows["lr-5e-3"][-2:] == ["$0.00", "finished"]  # a CPU run records its cost: nothing
 

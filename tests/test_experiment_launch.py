@@ -11,6 +11,7 @@ import json
 import os
 import re
 import shlex
+import signal
 import subprocess
 
 import pytest
@@ -64,7 +65,7 @@ def expected_env(repo, branch="lr-1e4", config="configs/experiments/lr_1e4.py", 
     # GIT_COMMIT: the commit launch checked, which the pod trains whatever is pushed later
     return {"GIT_REPO": "https://git.example.invalid/team/harness.git", "GIT_BRANCH": branch,
             "GIT_COMMIT": git(repo, "rev-parse", branch), "CONFIG_PATH": config, "VOLUME_PATH": "/runpod_volume",
-            "AUTO_STOP": "1", **dict(extra),
+            "AUTO_STOP": "1", "MAX_LIFETIME_S": "86400", **dict(extra),
             "WANDB_API_KEY": "{{ RUNPOD_SECRET_wandb_key }}", "HF_TOKEN": "{{ RUNPOD_SECRET_hf_token }}",
             "GIT_TOKEN": "{{ RUNPOD_SECRET_github_pat }}"}
 
@@ -94,14 +95,15 @@ def test_on_demand_launch_sends_the_v2_request(repo, api):
     assert api.routes() == ["GET /v2/pods", "GET /v2/catalog/gpus/NVIDIA GeForce RTX 4090", "POST /v2/pods"]
     assert {r["authorization"] for r in api.requests} == {f"Bearer {API_KEY}"}
     catalog = api.requests[1]["query"]
-    assert catalog == {"include": ["AVAILABILITY"], "product": ["POD"], "cloud": ["SECURE"], "count": ["1"]}
+    assert catalog == {"include": ["AVAILABILITY"], "product": ["POD"], "cloud": ["SECURE"], "count": ["1"],
+                       "minCudaVersion": ["13.0"]}
     sent = api.calls("POST", "/v2/pods")[0]["body"]
     assert sent.pop("env") == expected_env(repo, extra=[("WANDB_RUN_ID", run_id), ("WANDB_ENTITY", "oilco"), ("POD_PRICING", "on-demand"),
                                                   ("POD_HOURLY_RATE", "0.69")])
     assert embedded(sent["args"]) == SETUP_POD
     assert sent == {
-        "name": "exp-lr-1e4", "image": "runpod/pytorch:1.0.3-cu1281-torch280-ubuntu2204",
-        "gpu": {"id": "NVIDIA GeForce RTX 4090", "count": 1}, "cloud": "SECURE", "disk": 40,
+        "name": "exp-lr-1e4", "image": "runpod/pytorch:1.0.3-cu1300-torch291-ubuntu2404",
+        "gpu": {"id": "NVIDIA GeForce RTX 4090", "count": 1, "minCudaVersion": "13.0"}, "cloud": "SECURE", "disk": 40,
         "args": start_command(SETUP_POD),
         "mounts": {"persistent": {"size": 50, "path": "/runpod_volume"}}, "startSsh": True,
     }
@@ -118,11 +120,27 @@ def test_on_demand_launch_on_a_network_volume_goes_to_its_data_center(repo, api)
     assert api.pods["pod1"]["dataCenterId"] == "EU-RO-1" and "price   $1.64/h" in result.stdout
 
 
+def test_pods_land_on_hosts_that_run_pypis_cuda_13_torch(repo, api, cli):
+    # The default install takes PyPI's torch (CUDA 13.0, driver >= 580): launch asks RunPod for such a
+    # host (gpu.minCudaVersion), and the default image's CUDA matches it.
+    result = launch(repo, api, "lr-1e4", *SECRETS, run=cli)
+    assert result.returncode == 0, result.stderr
+    assert api.pods["pod1"]["cudaVersion"] == "13.0" and api.pods["pod1"]["dataCenterId"] == "EU-RO-1"
+    assert "-cu1300-" in api.pods["pod1"]["image"]
+    # Where only older drivers have the GPU, nothing is rented and the user is told why.
+    api.pods.clear()
+    api.catalog["NVIDIA GeForce RTX 4090"]["dataCenters"] = {"US-KS-2": "HIGH"}
+    result = launch(repo, api, "lr-1e4", "--gpu", "NVIDIA GeForce RTX 4090", *SECRETS, run=cli)
+    assert result.returncode == 2 and api.pods == {}
+    assert "no pods to rent in SECURE cloud on hosts with CUDA >= 13.0" in result.stderr
+
+
 def test_a_gpu_not_offered_in_the_volumes_data_center_is_refused_with_where_it_is(repo, api, cli):
     result = launch(repo, api, "lr-1e4", "--volume-id", "vol-eu1", "--gpu", "NVIDIA H100 80GB HBM3", *SECRETS, run=cli)
     assert result.returncode == 2
     assert result.stderr == ("error: --gpu 'NVIDIA H100 80GB HBM3': not offered in EU-RO-1, the data center of "
-                             "network volume vol-eu1 (SECURE cloud); data centers that have it: US-TX-3 (HIGH). "
+                             "network volume vol-eu1 (SECURE cloud, hosts with CUDA >= 13.0); data centers that have "
+                             "it: US-TX-3 (HIGH). "
                              "Pick another --gpu, or a volume in one of those\n")
     assert api.pods == {} and not api.calls("POST", "/v2/pods")
 
@@ -142,8 +160,9 @@ def test_spot_launch_sends_pod_rent_interruptable_with_the_network_volume(repo, 
     assert env == expected_env(repo, extra=[("WANDB_RUN_ID", run_id), ("WANDB_ENTITY", "oilco"), ("POD_HOURLY_RATE", "0.35"),
                                       ("POD_PRICING", "spot")])
     assert sent == {
-        "name": "exp-lr-1e4", "imageName": "runpod/pytorch:1.0.3-cu1281-torch280-ubuntu2204",
+        "name": "exp-lr-1e4", "imageName": "runpod/pytorch:1.0.3-cu1300-torch291-ubuntu2404",
         "gpuTypeId": "NVIDIA A100 80GB PCIe", "cloudType": "SECURE", "gpuCount": 1, "bidPerGpu": 0.35,
+        "minCudaVersion": "13.0",
         "containerDiskInGb": 40, "volumeInGb": 0, "volumeMountPath": "/runpod_volume",
         "dockerArgs": start_command(SETUP_POD),
         "startSsh": True, "networkVolumeId": "vol-eu1", "dataCenterId": "EU-RO-1",
@@ -264,7 +283,8 @@ def test_a_create_is_sent_once_and_reads_are_retried(repo, api, cli):
     api.fail("GET /v2/pods", 503, message="upstream unavailable")
     api.fail("POST /v2/pods", 503, message="upstream unavailable")
     result = launch(repo, api, "lr-1e4", *SECRETS, env={"RETRY_WAIT_SECONDS": "0.01"}, run=cli)
-    assert result.returncode == 2 and "RunPod API, create pod: HTTP 503: upstream unavailable\n" in result.stderr
+    assert result.returncode == 2 and "RunPod API, create pod: HTTP 503: upstream unavailable; the pod may exist" \
+        in result.stderr
     assert api.routes().count("GET /v2/pods") == 2 and api.routes().count("POST /v2/pods") == 1
 
 
@@ -282,7 +302,10 @@ def test_the_start_command_carries_the_branchs_own_setup_pod_and_runs_it(repo, a
                     'echo "askpass:${GIT_ASKPASS:-unset}"; echo "pid:$$"; } > "$PROBE"\n')
     push_branch(repo, "probe", {"scripts/setup_pod.sh": probe_script,
                                 "configs/experiments/probe.py": (REPO / QUICK_VAL).read_text()})
+    # A setup_pod.sh without the dead-man switch: refused unless launched without one.
     result = launch(repo, api, "probe", "--dry-run", *SECRETS, run=cli)
+    assert result.returncode == 2 and "its scripts/setup_pod.sh predates the dead-man switch" in result.stderr
+    result = launch(repo, api, "probe", "--dry-run", "--max-lifetime-hours", "0", *SECRETS, run=cli)
     assert result.returncode == 0, result.stderr
     args = json.loads(result.stdout[result.stdout.index("{"):result.stdout.index("\nW&B: ")])["args"]
     assert embedded(args) == probe_script.encode()  # the commit's own, not this checkout's
@@ -315,26 +338,21 @@ def test_a_branch_without_setup_pod_is_refused(repo, api, cli):
                              "with: merge the harness's main branch into nosetup\n")
 
 
-@pytest.mark.parametrize("extra, gpu_use, why", [
-    ({"MAX_LIFETIME_S": "1"}, "97", "lifetime_1s_reached"),                    # a hung run on a busy GPU
-    ({"IDLE_STOP_S": "2", "IDLE_POLL_S": "1"}, "0", "gpu_idle_2s"),            # a crashed run left the GPU idle
-])
-def test_the_dead_man_switch_stops_the_pod_itself(tmp_path, extra, gpu_use, why):
-    bin_dir, calls = tmp_path / "bin", tmp_path / "runpodctl.txt"
-    bin_dir.mkdir()
-    (bin_dir / "runpodctl").write_text(f'#!/usr/bin/env bash\necho "$@" >> {calls}\n')
-    (bin_dir / "nvidia-smi").write_text(f"#!/usr/bin/env bash\necho {gpu_use}\n")
-    for tool in bin_dir.iterdir():
-        tool.chmod(0o755)
-    env = {"PATH": f"{bin_dir}:{os.environ['PATH']}", "HOME": str(tmp_path), "GIT_REPO": f"file://{tmp_path}/none.git",
-           "GIT_BRANCH": "lr-1e4", "EXPERIMENT_SRC": str(tmp_path / "src"), "RUNPOD_POD_ID": "pod42", "AUTO_STOP": "0",
-           **extra}
-    # A setup that fails at once: the switch, started first, still fires.
-    result = subprocess.run(shlex.split(start_command(b"exit 1\n")), env=env, capture_output=True, text=True,
-                            timeout=30)
-    assert result.returncode == 1
-    assert f"dead-man switch: {why}: stopping pod pod42" in result.stderr
-    assert calls.read_text() == "stop pod pod42\n"
+def test_the_start_command_starts_the_images_own_services_first(tmp_path):
+    # RunPod's images start sshd (and nginx, Jupyter) in /start.sh, which a start command replaces:
+    # without it `startSsh` does nothing. The bootstrap must not wait for it (it sleeps for ever).
+    started = tmp_path / "image-started"
+    image_start = tmp_path / "start.sh"
+    image_start.write_text(f"#!/bin/sh\necho $$ > {started}\nexec sleep 30 >/dev/null 2>&1\n")
+    image_start.chmod(0o755)
+    wait_for_it = f"for i in $(seq 50); do [ -s {started} ] && exit 0; sleep 0.1; done; exit 1\n".encode()
+    env = {"PATH": os.environ["PATH"], "HOME": str(tmp_path), "IMAGE_START_SCRIPT": str(image_start)}
+    result = subprocess.run(shlex.split(start_command(wait_for_it)), env=env, capture_output=True, text=True, timeout=30)
+    assert result.returncode == 0, result.stderr
+    os.kill(int(started.read_text()), signal.SIGTERM)
+    # An image without one (this machine has no /start.sh): the bootstrap runs all the same.
+    env["IMAGE_START_SCRIPT"] = str(tmp_path / "none.sh")
+    assert subprocess.run(shlex.split(start_command(b"exit 0\n")), env=env, timeout=30).returncode == 0
 
 
 def test_launch_sets_the_dead_man_switch_on_the_pod(repo, api):
@@ -342,6 +360,22 @@ def test_launch_sets_the_dead_man_switch_on_the_pod(repo, api):
     assert result.returncode == 0, result.stderr
     env = api.calls("POST", "/v2/pods")[0]["body"]["env"]
     assert env["MAX_LIFETIME_S"] == "5400" and env["IDLE_STOP_S"] == "1200"
+
+
+def test_a_launch_without_a_lifetime_still_gets_one_unless_told_never(repo, api, cli):
+    # A pod that cannot end its run (a hang, a stop that fails) must not bill for ever.
+    result = launch(repo, api, "lr-1e4", "--dry-run", *SECRETS, run=cli)
+    assert '"MAX_LIFETIME_S": "86400"' in result.stdout and "IDLE_STOP_S" not in result.stdout
+    result = launch(repo, api, "lr-1e4", "--dry-run", "--max-lifetime-hours", "0", *SECRETS, run=cli)
+    assert "MAX_LIFETIME_S" not in result.stdout
+
+
+def test_a_pod_volume_is_said_to_die_with_an_empty_balance(repo, api, cli):
+    result = launch(repo, api, "lr-1e4", "--dry-run", *SECRETS, run=cli)
+    assert "note: no --volume-id: the run writes to a pod volume, which RunPod deletes with the pod, checkpoints " \
+           "and all, when the account balance reaches $0" in result.stdout
+    result = launch(repo, api, "lr-1e4", "--dry-run", "--volume-id", "vol-eu1", *SECRETS, run=cli)
+    assert "balance" not in result.stdout
 
 
 def test_the_validation_subprocess_gets_no_secrets(repo, monkeypatch):

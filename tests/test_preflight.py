@@ -145,6 +145,28 @@ def test_memory_estimate_moves_the_right_way():
     assert eight > base + 3 * GIB
 
 
+RTX_4090 = Gpu("NVIDIA GeForce RTX 4090", free=23 * GIB, total=24 * GIB)
+
+
+def test_images_are_capped_by_default_and_the_gpu_row_says_at_what():
+    # Qwen3-VL's processor keeps an image up to 16.7 MP (16384 image tokens); the estimate used to
+    # assume ~1 MP whatever the cap, so preflight passed and large scans ran out of memory.
+    assert REAL.image_max_pixels == 1280 * 32 * 32 and estimates.image_tokens(REAL) == 1280
+    check = gpu_verdict(REAL, "unsloth", RTX_4090)
+    assert check.ok and "images up to 1.3 MP (1280 image tokens; image_max_pixels)" in check.detail
+
+
+def test_without_a_cap_the_estimate_takes_the_processors_own_bound():
+    uncapped = dataclasses.replace(REAL, image_max_pixels=-1)
+    assert estimates.image_tokens(uncapped) == 16384
+    assert gpu_memory_bytes(uncapped, model_shape(REAL.model_name), "unsloth") > 24 * GIB
+    check = gpu_verdict(uncapped, "unsloth", RTX_4090)
+    assert not check.ok and "images up to 16.8 MP (16384 image tokens; image_max_pixels=-1: Qwen3-VL's own " \
+                               "bound)" in check.detail and "image_max_pixels" in check.detail.split(";")[-1]
+    standin = estimates.image_tokens(dataclasses.replace(REAL, model_name=STANDIN_MODEL, image_max_pixels=-1))
+    assert standin == 32  # the stand-in processor's own bound, 256 x 128
+
+
 def test_disk_estimate_grows_with_kept_checkpoints_and_a_trained_head():
     shape = model_shape(REAL.model_name)
     one = estimates.checkpoint_disk_bytes(dataclasses.replace(REAL, keep_best=1, keep_recent=1), shape, "unsloth")

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import random
+import re
 import signal
 import subprocess
 import sys
@@ -334,3 +335,18 @@ def test_sigterm_during_evaluation_saves_within_the_grace_and_records_no_evaluat
     assert [(c.step, c.eval_loss) for c in complete] == [(2, None)]
     assert not any("eval_loss" in e for e in read_events(str(out / "metrics.jsonl")))
     assert not (out / "worst_samples").exists()
+
+
+def test_a_damaged_newest_checkpoint_falls_back_to_the_newest_good_one(tmp_path):
+    # What a torn write leaves: the newest adapter at its full size with 64 bytes zeroed (here its
+    # header). Every restart used to die on it (SafetensorError, rc 1) while a good checkpoint sat beside it.
+    out = tmp_path / "run"
+    assert train_here(out, *RUN, "max_steps=4").returncode == 0
+    with open(out / "checkpoint-4" / "adapter_model.safetensors", "r+b") as damaged:
+        damaged.write(bytes(64))
+    resumed = train_here(out, *RUN, "max_steps=6", extra=("--resume", "auto"))
+    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+    assert "Traceback" not in resumed.stdout + resumed.stderr
+    assert re.search(r"skipping \S*checkpoint-4: damaged file adapter_model.safetensors", resumed.stdout), resumed.stdout
+    assert re.search(r"resuming from \S*checkpoint-2 \(step 2\)", resumed.stdout)
+    assert read_status(str(out))["status"] == "finished" and read_status(str(out))["step"] == 6

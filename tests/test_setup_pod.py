@@ -21,9 +21,11 @@ from pathlib import Path
 import pytest
 
 from conftest import QUICK_VAL, REPO, wait_for
-from fake_servers import FakeServer, failing_first, git_http, runpod_api, stop_requests
+from fake_servers import FakeServer, Reply, failing_first, git_http, runpod_api, stop_requests
 from training import errors, retry
 from training.experiment.launch import start_command
+from training.outcome import RunOutcome
+from training.outcome_line import read as read_outcome
 
 SCRIPT = REPO / "scripts" / "setup_pod.sh"
 BRANCH = "exp/pod-test"
@@ -120,7 +122,7 @@ def finished(origin, module_mktemp):
     """quick_val through the pod's real start command, as a launched pod runs it."""
     volume, cwd = module_mktemp("volume"), module_mktemp("cwd")
     with FakeServer(runpod_api) as runpod, open(cwd / "out.txt", "w") as sink:
-        process = subprocess.Popen(start_argv(), cwd=cwd, env=pod_env(volume, origin, **autostop(runpod)),
+        process = subprocess.Popen(start_argv(), cwd=cwd, env=pod_env(volume, origin, TMPDIR=str(cwd), **autostop(runpod)),
                                    stdout=sink, stderr=subprocess.STDOUT)
         try:
             returncode = process.wait(timeout=600)  # ~30 s alone; far more on a machine shared by many
@@ -130,11 +132,13 @@ def finished(origin, module_mktemp):
         # the log must be complete by then.
         log_at_exit = [p.read_text() for p in logs(volume)]
     output = (cwd / "out.txt").read_text()
-    return volume, subprocess.CompletedProcess(process.args, returncode, output, ""), stop_requests(runpod), log_at_exit
+    training_started = (cwd / f"harness-training-started-{process.pid}").exists()  # the idle clock's start
+    return (volume, subprocess.CompletedProcess(process.args, returncode, output, ""), stop_requests(runpod), log_at_exit,
+            training_started)
 
 
 def test_end_to_end_clones_logs_and_checkpoints_on_the_volume(finished, origin):
-    volume, result, _, log_at_exit = finished
+    volume, result, _, log_at_exit, _ = finished
     assert result.returncode == 0, result.stdout + result.stderr
     clone = volume / "repo" / BRANCH
     assert git("rev-parse", "--abbrev-ref", "HEAD", cwd=clone) == BRANCH
@@ -148,12 +152,17 @@ def test_end_to_end_clones_logs_and_checkpoints_on_the_volume(finished, origin):
                  "training ended with exit code 0: finished", f"asked RunPod to stop pod {POD_ID}"):
         assert line in text, line
     assert text == result.stdout  # the terminal saw what the log keeps, stderr included
+    assert read_outcome(text.splitlines()) == read_outcome(["run-outcome: outcome=finished exit=0 step=10 phase=training"])
 
 
 def test_auto_stop_stops_the_pod_once_after_a_finished_run(finished):
-    _, result, stops, _ = finished
+    _, result, stops, _, _ = finished
     assert stops == [POD_ID], result.stdout
     assert f"asked RunPod to stop pod {POD_ID}" in result.stdout
+
+
+def test_train_py_started_the_dead_man_switchs_idle_clock(finished):
+    assert finished[4], "train.py never created TRAINING_STARTED_FILE: an idle stop would never start counting"
 
 
 def test_auto_stop_after_a_failing_run(origin, tmp_path):
@@ -179,6 +188,8 @@ def test_unknown_branch_fails_at_once_and_still_stops_the_pod(origin, tmp_path):
     assert result.returncode == 2, result.stdout
     assert "git clone failed (permanent error, not retried)" in result.stdout
     assert "setup ended with exit code 2: bad environment" in result.stdout
+    reading = read_outcome(result.stdout.splitlines())  # the fleet's reader, on setup_pod.sh's own line
+    assert (reading.outcome, reading.exit_code, reading.phase, reading.step) == (RunOutcome.FAILED, 2, "setup", None)
     assert "try 1/3" not in result.stdout
     assert stop_requests(runpod) == [POD_ID]
     assert runpod.requests[0].headers["Authorization"] == f"Bearer {SECRETS['RUNPOD_API_KEY']}"
@@ -235,6 +246,9 @@ def test_preempted_run_exits_143_and_does_not_stop_the_pod(preempted):
     assert stops == []
     assert "got SIGTERM: forwarding SIGTERM" in output  # the supervisor, which setup_pod.sh became
     assert "stopped during training (exit 143)" in output
+    reading = read_outcome(output.splitlines())
+    assert (reading.outcome, reading.exit_code, reading.phase) == (RunOutcome.PREEMPTED, 143, "training")
+    assert reading.step is not None and reading.step < 12
     assert checkpoints and "step 12/12" not in output
 
 
@@ -407,6 +421,7 @@ mkdir -p "$VENV/bin"
 printf '#!/bin/sh\nexec {sys.executable} "$@"\n' >"$VENV/bin/python"
 chmod +x "$VENV/bin/python"
 echo install >>"$VENV/installs"
+echo "${{PYTHON:-}}" >"$VENV/made-with"
 """
 
 
@@ -454,6 +469,43 @@ def test_a_host_whose_driver_needs_another_torch_build_gets_its_own_venv(origin,
         start_until_config(volume, origin, f"{BRANCH}-hosts", **fake_nvidia_smi(tmp_path / driver, driver))
     venvs = sorted((volume / "venvs").glob("*/installs"))
     assert [p.read_text() for p in venvs] == ["install\n", "install\n"]
+
+
+def pythons(directory: Path, python3: str, good: tuple[str, ...] = ()) -> dict:
+    """PATH with a `python3` that is Python `python3`, python3.11/python3.12 that fail unless in
+    `good` (then they are this test's own Python 3.11+)."""
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / "python3").write_text(f"#!/bin/sh\necho {python3}\n")
+    for name in ("python3.11", "python3.12"):
+        (directory / name).write_text(f"#!/bin/sh\nexec {sys.executable} \"$@\"\n" if name in good else
+                                      "#!/bin/sh\necho 'not here' >&2\nexit 127\n")
+    for tool in directory.iterdir():
+        tool.chmod(0o755)
+    return {"PATH": f"{directory}{os.pathsep}{os.environ['PATH']}"}
+
+
+def test_an_image_whose_python3_is_too_old_installs_with_python3_11_or_3_12(origin, tmp_path):
+    # numpy 2.4, pillow 13, matplotlib 3.11 and trl 1.15 need Python >= 3.11; RunPod's Ubuntu 22.04
+    # images have 3.10 as python3, and 3.11 and 3.12 beside it.
+    push_with_fake_installer(origin, tmp_path, f"{BRANCH}-python")
+    volume = tmp_path / "volume"
+    volume.mkdir()
+    start_until_config(volume, origin, f"{BRANCH}-python", **pythons(tmp_path / "bin", "3.10", good=("python3.11",)))
+    [made_with] = volume.glob("venvs/*/made-with")
+    assert made_with.read_text().strip().endswith("python3.11")
+
+
+def test_without_python_3_11_or_3_12_setup_stops_before_installing(origin, tmp_path):
+    push_with_fake_installer(origin, tmp_path, f"{BRANCH}-nopython")
+    volume = tmp_path / "volume"
+    volume.mkdir()
+    env = pod_env(volume, origin, GIT_BRANCH=f"{BRANCH}-nopython", SKIP_INSTALL="0",
+                  **pythons(tmp_path / "bin", "3.10"))
+    result = run_pod(env, cwd=tmp_path)
+    assert result.returncode == 2, result.stdout
+    errors = [line for line in result.stdout.splitlines() if "error:" in line]
+    assert len(errors) == 1 and "no Python 3.11 or 3.12 here (python3 is 3.10)" in errors[0]
+    assert not (volume / "venvs").exists() or not any((volume / "venvs").glob("*/installs"))
 
 
 def test_without_auto_stop_a_pod_parks_instead_of_exiting(origin, tmp_path):
@@ -566,3 +618,90 @@ def test_the_scripts_exit_codes_and_retries_are_the_harness_s():
     code = "\n".join(line.split("#")[0] for line in text.splitlines())  # comments may name numbers
     assert not re.findall(r"\b(?:die|exit) +[0-9]*[1-9]", code), "an exit code written as a number"
     assert not re.findall(r"\b[0-9]+ tries|/[0-9]+\b.*transient|--retry [0-9]", code), "a retry count written as a number"
+
+
+# --- the pod's self-stop and the dead-man switch ----------------------------------------------------
+
+def pod_tools(directory: Path, runpodctl: str | None = "ok", gpu: str | None = None) -> dict:
+    """PATH with a fake `runpodctl` ("ok": stops the pod; "fails": refuses, as with a bad key; None:
+    absent) recording its arguments in directory/runpodctl.txt, and a fake `nvidia-smi` reporting
+    GPU use `gpu` ("fail": exits as without a driver; None: absent)."""
+    directory.mkdir(parents=True, exist_ok=True)
+    calls = directory / "runpodctl.txt"
+    if runpodctl:
+        refuse = 'echo "Error: unauthorized: invalid api key" >&2; exit 1' if runpodctl == "fails" else 'echo "pod stopped"'
+        (directory / "runpodctl").write_text(f'#!/bin/sh\necho "$@" >> {calls}\n{refuse}\n')
+    if gpu:
+        (directory / "nvidia-smi").write_text("#!/bin/sh\necho 'NVIDIA-SMI has failed' >&2\nexit 9\n" if gpu == "fail"
+                                              else f"#!/bin/sh\necho '{gpu}'\n")
+    for tool in directory.iterdir():
+        tool.chmod(0o755)
+    return {"PATH": f"{directory}{os.pathsep}{os.environ['PATH']}"}
+
+
+def parked_pod(tmp_path: Path, wait_until, timeout: float = 20, **env: str) -> str:
+    """The pod's start command with a setup that fails at once (no GIT_REPO) and parks, as a pod
+    without AUTO_STOP does; its output once `wait_until(output)` holds or `timeout` passed."""
+    volume, out = tmp_path / "volume", tmp_path / "out.txt"
+    volume.mkdir(exist_ok=True)
+    base = {"HOME": str(tmp_path), "TMPDIR": str(tmp_path), "VOLUME_PATH": str(volume), "RUNPOD_POD_ID": "pod42",
+            "AUTO_STOP": "0", "IDLE_POLL_S": "1", "RETRY_WAIT_SECONDS": "0.01"}
+    with open(out, "w") as sink:
+        process = subprocess.Popen(start_argv(), cwd=tmp_path, env={**os.environ, **base, **env}, stdout=sink,
+                                   stderr=subprocess.STDOUT)
+        try:
+            started = tmp_path / f"harness-training-started-{process.pid}"
+            wait_for(lambda: "stays up" in out.read_text(), timeout=30, poll=0.1)
+            if env.pop("_training", None):
+                started.touch()  # what train.py does as it starts training
+            wait_for(lambda: wait_until(out.read_text()), timeout=timeout, poll=0.2)
+        finally:
+            stop(process)
+    return out.read_text()
+
+
+@pytest.mark.parametrize("runpodctl, rest, said", [
+    ("ok", None, ["stopped pod pod42 (runpodctl pod stop)"]),
+    ("fails", 200, ["runpodctl pod stop pod42 failed (exit 1: Error: unauthorized: invalid api key); trying "
+                    "RunPod's REST API", "asked RunPod to stop pod pod42 (REST API)"]),
+    (None, 200, ["runpodctl is not on PATH (RunPod's images ship it); trying RunPod's REST API",
+                 "asked RunPod to stop pod pod42 (REST API)"]),
+])
+def test_the_lifetime_limit_stops_the_pod_runpodctl_first_then_rest(tmp_path, runpodctl, rest, said):
+    with FakeServer(runpod_api) as runpod:
+        output = parked_pod(tmp_path, lambda out: said[-1] in out, MAX_LIFETIME_S="1",
+                            RUNPOD_API_KEY=SECRETS["RUNPOD_API_KEY"], RUNPOD_API_BASE_URL=runpod.url,
+                            **pod_tools(tmp_path / "bin", runpodctl))
+    assert "dead-man switch: lifetime_1s_reached: stopping pod pod42" in output
+    assert all(line in output for line in said), output
+    calls = tmp_path / "bin" / "runpodctl.txt"
+    assert (calls.read_text() if calls.exists() else "") == ("pod stop pod42\n" if runpodctl else "")
+    assert stop_requests(runpod) == (["pod42"] if rest else [])
+    assert SECRETS["RUNPOD_API_KEY"] not in output
+
+
+def test_a_stop_that_fails_is_said_and_tried_again(tmp_path):
+    refused = lambda request: Reply.json({"title": "Unauthorized", "status": 401, "detail": "bad key"}, status=401)  # noqa: E731
+    with FakeServer(refused) as runpod:
+        output = parked_pod(tmp_path, lambda out: out.count("dead-man switch: lifetime_1s_reached: stopping") >= 2,
+                            MAX_LIFETIME_S="1", RUNPOD_API_KEY=SECRETS["RUNPOD_API_KEY"], RUNPOD_API_BASE_URL=runpod.url,
+                            **pod_tools(tmp_path / "bin", "fails"))
+    assert "error: RunPod's REST API did not stop pod pod42" in output
+    assert "stop it in the RunPod console (Pods > the pod > Stop); it bills until then" in output
+    assert "dead-man switch: the pod is not stopped; trying again in 1s" in output
+    assert (tmp_path / "bin" / "runpodctl.txt").read_text().count("pod stop pod42") >= 2
+
+
+@pytest.mark.parametrize("gpu, training, stops, said", [
+    ("0", True, True, "dead-man switch: gpu_idle_2s: stopping pod pod42"),
+    ("0", False, False, None),            # setup, downloads, model loading: the idle clock has not started
+    ("97", True, False, None),
+    ("[N/A]", True, False, "the GPU's use cannot be read"),   # MIG: unknown, never idle and never a crash
+    ("fail", True, False, "the GPU's use cannot be read"),    # no driver answer: unknown too
+])
+def test_the_idle_clock_runs_once_training_has_started_and_only_on_a_readable_gpu(tmp_path, gpu, training, stops, said):
+    output = parked_pod(tmp_path, lambda out: "stopping pod" in out, timeout=5, IDLE_STOP_S="2",
+                        _training="1" if training else "", **pod_tools(tmp_path / "bin", "ok", gpu))
+    assert ("stopping pod pod42" in output) is stops, output
+    assert said is None or output.count(said) == 1, output
+    assert "integer expression expected" not in output

@@ -16,6 +16,8 @@ from conftest import REPO, wait_for
 from fake_servers import FakeServer, runpod_api, stop_requests
 from training.cluster import launcher as cluster_launcher
 from training.errors import EXIT_BUDGET, EXIT_PREEMPTED, EXIT_USER_ERROR
+from training.outcome import RunOutcome
+from training.outcome_line import read as read_outcome
 from training.supervisor import exit_code, launcher
 
 POD_ID = "pod-5up3r"
@@ -59,6 +61,7 @@ def test_without_a_config_one_line_and_exit_2(tmp_path):
         assert process.wait(timeout=60) == EXIT_USER_ERROR
     out = (tmp_path / "out.txt").read_text()
     assert "error: CONFIG_PATH not set" in out and "setup ended with exit code 2" in out
+    assert "run-outcome: outcome=failed exit=2 step=none phase=setup" in out
     assert stop_requests(server) == [POD_ID]  # AUTO_STOP: a pod that cannot run does not bill on
 
 
@@ -83,6 +86,8 @@ def test_a_budget_stop_is_exit_3_and_stops_the_pod(tmp_path, gpus):
     assert returncode == EXIT_BUDGET, out
     assert ("--nproc_per_node=2" in out) == (gpus == "2")
     assert "training ended with exit code 3: budget cap reached" in out
+    reading = read_outcome(out.splitlines())  # the line the fleet reads: the run's own code, torchrun or not
+    assert (reading.outcome, reading.exit_code, reading.phase) == (RunOutcome.BUDGET_STOPPED, 3, "training")
     assert stop_requests(server) == [POD_ID] and KEY not in out
 
 

@@ -7,6 +7,7 @@ so the real methods are read from unsloth's sources (models/loader.py, models/vi
 from __future__ import annotations
 
 import ast
+import dataclasses
 import importlib.util
 import json
 from pathlib import Path
@@ -114,7 +115,8 @@ def test_values_follow_unsloths_vision_recipe():
     ("auto", True, True, "unsloth/Qwen3-VL-2B-Instruct-unsloth-bnb-4bit", UNSLOTH),
     ("auto", False, True, "unsloth/Qwen3-VL-2B-Instruct-unsloth-bnb-4bit", TRANSFORMERS),
     ("auto", True, False, "unsloth/Qwen3-VL-2B-Instruct-unsloth-bnb-4bit", TRANSFORMERS),
-    ("auto", True, True, "standin:qwen3-vl-mini", TRANSFORMERS),
+    ("auto", True, True, "standin:qwen3-vl-mini", UNSLOTH),  # make gpu-check: the CUDA path, no download
+    ("auto", False, True, "standin:qwen3-vl-mini", TRANSFORMERS),
     ("transformers", True, True, "x/y", TRANSFORMERS),
     ("unsloth", True, True, "x/y", UNSLOTH),
 ])
@@ -149,12 +151,20 @@ def gpu_path(tmp_path):
     return {**env, "UNSLOTH_IMPORT_RECORD": str(record)}, record
 
 
-@pytest.mark.parametrize("command", ["train", "evaluate"])
+@pytest.mark.parametrize("command", ["train", "evaluate", "export"])
 def test_gpu_path_imports_unsloth_before_transformers_peft_and_trl(tmp_path, gpu_path, command):
     env, record = gpu_path
     config = str(tmp_path / "unsloth_config.py")
-    args = (["training/train.py", "--config", config, "--set", f"output_dir={tmp_path / 'run'}"] if command == "train"
-            else ["training/evaluate.py", "--model", str(tmp_path), "--config", config])
+    if command == "export":  # an adapter's folder: export reads the config it was trained with from it
+        from training.run_config import write_config
+
+        (tmp_path / "final").mkdir()
+        (tmp_path / "final" / "adapter_config.json").write_text("{}")  # never read: unsloth ends the run first
+        write_config(dataclasses.replace(load_config(config), output_dir=str(tmp_path)), str(tmp_path / "final"))
+    args = {"train": ["training/train.py", "--config", config, "--set", f"output_dir={tmp_path / 'run'}"],
+            "evaluate": ["training/evaluate.py", "--model", str(tmp_path), "--config", config],
+            "export": ["-m", "training.experiment", "export", str(tmp_path / "final"), "--merged",
+                       str(tmp_path / "merged")]}[command]
     result = run_cli(args, env=env, timeout=120)
     assert result.returncode == 97, result.stdout + result.stderr  # the recorder ran: unsloth was imported
     assert json.loads(record.read_text()) == [], "imported before unsloth"
@@ -211,7 +221,7 @@ def test_merged_save_accepts_every_argument(sources):
              if isinstance(n, ast.Assign) and [ast.unparse(t) for t in n.targets] == ["model.save_pretrained_merged"]]
     assert bound and all(b.startswith("_bind_saving_method(unsloth_generic_save_pretrained_merged,") for b in bound)
     merged = function(save, "unsloth_generic_save_pretrained_merged")
-    passed = set(unsloth_merged_save_kwargs("/out", processor=object()))
+    passed = set(unsloth_merged_save_kwargs("/out", processor=object(), dtype="float16"))
     assert passed <= named_parameters(merged), f"not parameters: {passed - named_parameters(merged)}"
     # Its first parameter after self is the directory, and merged_16bit is a method it knows.
     assert [a.arg for a in merged.args.args[:3]] == ["self", "save_directory", "tokenizer"]
@@ -226,3 +236,46 @@ def test_unsloth_takes_its_compile_cache_location_from_the_environment():
     source = (Path(zoo.submodule_search_locations[0]) / "compiler.py").read_text()
     assert 'os.environ.get("UNSLOTH_COMPILE_LOCATION"' in source or 'os.getenv("UNSLOTH_COMPILE_LOCATION"' in source
     assert "UNSLOTH_COMPILE_LOCATION=" in (Path(__file__).resolve().parent.parent / "scripts" / "setup_pod.sh").read_text()
+
+
+@pytest.mark.parametrize("dtype", ["bfloat16", "float16", "float32"])
+def test_the_merged_save_is_asked_for_the_dtype_export_was_given(sources, dtype):
+    # --dtype float16 came out bf16: the merged save was never told. Unsloth's `dtype` takes a torch
+    # dtype (its merge casts with .to(dtype)); None would keep the base checkpoint's.
+    import torch
+
+    from training.export import unsloth_merged_save_kwargs
+
+    kwargs = unsloth_merged_save_kwargs("/out", processor=object(), dtype=dtype)
+    assert kwargs["dtype"] is getattr(torch, dtype)
+    # and safetensors, which Unsloth's default trades for a pickle on a host with 2 CPUs or fewer
+    assert kwargs["safe_serialization"] is None
+    save = unsloth_file("save.py")
+    assert "_requests_float32(dtype)" in ast.unparse(function(save, "unsloth_generic_save_pretrained_merged"))
+    assert "return True if safe_serialization is None else safe_serialization" in ast.unparse(
+        function(save, "_normalize_safe_serialization"))
+
+
+def test_the_stand_in_loads_through_unsloth_from_its_local_folder_in_4_bits(sources):
+    # make gpu-check runs quick_val on a GPU: Unsloth must get the built stand-in's folder (a name
+    # like standin:qwen3-vl-mini would send it to the Hub) and quantize it to 4 bits on load.
+    from training.standin import standin_path
+
+    config = load_config("configs/experiments/quick_val.py")
+    kwargs = unsloth_load_kwargs(config)
+    assert kwargs["model_name"] == str(standin_path(config.model_name))
+    assert (Path(kwargs["model_name"]) / "config.json").is_file() and kwargs["load_in_4bit"] is True
+    assert set(kwargs) <= named_parameters(method(sources["loader"], "FastModel", "from_pretrained"))
+
+
+def test_the_gpu_check_takes_the_unsloth_backend_on_the_stand_in(tmp_path, gpu_path):
+    # `make gpu-check` on a CUDA host (here torch's device queries answer for one H100): the smoke run
+    # trains the stand-in through Unsloth in 4 bits, offline; the recorder standing in for unsloth
+    # ends its first train.py, having seen nothing imported before it.
+    env, record = gpu_path
+    result = run_cli(["-m", "training.smoke", "--config", "configs/experiments/quick_val.py", "--output",
+                      str(tmp_path / "smoke")], env={**env, "HF_HUB_OFFLINE": "1"}, timeout=300)
+    assert "[smoke] backend unsloth, 4-bit" in result.stdout, result.stdout + result.stderr
+    assert result.returncode == 1 and "FAIL: train.py exited 97" in result.stdout
+    assert json.loads(record.read_text()) == [], "imported before unsloth"
+    assert "gpu-check:" in (Path(__file__).resolve().parent.parent / "Makefile").read_text()

@@ -15,7 +15,7 @@ EXIT_PREEMPTED = 143  # SIGTERM/SIGINT: a checkpoint was saved, `--resume auto` 
 # (A trainer that crashes exits 1 too: "failed".)
 EXIT_SETUP_FAILED = 1
 
-# What each code means, in the pod's log: `experiment fleet` reads "ended with exit code N" from it.
+# What each code means, in the pod's log (for people: `fleet run` reads the outcome line, training.outcome_line).
 MEANINGS = {
     EXIT_OK: "finished",
     EXIT_USER_ERROR: "bad config or environment, or failed preflight",

@@ -11,13 +11,15 @@ from dataclasses import dataclass
 
 from configs.base import TrainingConfig
 from training.backends import UNSLOTH, optimizer_name
+from training.standin import MAX_PIXELS as STANDIN_MAX_PIXELS
 from training.standin import TEXT, VOCAB_SIZE, is_standin
 
 GIB = 1024**3
 # Qwen3-VL patches are 16 px merged 2 x 2: one image token per 32 x 32 pixels.
 PIXELS_PER_IMAGE_TOKEN = 32 * 32
-# With image_max_pixels=-1 the processor keeps the image's own size; a scanned header is about 1 MP.
-TYPICAL_IMAGE_PIXELS = 1024 * 1024
+# With image_max_pixels=-1 an image is bounded only by the processor's own size.longest_edge:
+# Qwen3-VL's preprocessor config says 16777216 (16384 image tokens); the stand-in's is its own.
+QWEN3_VL_MAX_PIXELS = 16_777_216
 PROMPT_TOKENS = 64  # chat template and instruction
 CUDA_OVERHEAD_BYTES = 1.0 * GIB  # context, kernels, allocator slack
 # Stored activations per token, per layer, per hidden unit, in bytes (16-bit): only the layer inputs
@@ -73,9 +75,31 @@ def trainable_params(config: TrainingConfig, shape: ModelShape) -> float:
     return lora + head
 
 
+def processor_max_pixels(model_name: str) -> int:
+    return STANDIN_MAX_PIXELS if is_standin(model_name) else QWEN3_VL_MAX_PIXELS
+
+
+def image_max_pixels(config: TrainingConfig) -> int:
+    """The most pixels an image can reach the vision tower with: the cap, within the processor's bound."""
+    own = processor_max_pixels(config.model_name)
+    return min(config.image_max_pixels, own) if config.image_max_pixels > 0 else own
+
+
+def image_tokens(config: TrainingConfig) -> int:
+    """Image tokens of the largest image the run can be given (the estimate plans for the worst)."""
+    return image_max_pixels(config) // PIXELS_PER_IMAGE_TOKEN
+
+
+def image_bound(config: TrainingConfig) -> str:
+    """What preflight's gpu row says about the image size its estimate assumed."""
+    pixels = image_max_pixels(config)
+    where = "image_max_pixels" if config.image_max_pixels > 0 else \
+        f"image_max_pixels=-1: {'the stand-in' if is_standin(config.model_name) else 'Qwen3-VL'}'s own bound"
+    return f"images up to {pixels / 1e6:.1f} MP ({image_tokens(config)} image tokens; {where})"
+
+
 def tokens_per_sample(config: TrainingConfig) -> int:
-    pixels = config.image_max_pixels if config.image_max_pixels > 0 else TYPICAL_IMAGE_PIXELS
-    return pixels // PIXELS_PER_IMAGE_TOKEN + config.max_new_tokens + PROMPT_TOKENS
+    return image_tokens(config) + config.max_new_tokens + PROMPT_TOKENS
 
 
 def gpu_memory_bytes(config: TrainingConfig, shape: ModelShape, backend: str) -> float:

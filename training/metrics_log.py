@@ -28,15 +28,20 @@ def clean(value):
 
 def read_events(path: str) -> list[dict]:
     """Every complete event in a metrics file; a torn last line (killed mid-write) is skipped."""
-    events = []
     if not os.path.exists(path):
-        return events
+        return []
     with open(path, encoding="utf-8") as source:
-        for line in source:
-            try:
-                events.append(json.loads(line))
-            except json.JSONDecodeError:
-                continue
+        return parse_events(source.read())
+
+
+def parse_events(text: str) -> list[dict]:
+    """The events of a metrics file's text, wherever it was read from; torn lines are skipped."""
+    events = []
+    for line in text.splitlines():
+        try:
+            events.append(json.loads(line))
+        except json.JSONDecodeError:
+            continue
     return events
 
 

@@ -113,8 +113,9 @@ def select_backend(config: TrainingConfig, has_cuda: bool, has_unsloth: bool) ->
             raise UserError(f"backend='unsloth': needs {missing}; use backend='auto' to fall back "
                             "to transformers + PEFT")
         return UNSLOTH
-    if config.backend == TRANSFORMERS or is_standin(config.model_name):
+    if config.backend == TRANSFORMERS:
         return TRANSFORMERS
+    # The stand-in too: on a GPU it is the CUDA path's offline check (make gpu-check).
     return UNSLOTH if has_cuda and has_unsloth else TRANSFORMERS
 
 
@@ -152,7 +153,7 @@ def unsloth_load_kwargs(config: TrainingConfig, dtype=None) -> dict:
     """Arguments of FastVisionModel.from_pretrained for this config; `dtype` as compute_dtype
     chose it, so the model and the Trainer's mixed precision agree (None: Unsloth's own choice)."""
     return dict(
-        model_name=config.model_name,
+        model_name=model_source(config),  # the stand-in's built folder: Unsloth would look its name up on the Hub
         dtype=dtype,
         load_in_4bit=config.load_in_4bit,
         use_gradient_checkpointing="unsloth" if config.gradient_checkpointing else False,

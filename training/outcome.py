@@ -8,6 +8,7 @@ end with a checkpoint and no final/), then early stopping (a normal end, with fi
 
 from __future__ import annotations
 
+import enum
 from dataclasses import dataclass
 
 from training.errors import EXIT_BUDGET, EXIT_OK, EXIT_PREEMPTED
@@ -15,25 +16,39 @@ from training.errors import EXIT_BUDGET, EXIT_OK, EXIT_PREEMPTED
 ANOTHER_RANK = "SIGTERM on another rank"
 
 
+class RunOutcome(enum.StrEnum):
+    """The one vocabulary of how a run ended, shared by the trainer (run_status.json), the pod's
+    supervisor and setup_pod.sh (the outcome line, training.outcome_line), the fleet's queue and its
+    controller. A StrEnum: its members are the strings written to files, the database and logs."""
+
+    FINISHED = "finished"  # ran to max_steps; final/ written
+    EARLY_STOPPED = "early_stopped"  # stopped by early stopping; final/ written
+    BUDGET_STOPPED = "budget_stopped"  # the experiment's own budget_cap; checkpoint saved
+    PREEMPTED = "preempted"  # a stop signal (RunPod taking the pod back); checkpoint saved
+    FAILED = "failed"  # any other exit: a crash, a bad config, a failed setup
+    DEADMAN = "deadman"  # the pod's dead-man switch stopped it (the fleet counts it as a failure)
+    UNKNOWN = "unknown"  # no outcome could be read (the fleet relaunches, which is safe, and counts nothing)
+
+
 @dataclass(frozen=True)
 class Ending:
-    status: str  # run_status.json's: finished, early_stopped, preempted, budget_stopped
+    status: RunOutcome  # run_status.json's status
     exit_code: int
     writes_final: bool  # a normal end: final/ is written; a stop leaves its checkpoint to resume from
 
     def message(self, step: int, signal: str | None = None) -> str:
-        if self.status == "preempted":
+        if self.status is RunOutcome.PREEMPTED:
             return f"stopped by {signal} at step {step}: checkpoint saved; rerun with --resume auto to continue"
-        if self.status == "budget_stopped":
+        if self.status is RunOutcome.BUDGET_STOPPED:
             return (f"stopped by budget_cap at step {step}: checkpoint saved; raise budget_cap and rerun with "
                     "--resume auto to continue")
-        return f"done at step {step}" + (" (early stopping)" if self.status == "early_stopped" else "")
+        return f"done at step {step}" + (" (early stopping)" if self.status is RunOutcome.EARLY_STOPPED else "")
 
 
-PREEMPTED = Ending("preempted", EXIT_PREEMPTED, writes_final=False)
-BUDGET_STOPPED = Ending("budget_stopped", EXIT_BUDGET, writes_final=False)
-EARLY_STOPPED = Ending("early_stopped", EXIT_OK, writes_final=True)
-FINISHED = Ending("finished", EXIT_OK, writes_final=True)
+PREEMPTED = Ending(RunOutcome.PREEMPTED, EXIT_PREEMPTED, writes_final=False)
+BUDGET_STOPPED = Ending(RunOutcome.BUDGET_STOPPED, EXIT_BUDGET, writes_final=False)
+EARLY_STOPPED = Ending(RunOutcome.EARLY_STOPPED, EXIT_OK, writes_final=True)
+FINISHED = Ending(RunOutcome.FINISHED, EXIT_OK, writes_final=True)
 
 
 class Outcome:

@@ -352,12 +352,12 @@ def gpu_verdict(config: TrainingConfig, backend: str | None, gpu: Gpu | None, cu
                                   f"{config.model_name!r})", warning=True)
     needed = estimates.gpu_memory_bytes(config, shape, backend or TRANSFORMERS)
     build = f" (driver {cuda.driver or '?'}, torch CUDA {cuda.torch_cuda})" if cuda else ""
-    detail = f"{gpu.name}{build}: the run needs about {estimates.gib(needed)}, {estimates.gib(gpu.free)} free " \
-             f"of {estimates.gib(gpu.total)}"
+    detail = f"{gpu.name}{build}: the run needs about {estimates.gib(needed)} with {estimates.image_bound(config)}, " \
+             f"{estimates.gib(gpu.free)} free of {estimates.gib(gpu.total)}"
     if needed > gpu.free:
         return Check("gpu", False, f"{detail}; lower per_device_train_batch_size (raise "
                                    "gradient_accumulation_steps to compensate), set gradient_checkpointing=true "
-                                   "or image_max_pixels, or use a larger GPU")
+                                   "or a lower image_max_pixels, or use a larger GPU")
     return Check("gpu", True, detail)
 
 

@@ -45,20 +45,20 @@ def run_facts(final_dir: str) -> dict:
     """What the card says, from the files of the run: final/training_config.json and eval-test.json,
     and the output_dir's run_status.json and cost_ledger.json (absent ones are left out)."""
     from training.cost import LEDGER_FILE, session_usd
-    from training.experiment.runs import read_json  # tolerant of files missing or torn
+    from training.experiment.volume import LocalDir  # the runs' reader: files missing or torn read as None
     from training.run_config import CONFIG_FILE
-    from training.run_status import read_status
+    from training.run_status import STATUS_FILE
 
-    output_dir = os.path.dirname(os.path.abspath(final_dir))
-    ledger = read_json(os.path.join(output_dir, LEDGER_FILE)) or {}
+    run, final = LocalDir(os.path.dirname(os.path.abspath(final_dir))), LocalDir(final_dir)
+    ledger = run.json(LEDGER_FILE) or {}
     sessions = [s for s in ledger.get("sessions", []) if isinstance(s, dict)]
-    status = read_status(output_dir) or {}
+    status = run.json(STATUS_FILE) or {}
     cost = status.get("cost_usd")
     if cost is None and sessions:
         cost = session_usd(sessions)
     return {
-        "config": read_json(os.path.join(final_dir, CONFIG_FILE)) or _state_config(final_dir),
-        "scores": read_json(os.path.join(final_dir, SCORES_FILE)),
+        "config": final.json(CONFIG_FILE) or _state_config(final_dir),
+        "scores": final.json(SCORES_FILE),
         "status": status,
         "cost_usd": cost,
         "gpus": sorted({s["gpu"] for s in sessions if s.get("gpu")}),

@@ -3,6 +3,8 @@
 Three tries with exponential backoff (RETRY_WAIT_SECONDS, then twice that), on transient errors
 only: timeouts, refused or reset connections, HTTP 408/425/429 and 5xx. Anything else, 401, 403
 and 404 included, fails at once: a wrong name or a bad token does not get better by waiting.
+An answer's `Retry-After` (RunPod sends it with 429) is honoured: the wait is at least that long,
+and one asking for more than MAX_WAIT_SECONDS ends the tries at once (the caller schedules that wait).
 Either way the caller gets a NetworkCallFailed that says what failed, which kind of error it was
 and how many tries were made.
 
@@ -14,7 +16,9 @@ from __future__ import annotations
 
 import logging
 import os
+import time
 from collections.abc import Callable, Iterator
+from email.utils import parsedate_to_datetime
 from typing import TypeVar
 
 import httpx
@@ -86,6 +90,30 @@ def status_code(error: BaseException) -> int | None:
     return None
 
 
+def retry_after(error: BaseException | None) -> float | None:
+    """The seconds an answer behind `error` asks to wait (its `Retry-After`), if one does."""
+    for current in causes(error) if error is not None else ():
+        seconds = retry_after_header(getattr(getattr(current, "response", None), "headers", None))
+        if seconds is not None:
+            return seconds
+    return None
+
+
+def retry_after_header(headers) -> float | None:
+    """`Retry-After` of an answer's headers in seconds (it may be seconds or an HTTP date), or None."""
+    value = str(headers.get("Retry-After") or "").strip() if headers is not None else ""
+    if not value:
+        return None
+    try:
+        seconds = float(value)
+    except ValueError:
+        try:
+            seconds = parsedate_to_datetime(value).timestamp() - time.time()
+        except (TypeError, ValueError):
+            return None
+    return max(0.0, seconds) if seconds == seconds else None  # NaN: no usable answer
+
+
 def is_transient(error: BaseException) -> bool:
     """Whether trying the same call again may succeed."""
     code = status_code(error)
@@ -133,26 +161,38 @@ def base_wait(environ=os.environ) -> float:
     return value
 
 
-def policy(what: str) -> tenacity.Retrying:
-    """The tenacity policy: ATTEMPTS tries, waits of base, 2 x base, ...; transient errors only."""
+def policy(what: str, sleep: Callable[[float], None] | None = None) -> tenacity.Retrying:
+    """The tenacity policy: ATTEMPTS tries, waits of base, 2 x base, ... (at least what Retry-After
+    asks); transient errors only. `sleep`: how to wait (a test's clock; default time.sleep)."""
 
     def before_sleep(state: tenacity.RetryCallState) -> None:
         error = state.outcome.exception()
         log.warning("%s: %s, try %d/%d failed; retrying in %.1fs", what, describe(error), state.attempt_number,
                     ATTEMPTS, state.upcoming_sleep)
 
+    backoff = tenacity.wait_exponential(multiplier=base_wait(), max=MAX_WAIT_SECONDS)
+
+    def wait(state: tenacity.RetryCallState) -> float:
+        return max(backoff(state), retry_after(state.outcome.exception()) or 0.0)
+
+    def asks_too_long(state: tenacity.RetryCallState) -> bool:
+        return (retry_after(state.outcome.exception()) or 0.0) > MAX_WAIT_SECONDS
+
     return tenacity.Retrying(
-        stop=tenacity.stop_after_attempt(ATTEMPTS),
-        wait=tenacity.wait_exponential(multiplier=base_wait(), max=MAX_WAIT_SECONDS),
+        stop=tenacity.stop_after_attempt(ATTEMPTS) | asks_too_long,
+        wait=wait,
         retry=tenacity.retry_if_exception(is_transient),
         before_sleep=before_sleep,
         reraise=True,
+        sleep=sleep or tenacity.nap.sleep,
     )
 
 
-def call(what: str, function: Callable[..., T], *args, **kwargs) -> T:
-    """`function(*args, **kwargs)` under the policy; NetworkCallFailed when it fails for good."""
-    retrying = policy(what)
+def call(what: str, function: Callable[..., T], *args, retry_sleep: Callable[[float], None] | None = None,
+         **kwargs) -> T:
+    """`function(*args, **kwargs)` under the policy; NetworkCallFailed when it fails for good.
+    `retry_sleep` waits between tries instead of time.sleep (a simulation's clock)."""
+    retrying = policy(what, retry_sleep)
     try:
         return retrying(function, *args, **kwargs)
     except Exception as error:

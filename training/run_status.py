@@ -1,6 +1,7 @@
 """`run_status.json`: what a run is doing or how it ended, for `experiment status/compare` and humans.
 
-Statuses: running, finished, early_stopped, preempted, budget_stopped, failed.
+Statuses: running, then how the run ended in training.outcome.RunOutcome's words: finished,
+early_stopped, preempted, budget_stopped, failed.
 """
 
 from __future__ import annotations

@@ -222,18 +222,22 @@ def main(argv: list[str] | None = None) -> int:
     from configs.base import ConfigError
     from configs.loader import load_config
     from training.console import report_problems
-    from training.modeling import prequantized
+    from training.modeling import UNSLOTH, choose_backend, prequantized
 
     try:  # a bad config or override fails here, once, instead of in the first path
         config = load_config(args.config, [*OVERRIDES, *args.overrides])
     except ConfigError as error:
         return report_problems(error.problems)
-    four_bit = config.load_in_4bit or prequantized(config.model_name)
+    backend, why_not = choose_backend(config)
+    # What train.py will load: 4 bits only where the backend quantizes (the transformers backend
+    # loads the stand-in in full precision); preflight, in the first path, refuses a mismatch.
+    four_bit = (config.load_in_4bit and backend == UNSLOTH) or prequantized(config.model_name)
     output_dir = Path(args.output or tempfile.mkdtemp(prefix="smoke-")).resolve()
     if output_dir.exists() and any(output_dir.iterdir()):
         print(f"error: --output {output_dir}: not empty; give a new or empty directory", file=sys.stderr)
         return 2
     print(f"[smoke] {args.config} into {output_dir}", flush=True)
+    print(f"[smoke] backend {backend or why_not}, {'4-bit' if four_bit else 'full precision'}", flush=True)
     results = smoke(str(Path(args.config).resolve()), output_dir, args.overrides, four_bit)
     print(checklist(results))
     passed = all(r.ok for r in results)

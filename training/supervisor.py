@@ -19,6 +19,7 @@ import time
 from collections.abc import Mapping
 
 from training.errors import EXIT_PREEMPTED, EXIT_USER_ERROR, UserError, meaning
+from training.outcome_line import line, outcome_for
 from training.timestamps import utc_now
 
 FORWARDED = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
@@ -59,6 +60,7 @@ class Supervisor:
         self.child: subprocess.Popen | None = None
         self.starting = False  # a child is being started
         self.stop_signal: str | None = None
+        self.recorded: dict | None = None  # run_status.json as the training run left it
 
     # --- signals ---------------------------------------------------------------------------------
     def on_signal(self, signum, frame) -> None:
@@ -116,8 +118,10 @@ class Supervisor:
         say(f"training: {' '.join(command[1:])} ({gpus} GPU(s){where})")
         started = utc_now()
         rc = self.run_child(command)
-        if rc != 0 and len(start) > 1:  # torchrun: the ranks' own outcome is in run_status.json
-            rc = self.recorded_exit_code(started, rc)
+        self.recorded = self.recorded_since(started)
+        code = (self.recorded or {}).get("exit_code")
+        if rc != 0 and len(start) > 1 and isinstance(code, int):  # torchrun: the ranks' own outcome
+            rc = code
         return rc
 
     def smoke(self) -> int:
@@ -127,31 +131,40 @@ class Supervisor:
         say(f"smoke run: python -m training.smoke --config {self.config_path} --output {out}")
         return self.run_child([self.python, "-m", "training.smoke", "--config", self.config_path, "--output", out])
 
-    def recorded_exit_code(self, since: str, fallback: int) -> int:
+    def recorded_since(self, since: str) -> dict | None:
+        """run_status.json as this training run wrote it (its exit code under torchrun, its step, early
+        stopping), or None."""
         from configs.loader import load_config, resolve
         from training.run_status import recorded_since
 
         try:
-            status = recorded_since(resolve(load_config(self.config_path)).output_dir, since)
-        except Exception as error:  # the config passed preflight; whatever else fails, torchrun's code stands
-            say(f"could not read run_status.json ({type(error).__name__}: {error}); exit code {fallback} stands")
-            return fallback
-        code = (status or {}).get("exit_code")
-        return code if isinstance(code, int) else fallback
+            return recorded_since(resolve(load_config(self.config_path)).output_dir, since)
+        except Exception as error:  # the config passed preflight; whatever else fails, the exit code stands
+            say(f"could not read run_status.json ({type(error).__name__}: {error}); the exit code stands")
+            return None
+
+    def outcome_line(self, rc: int) -> str:
+        """The machine-readable last word of the run (training.outcome_line), which the fleet reads."""
+        recorded = self.recorded or {}
+        step = recorded.get("step") if isinstance(recorded.get("step"), int) else None
+        outcome = outcome_for(rc, signalled=bool(self.stop_signal), status=recorded.get("status"))
+        return line(outcome, rc, step, self.phase)
 
     def end(self, rc: int) -> int:
         """Say how the run ended and stop the pod (AUTO_STOP=1) or keep it up; a preempted pod is left alone."""
         if self.stop_signal or rc == EXIT_PREEMPTED:
             say(f"stopped during {self.phase} (exit {rc}): a restart of this script carries on from the last checkpoint")
+            say(self.outcome_line(rc))
             return rc
         say(f"{self.phase} ended with exit code {rc}: {meaning(rc)}")
+        say(self.outcome_line(rc))
         if self.environ.get("AUTO_STOP") == "1":
             if not self.pod_id:
                 say("AUTO_STOP=1 but RUNPOD_POD_ID is not set: not on a RunPod pod, nothing to stop")
                 return rc
             from training.pod import stop_this_pod
 
-            say(f"AUTO_STOP=1: stopping pod {self.pod_id} through the RunPod API")
+            say(f"AUTO_STOP=1: stopping pod {self.pod_id} (runpodctl pod stop, else RunPod's REST API)")
             if stop_this_pod(self.environ) != 0:
                 self.park("AUTO_STOP=1 but the pod could not be stopped")
         elif self.pod_id:

@@ -248,6 +248,9 @@ def train_or_finish(trainer, start, config: TrainingConfig) -> None:
         log.info("the checkpoint is at max_steps=%d: writing final/ from it", config.max_steps)
         trainer.load_checkpoint_weights(start.checkpoint)
     else:
+        from training.pod import mark_training_started
+
+        mark_training_started()  # on a pod, the dead-man switch's idle clock starts now: model and data are loaded
         trainer.train(resume_from_checkpoint=start.checkpoint)
 
 
@@ -336,6 +339,10 @@ def _resume_point(config: TrainingConfig, resume: str | None, choice) -> Start:
     choice = choice or choose_checkpoint(resume, config.output_dir)
     for path, why in choice.skipped:
         log.warning("skipping %s: %s", path, why)
+    if choice.damaged:
+        names = [os.path.basename(path) for path, _ in choice.damaged]
+        aside = checkpoints.set_aside(config.output_dir, names, f"damaged-{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}")
+        log.warning("moved the damaged %s aside (kept, not deleted): %s", ", ".join(names), aside)
     current = dataclasses.asdict(config)
     if choice.path is None:
         if resume == "auto":

@@ -341,7 +341,8 @@ class HarnessTrainer(Trainer):
                 state.cost_usd, state.device_hours = self.cost_meter.snapshot()
             state.save(staging)
             size = sum(os.path.getsize(os.path.join(root, f)) for root, _, files in os.walk(staging) for f in files)
-            path = checkpoints.publish(staging, output_dir, step)
+            # An urgent save publishes sizes only, hashing in its second half: the grace is for the write.
+            path = checkpoints.publish(staging, output_dir, step, digest=not self._urgent_save)
             log.info("checkpoint %s saved (%.2f s, %.1f MB)", os.path.basename(path),
                      time.monotonic() - started, size / 1e6)
             if self._urgent_save:

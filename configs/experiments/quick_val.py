@@ -9,7 +9,9 @@ config = TrainingConfig(
     # Offline stand-ins: a miniature Qwen3-VL and rendered headers, so no hub and no GPU are needed.
     model_name=STANDIN_MODEL,
     dataset_name=SYNTHETIC_DATASET,
-    load_in_4bit=False,
+    # 4 bits where the backend quantizes (Unsloth, on a GPU: make gpu-check); the transformers
+    # backend on a CPU loads the stand-in in full precision either way.
+    load_in_4bit=True,
     gradient_checkpointing=False,
     # A random miniature only learns with its output head trainable and a large LoRA step.
     r=32,

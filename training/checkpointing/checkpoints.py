@@ -7,23 +7,28 @@
         optimizer.pt scheduler.pt   Hugging Face Trainer's own files, as it writes them
         rng_state*.pth              (one per rank), trainer_state.json, training_args.bin
         harness_state.json          this harness's loop state (training.checkpointing.state.HarnessState)
-        COMPLETE                    written last: the manifest of every file and its size
+        COMPLETE                    written last: the manifest of every file, its size and sha256
       .staging/checkpoint-<step>/   a checkpoint being written; removed on start, unless it is complete
                                     and its target is missing (then promoted: see clear_staging)
       abandoned/<label>/            what `--resume PATH` to an older checkpoint left behind: the old
                                     line's newer checkpoints and final/, kept, never read
 
 A checkpoint is written under .staging/, flushed, given its manifest, flushed again and renamed
-into place, so a crash at any moment leaves either the whole checkpoint or none of it. Resume
-still verifies the manifest, which catches files truncated or removed afterwards.
+into place, so a crash at any moment leaves either the whole checkpoint or none of it. Every scan
+checks the manifest's sizes, which catches files truncated or removed afterwards; the resume point
+is also checked against the content hashes (a torn write that kept the size, a bad disk), and a
+damaged checkpoint gives way to the newest good one (training.checkpointing.resume).
 
 A save that must fit the SIGTERM grace publishes the checkpoint without optimizer.pt, the largest
 file, and then adds it (add_file): a kill in between leaves a complete checkpoint that resumes with
 an earlier checkpoint's optimizer moments (HarnessTrainer), close to but not exactly the same run.
+That save publishes sizes only and hashes the files in its second half, so hashing costs the
+grace nothing; a checkpoint killed in between resumes unhashed (its content cannot be checked).
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
@@ -42,7 +47,8 @@ SCHEDULER_FILE = "scheduler.pt"
 STAGING_DIR = ".staging"
 ABANDONED_DIR = "abandoned"  # checkpoints of a line a fork left, kept aside
 TRAINER_STATE_FILE = "trainer_state.json"
-MANIFEST_FORMAT = 1
+# 1: sizes; 2: sizes and the sha256 of the files hashed so far (a format-1 manifest is still read).
+MANIFEST_FORMAT = 2
 _NAME = re.compile(rf"^{PREFIX}(\d+)$")
 
 
@@ -68,19 +74,39 @@ def step_of(path: str) -> int | None:
     return int(match.group(1)) if match else None
 
 
-def write_manifest(directory: str, step: int) -> None:
-    """The manifest of every file in `directory`, written to a temporary file and renamed into
-    place, so rewriting it (add_file) never leaves a torn one."""
-    files = {}
+def file_sha256(path: str) -> str:
+    with open(path, "rb") as source:
+        return hashlib.file_digest(source, "sha256").hexdigest()
+
+
+def read_manifest(directory: str) -> dict:
+    """The manifest of `directory` (OSError, ValueError when it cannot be read)."""
+    with open(os.path.join(directory, MARKER_FILE), encoding="utf-8") as source:
+        manifest = json.load(source)
+    if not isinstance(manifest, dict):
+        raise ValueError("not a JSON object")
+    return manifest
+
+
+def write_manifest(directory: str, step: int, digest: bool = True, known: dict[str, str] | None = None) -> None:
+    """The manifest of every file in `directory` with its size and (`digest`) its sha256, `known`
+    digests reused; written to a temporary file and renamed into place, so rewriting it (add_file)
+    never leaves a torn one."""
+    files, digests = {}, {}
     for root, _dirs, names in os.walk(directory):
         for name in names:
             full = os.path.join(root, name)
             relative = os.path.relpath(full, directory)
-            if relative not in (MARKER_FILE, MARKER_FILE + ".tmp"):
-                files[relative] = os.path.getsize(full)
+            if relative in (MARKER_FILE, MARKER_FILE + ".tmp"):
+                continue
+            files[relative] = os.path.getsize(full)
+            if (known or {}).get(relative):
+                digests[relative] = known[relative]
+            elif digest:
+                digests[relative] = file_sha256(full)
     temporary = os.path.join(directory, MARKER_FILE + ".tmp")
     with open(temporary, "w", encoding="utf-8") as out:
-        json.dump({"format": MANIFEST_FORMAT, "step": step, "files": files}, out, sort_keys=True)
+        json.dump({"format": MANIFEST_FORMAT, "step": step, "files": files, "sha256": digests}, out, sort_keys=True)
         out.flush()
         os.fsync(out.fileno())
     os.replace(temporary, os.path.join(directory, MARKER_FILE))
@@ -103,11 +129,12 @@ def pause_point(point: str) -> None:
     time.sleep(PAUSE_SECONDS)
 
 
-def publish(staging: str, output_dir: str, step: int) -> str:
-    """Make the fully written `staging` checkpoint visible as output_dir/checkpoint-<step>."""
+def publish(staging: str, output_dir: str, step: int, digest: bool = True) -> str:
+    """Make the fully written `staging` checkpoint visible as output_dir/checkpoint-<step>; without
+    `digest` (a save racing the SIGTERM grace) the manifest gets sizes only, and add_file hashes."""
     fsync_tree(staging)
     pause_point("manifest")
-    write_manifest(staging, step)
+    write_manifest(staging, step, digest)
     fsync_dir(staging)
     pause_point("rename")
     target = os.path.join(output_dir, checkpoint_name(step))
@@ -118,26 +145,33 @@ def publish(staging: str, output_dir: str, step: int) -> str:
 
 def add_file(checkpoint: str, name: str, write) -> None:
     """Add the file `name` to the published `checkpoint`: `write(path)` writes it under .staging/,
-    then it is flushed, renamed in and listed in a rewritten manifest. A crash at any moment leaves
-    the checkpoint complete, with or without the file, never with a part of it."""
+    then it is flushed, renamed in and listed in a rewritten manifest, which hashes every file not
+    hashed yet. A crash at any moment leaves the checkpoint complete, with or without the file,
+    never with a part of it."""
     staging = os.path.join(os.path.dirname(os.path.normpath(checkpoint)), STAGING_DIR)
     os.makedirs(staging, exist_ok=True)
     temporary = os.path.join(staging, f"{os.path.basename(os.path.normpath(checkpoint))}-{name}")
     write(temporary)
     with open(temporary, "rb") as handle:
         os.fsync(handle.fileno())
+    try:
+        known = read_manifest(checkpoint).get("sha256") or {}
+    except (OSError, ValueError):
+        known = {}
+    known.pop(name, None)
     os.rename(temporary, os.path.join(checkpoint, name))
-    write_manifest(checkpoint, step_of(checkpoint))
+    write_manifest(checkpoint, step_of(checkpoint), known=known)
     fsync_dir(checkpoint)
 
 
-def verify(path: str) -> str | None:
-    """None if `path` is a complete, readable checkpoint; otherwise why not, in a few words."""
+def verify(path: str, content: bool = False) -> str | None:
+    """None if `path` is a complete, readable checkpoint; otherwise why not, in a few words. With
+    `content`, each file's sha256 is checked against the manifest too (reading every byte: for the
+    checkpoint a resume is about to load, not for every scan)."""
     if not os.path.isdir(path):
         return "not a directory"
     try:
-        with open(os.path.join(path, MARKER_FILE), encoding="utf-8") as source:
-            manifest = json.load(source)
+        manifest = read_manifest(path)
     except FileNotFoundError:
         return f"incomplete: no {MARKER_FILE} marker (the save was interrupted)"
     except (OSError, ValueError) as error:
@@ -154,6 +188,10 @@ def verify(path: str) -> str | None:
                 json.load(source)
         except (OSError, ValueError) as error:
             return f"unreadable {name} ({type(error).__name__})"
+    if content:
+        for name, digest in sorted((manifest.get("sha256") or {}).items()):
+            if file_sha256(os.path.join(path, name)) != digest:
+                return f"damaged file {name} (same size, other content than its manifest's sha256: a torn or corrupted write)"
     return None
 
 
@@ -217,7 +255,8 @@ def set_aside(output_dir: str, names: list[str], label: str) -> str:
 
 
 def optimizer_donor(output_dir: str, step: int) -> str | None:
-    """The newest complete checkpoint before `step` that holds the optimizer state, if any."""
+    """The newest complete checkpoint before `step` that holds the optimizer state, its content
+    checked, if any."""
     complete, _ = scan(output_dir)
     holders = [c.path for c in complete if c.step < step and os.path.isfile(os.path.join(c.path, OPTIMIZER_FILE))]
-    return holders[-1] if holders else None
+    return next((path for path in reversed(holders) if verify(path, content=True) is None), None)

@@ -23,20 +23,31 @@ IGNORED_FIELDS = ("output_dir", "experiment_name")
 class ResumeChoice:
     path: str | None  # None: start fresh
     skipped: list[tuple[str, str]] = field(default_factory=list)  # (checkpoint, why it was skipped)
+    # (checkpoint, why) of the skipped ones that look complete but whose content is damaged: left in
+    # place, retention would count them among the newest and could delete the good one resumed.
+    damaged: list[tuple[str, str]] = field(default_factory=list)
 
 
 def choose_checkpoint(request: str | None, output_dir: str) -> ResumeChoice:
-    """`--resume auto`: newest complete checkpoint in output_dir (None if there is none);
-    `--resume PATH`: that checkpoint, which must be complete."""
+    """`--resume auto`: the newest complete checkpoint in output_dir whose content matches its
+    manifest (None if there is none); `--resume PATH`: that checkpoint, which must be complete and
+    undamaged."""
     if request is None:
         return ResumeChoice(None)
     if request == "auto":
         complete, rejected = checkpoints.scan(output_dir)
-        newest = complete[-1] if complete else None
-        skipped = [(p, why) for p, why in rejected if newest is None or (checkpoints.step_of(p) or 0) > newest.step]
-        return ResumeChoice(newest.path if newest else None, skipped)
+        chosen, damaged = None, []
+        for candidate in reversed(complete):  # read only until a good one is found: usually the newest
+            problem = checkpoints.verify(candidate.path, content=True)
+            if problem is None:
+                chosen = candidate
+                break
+            damaged.append((candidate.path, problem))
+        newer = [(p, why) for p, why in rejected if chosen is None or (checkpoints.step_of(p) or 0) > chosen.step]
+        skipped = sorted(newer + damaged, key=lambda item: checkpoints.step_of(item[0]) or 0)
+        return ResumeChoice(chosen.path if chosen else None, skipped, damaged)
     path = os.path.abspath(request)
-    problem = checkpoints.verify(path)
+    problem = checkpoints.verify(path, content=True)
     if problem:
         raise UserError(f"--resume {request}: {problem}; use --resume auto to take the newest complete "
                         "checkpoint, or another checkpoint-<step> directory")

@@ -26,12 +26,15 @@ def pixel_bounds(image_processor, max_pixels: int) -> dict:
     transformers 5.17's Qwen2-VL image processor applies pixel bounds only as a pair, `size` with
     both shortest_edge (min pixels) and longest_edge (max pixels): `max_pixels` alone is dropped
     without a word and full-size scans reach the vision tower. The lower bound stays the
-    processor's own, unless that is above the cap.
+    processor's own, unless that is above the cap; a cap above the processor's own upper bound
+    leaves that bound (a cap lowers, never raises).
     """
     if max_pixels <= 0:
         return {}
-    own_min = (getattr(image_processor, "size", None) or {}).get("shortest_edge") or max_pixels
-    return {"size": {"shortest_edge": min(own_min, max_pixels), "longest_edge": max_pixels}}
+    own = getattr(image_processor, "size", None) or {}
+    upper = min(max_pixels, own.get("longest_edge") or max_pixels)
+    lower = min(own.get("shortest_edge") or upper, upper)
+    return {"size": {"shortest_edge": lower, "longest_edge": upper}}
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,4 @@
-"""python -m training.experiment new|sweep|launch|status|stop|compare|queue|fleet|publish|pull|export:
+"""python -m training.experiment new|sweep|launch|status|stop|compare|queue|fleet|publish|pull|export|data:
 experiments as git branches.
 
 Exit codes: 0 done; 2 bad input, a refused command (nothing was changed) or a RunPod API error,
@@ -13,7 +13,11 @@ import sys
 from training.errors import EXIT_OK, EXIT_USER_ERROR, UserError
 from training.experiment import launch as launching
 from training.experiment import results
-from training.experiment.names import DEFAULT_PARENT, name_problems, outputs_root
+from training.experiment.names import DEFAULT_PARENT, name_problems
+from training.experiment.volume import add_volume_flag
+
+OUTPUTS_HELP = "runs' root (default: <VOLUME_PATH or ./outputs>/checkpoints)"
+VOLUME_RUNS_HELP = "read the runs from this network volume's checkpoints/ instead, from anywhere (no pod)"
 
 EPILOG = "Exit codes: 0 done, 2 bad input, refused (nothing changed) or RunPod API error."
 
@@ -78,7 +82,7 @@ def parser() -> argparse.ArgumentParser:
 
     status = commands.add_parser("status", help="pods of experiments, with their runs' progress", epilog=EPILOG)
     status.add_argument("name", nargs="?", metavar="NAME")
-    status.add_argument("--outputs", metavar="DIR", help="runs' root (default: <VOLUME_PATH or ./outputs>/checkpoints)")
+    runs_root(status)
 
     stop = commands.add_parser("stop", help="stop (or terminate) an experiment's pod", epilog=EPILOG)
     stop.add_argument("name", metavar="NAME")
@@ -88,11 +92,32 @@ def parser() -> argparse.ArgumentParser:
 
     compare = commands.add_parser("compare", help="table (and plot) of every run's results and cost", epilog=EPILOG)
     compare.add_argument("--markdown", action="store_true", help="a Markdown table")
-    compare.add_argument("--plot", metavar="FILE.png", help="draw eval_loss and cost against step into FILE.png")
-    compare.add_argument("--outputs", metavar="DIR", help="runs' root (default: <VOLUME_PATH or ./outputs>/checkpoints)")
+    compare.add_argument("--plot", metavar="FILE.png",
+                         help="draw eval_loss and cost against step, and cost against best CER, into FILE.png")
+    runs_root(compare)
     add_fleet_commands(commands)
     results.add_commands(commands, EPILOG)
+    add_data_commands(commands)
     return main
+
+
+def runs_root(command) -> None:
+    """Where a command reads runs: --outputs DIR or --volume-id ID, not both."""
+    where = command.add_mutually_exclusive_group()
+    where.add_argument("--outputs", metavar="DIR", help=OUTPUTS_HELP)
+    add_volume_flag(where, VOLUME_RUNS_HELP)
+
+
+def add_data_commands(commands) -> None:
+    """`data push`: a dataset folder onto the network volume, from a machine without a GPU."""
+    data = commands.add_parser("data", help="datasets on the network volume", epilog=EPILOG)
+    actions = data.add_subparsers(dest="action", required=True, metavar="ACTION")
+    push = actions.add_parser("push", epilog=EPILOG, help="upload a local dataset folder to the network volume "
+                              "(resumable: files already there are skipped)")
+    push.add_argument("directory", metavar="DIR", help="a folder dataset_name reads (metadata.jsonl or .csv beside "
+                                                     "the images, split subfolders, or parquet files)")
+    add_volume_flag(push, "the network volume to upload to (its data/NAME)")
+    push.add_argument("--as", dest="name", metavar="NAME", help="its name on the volume (default: DIR's own name)")
 
 
 def add_fleet_commands(commands) -> None:
@@ -121,10 +146,17 @@ def add_fleet_commands(commands) -> None:
     run.add_argument("--budget", type=float, default=0.0, metavar="USD",
                      help="the whole sweep's dollars: warn at 90%%, stop every pod at 100%% (default 0: none)")
     run.add_argument("--escalate-after", type=int, default=2, metavar="K",
-                     help="relaunch on-demand after K preemptions (default 2)")
+                     help="relaunch on-demand after K preemptions, or K passes without a spot pod to be had (default 2)")
     run.add_argument("--max-attempts", type=int, default=3, metavar="M",
-                     help="failed attempts before an experiment is parked as dead (default 3)")
+                     help="failed attempts (dead-man stops included) before an experiment is parked as dead (default 3)")
+    run.add_argument("--max-preemptions", type=int, default=8, metavar="P",
+                     help="relaunches after a preemption or an ending nobody could read, before dead (default 8)")
     run.add_argument("--bid", type=float, metavar="USD", help="spot bid per GPU-hour; without it every pod is on-demand")
+    run.add_argument("--spot-only", action="store_true",
+                     help="with --bid: never escalate to on-demand (no spot to be had: wait; spot gone: dead)")
+    run.add_argument("--unreachable-minutes", type=float, default=30.0, metavar="MIN",
+                     help="RunPod's API unreachable this long: the controller exits 75 (its pods run on; "
+                          "`fleet run` again adopts them) (default 30)")
     run.add_argument("--volume-id", required=True, metavar="ID",
                      help="the network volume every pod mounts: checkpoints survive preemption and relaunch")
     run.add_argument("--poll", type=float, default=60.0, metavar="S", help="seconds between passes (default 60)")
@@ -140,17 +172,20 @@ def add_fleet_commands(commands) -> None:
                      help="dead-man switch: each pod stops itself after MIN minutes of an idle GPU (default 30)")
     status = actions.add_parser("status", help="one table of the fleet: state, attempts, dollars, results",
                                 epilog=EPILOG)
-    status.add_argument("--outputs", metavar="DIR", help="runs' root, for step and results (default: "
-                                                         "<VOLUME_PATH or ./outputs>/checkpoints)")
+    runs_root(status)
+    status.add_argument("--billing", action="store_true",
+                        help="add what RunPod billed for each experiment's pods (REST v2 billing), beside the count")
     for command in (run, status):
         command.add_argument("--db", **db)
 
 
 def deadman(command) -> None:
-    command.add_argument("--max-lifetime-hours", type=float, default=0.0, metavar="H",
-                         help="dead-man switch: the pod stops itself H hours after it started (default 0: never)")
+    command.add_argument("--max-lifetime-hours", type=float, default=launching.DEFAULT_MAX_LIFETIME_H, metavar="H",
+                         help="dead-man switch: the pod stops itself H hours after it started, so a pod that cannot "
+                              "end its run never bills for ever (default %(default)g; 0: never)")
     command.add_argument("--idle-stop-minutes", type=float, default=0.0, metavar="MIN",
-                         help="dead-man switch: the pod stops itself after MIN minutes of an idle GPU (default 0: never)")
+                         help="dead-man switch: the pod stops itself after MIN minutes of an idle GPU once training "
+                              "has started (default 0: never)")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -202,7 +237,10 @@ def cmd_sweep(args, argv) -> int:
 
 
 def cmd_launch(args, argv) -> int:
+    from training.experiment import numbers
     from training.experiment.gitops import Git
+
+    numbers.check(args)
 
     options = launching.LaunchOptions(
         name=args.name, gpu=args.gpu, spot=args.spot, bid=args.bid, volume_id=args.volume_id, image=args.image,
@@ -225,7 +263,11 @@ def cmd_status(args, argv) -> int:
         except UserError:
             return False
 
-    return status(args.name, outputs_root(args.outputs), has_branch, sys.stdout)
+    from training.experiment import runpod_client
+    from training.experiment.volume import open_runs
+
+    api = runpod_client.connect()
+    return status(args.name, open_runs(args.outputs, args.volume_id, api), has_branch, sys.stdout, api)
 
 
 def cmd_stop(args, argv) -> int:
@@ -238,12 +280,13 @@ def cmd_stop(args, argv) -> int:
 def cmd_compare(args, argv) -> int:
     from training.experiment import compare
     from training.experiment.runs import read_runs
+    from training.experiment.volume import open_runs
 
-    root = outputs_root(args.outputs)
+    root = open_runs(args.outputs, args.volume_id)
     runs = read_runs(root)
     if not runs:
-        raise UserError(f"no runs in {root} (one directory per experiment, as train.py writes them; "
-                        "pass --outputs DIR)")
+        raise UserError(f"no runs in {root.label} (one directory per experiment, as train.py writes them; "
+                        "pass --outputs DIR or --volume-id ID)")
     table, common = compare.rows(runs, _branch_heads([run.name for run in runs]))
     print(compare.render(table, common, args.markdown))
     if args.plot:
@@ -277,14 +320,17 @@ def _print_created(made) -> None:
 
 
 def cmd_queue(args, argv) -> int:
+    from training.experiment import numbers
     from training.experiment.fleet_queue import Queue, db_path
 
-    queue = Queue(db_path(args.db))
-    if args.action == "add":
+    if args.action == "add":  # every check before the file is opened (or created)
         _check_names(args.names)
+        numbers.check(args)
         gpus = [g.strip() for g in args.gpu.split(",") if g.strip()]
         if not gpus:
             raise UserError("--gpu: name at least one GPU type")
+    queue = Queue(db_path(args.db))
+    if args.action == "add":
         queue.add(args.names, args.priority, gpus, args.spot)
         print(f"queued {', '.join(args.names)} (priority {args.priority}, {'spot' if args.spot else 'on-demand'}, "
               f"{', '.join(gpus)})")
@@ -302,37 +348,75 @@ def cmd_queue(args, argv) -> int:
 
 
 def cmd_fleet(args, argv) -> int:
-    from training.experiment import fleet, runpod_client
+    from training.experiment import fleet, numbers, runpod_client
     from training.experiment.fleet_queue import Queue, db_path
     from training.experiment.runs import read_runs
+    from training.experiment.volume import open_runs
 
-    queue = Queue(db_path(args.db))
     if args.action == "status":
-        runs = {run.name: run for run in read_runs(outputs_root(args.outputs))}
+        queue = Queue(db_path(args.db))
+        rows = queue.rows()
+        api = runpod_client.connect() if args.volume_id or args.billing else None
+        root = open_runs(args.outputs, args.volume_id, api)
+        runs = {run.where.name: run for run in read_runs(root, [row["name"] for row in rows])}
         budget = float(queue.get("budget_usd", "0") or 0)
-        for line in fleet.status_table(queue.rows(), runs, budget):
+        billed = None
+        if args.billing:
+            from training.experiment.billing import billed_by_experiment
+
+            billed = billed_by_experiment(api, queue, rows)
+        for line in fleet.status_table(rows, runs, budget, billed):
             print(line)
         return EXIT_OK
     from training.experiment.gitops import Git
 
-    if args.max_pods < 1:
-        raise UserError(f"--max-pods {args.max_pods}: must be >= 1")
-    queue.put("budget_usd", str(args.budget))
+    # Every check before the file is opened (or created) and before RunPod is asked anything.
+    problems = numbers.problems(args, required_nonzero=("--max-lifetime-hours",))
+    if args.spot_only and args.bid is None:
+        problems.append("--spot-only needs --bid USD (without --bid every pod is on-demand)")
+    if problems:
+        raise UserError(*problems)
+    api = runpod_client.connect()
+    git = Git.here()
+    queue = Queue(db_path(args.db))
     options = fleet.FleetOptions(
         max_pods=args.max_pods, budget_usd=args.budget, escalate_after=args.escalate_after,
-        max_attempts=args.max_attempts, bid=args.bid, retry_wait_s=args.retry_wait, poll_s=args.poll,
-        volume_id=args.volume_id, launch=dict(wandb_secret=args.wandb_secret, hf_secret=args.hf_secret,
-                                              git_secret=args.git_secret, max_lifetime_h=args.max_lifetime_hours,
-                                              idle_stop_min=args.idle_stop_minutes))
+        max_attempts=args.max_attempts, max_preemptions=args.max_preemptions, bid=args.bid,
+        spot_only=args.spot_only, retry_wait_s=args.retry_wait, poll_s=args.poll,
+        unreachable_s=args.unreachable_minutes * 60, volume_id=args.volume_id,
+        launch=dict(wandb_secret=args.wandb_secret, hf_secret=args.hf_secret, git_secret=args.git_secret,
+                    max_lifetime_h=args.max_lifetime_hours, idle_stop_min=args.idle_stop_minutes))
+    runs = None  # the runs on the network volume, where each says how it ended: the first source of outcomes
     try:
-        return fleet.Fleet(queue, runpod_client.connect(), Git.here(), options, sys.stdout).run(once=args.once)
+        runs = open_runs(None, args.volume_id, api)
+    except UserError as problem:
+        print(f"warning: outcomes from the pods' logs only, the volume's files are not readable here: {problem}",
+              file=sys.stderr)
+    try:
+        return fleet.Fleet(queue, api, git, options, sys.stdout, runs=runs).run(once=args.once)
     except KeyboardInterrupt:
         print("fleet: stopped (Ctrl-C); its pods run on, and `fleet run` again adopts them", file=sys.stderr)
         return 130
 
 
+def cmd_data(args, argv) -> int:
+    import os
+
+    from training.experiment.transfer import push_dataset
+    from training.experiment.volume import open_volume
+
+    if not args.volume_id:
+        raise UserError("data push: --volume-id ID is required (the network volume to upload to)")
+    name = args.name or os.path.basename(os.path.normpath(args.directory))
+    _check_names([name])
+    if not os.path.isdir(args.directory):
+        raise UserError(f"data push {args.directory}: no such directory")
+    push_dataset(args.directory, open_volume(args.volume_id), name, progress=None)
+    return EXIT_OK
+
+
 COMMANDS = {"new": cmd_new, "sweep": cmd_sweep, "launch": cmd_launch, "status": cmd_status, "stop": cmd_stop,
-            "compare": cmd_compare, "queue": cmd_queue, "fleet": cmd_fleet, **results.COMMANDS}
+            "compare": cmd_compare, "queue": cmd_queue, "fleet": cmd_fleet, "data": cmd_data, **results.COMMANDS}
 
 if __name__ == "__main__":
     sys.exit(main())

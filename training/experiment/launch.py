@@ -22,45 +22,48 @@ import secrets
 from dataclasses import dataclass
 
 from training.cost import ON_DEMAND, POD_RATE_ENV, PRICING_VAR, SPOT
+from training.cuda_build import PYPI_TORCH_CUDA
 from training.errors import EXIT_OK, UserError
 from training.experiment import configfile, runpod_client
 from training.experiment.gitops import Git, clone_url
 from training.experiment.names import config_path, name_problems, pod_name
 
 DEFAULT_GPU = "NVIDIA GeForce RTX 4090"  # 24 GB: Qwen3-VL 2B in 4-bit with room for batch 2
-DEFAULT_IMAGE = "runpod/pytorch:1.0.3-cu1281-torch280-ubuntu2204"
+# Pods go to hosts whose driver runs this CUDA (REST v2's gpu.minCudaVersion): PyPI's torch, the
+# build scripts/install.sh takes there (training/cuda_build.py), and the default image's CUDA.
+HOST_MIN_CUDA = PYPI_TORCH_CUDA
+# CUDA 13.0 like the host, Python 3.12 (Ubuntu 24.04) for the pinned dependencies, and RunPod's
+# /start.sh, which the start command runs first for SSH.
+DEFAULT_IMAGE = "runpod/pytorch:1.0.3-cu1300-torch291-ubuntu2404"
 # Set explicitly on every pod: RunPod would mount a volume at /workspace. setup_pod.sh's VOLUME_PATH.
 VOLUME_MOUNT = "/runpod_volume"
-CONTAINER_DISK_GB = 40  # the image and the install's temporary files (pip keeps no cache; the venv is on the volume)
+CONTAINER_DISK_GB = 40  # the image and the install's temporary files (no cache is kept; the venv is on the volume)
 # Without --volume-id the run writes to a pod volume: it survives stop and spot preemption, and is
 # deleted with the pod on terminate.
-POD_VOLUME_GB = 50
+POD_VOLUME_GB = 50  # deleted, data and all, with a pod RunPod removes when the account balance reaches $0
 SETUP_SCRIPT = "scripts/setup_pod.sh"  # the pod's bootstrap, as the experiment's commit has it
-# The dead-man switch, first of all in the start command (a hung clone or install counts too): with
-# MAX_LIFETIME_S the pod stops itself that long after it started; with IDLE_STOP_S, after the busiest
-# GPU has stayed under 5% for that long (nvidia-smi read every IDLE_POLL_S, 60). Both stop through
-# runpodctl, which RunPod's images ship, and outlive the exec of setup_pod.sh as children of this shell.
-DEADMAN = [
-    "S=${IDLE_POLL_S:-60}",
-    "stop_pod() { echo dead-man switch: $1: stopping pod ${RUNPOD_POD_ID:-unknown} >&2; "
-    "runpodctl stop pod ${RUNPOD_POD_ID:-unknown} || true; }",
-    "if [ ${MAX_LIFETIME_S:-0} -gt 0 ]; then (sleep $MAX_LIFETIME_S; stop_pod lifetime_${MAX_LIFETIME_S}s_reached) & fi",
-    "if [ ${IDLE_STOP_S:-0} -gt 0 ]; then (idle=0; while sleep $S; do "
-    "u=$(nvidia-smi --query-gpu=utilization.gpu --format=csv,noheader,nounits 2>/dev/null | sort -n | tail -1); "
-    "if [ ${u:-0} -lt 5 ]; then idle=$((idle+S)); else idle=0; fi; "
-    "if [ $idle -ge $IDLE_STOP_S ]; then stop_pod gpu_idle_${idle}s; break; fi; done) & fi",
-]
+# The image's own start script: on RunPod's images it starts sshd (with the account's PUBLIC_KEY),
+# nginx and Jupyter, then sleeps. A start command replaces the image's, so without this `startSsh`
+# does nothing and nobody can look inside a stuck pod. It runs in the background, before the bootstrap.
+IMAGE_START_ENV, IMAGE_START = "IMAGE_START_SCRIPT", "/start.sh"
+# The dead-man switch's defaults for a launch: a pod that cannot end its run never bills for ever.
+DEFAULT_MAX_LIFETIME_H = 24.0
+# The dead-man switch lives in the branch's setup_pod.sh (it shares the pod's self-stop there): a
+# branch whose copy predates it would ignore MAX_LIFETIME_S and IDLE_STOP_S without a word.
+DEADMAN_MARKER = b"start_deadman"
 
 
 def start_command(setup_script: bytes) -> str:
-    """The pod's start command: the dead-man switch, then `setup_script` written to a temporary file
-    and exec'd (so it is the container's main process, the one RunPod sends SIGTERM to). The script
-    travels gzipped and base64-encoded inside the command, as SkyPilot ships its start scripts: base64
-    has no quote, space or backslash for JSON, GraphQL or RunPod's shell-style split of the command
-    to break, and the pod needs no second download (nor a token for one) before the clone."""
+    """The pod's start command: the image's own start script in the background (SSH), then
+    `setup_script` written to a temporary file and exec'd (so it is the container's main process,
+    the one RunPod sends SIGTERM to; it starts the dead-man switch first of all). The script
+    travels gzipped and base64-encoded inside the command, as SkyPilot ships its start scripts:
+    base64 has no quote, space or backslash for JSON, GraphQL or RunPod's shell-style split of the
+    command to break, and the pod needs no second download (nor a token for one) before the clone."""
     payload = base64.b64encode(gzip.compress(setup_script, mtime=0)).decode()
-    script = "; ".join(["set -eu", *DEADMAN, "F=$(mktemp)", f"echo {payload} | base64 -d | gzip -dc > $F",
-                        "exec bash $F"])
+    image = f"I=${{{IMAGE_START_ENV}:-{IMAGE_START}}}"
+    script = "; ".join(["set -eu", image, "if [ -x $I ]; then ($I &); fi", "F=$(mktemp)",
+                        f"echo {payload} | base64 -d | gzip -dc > $F", "exec bash $F"])
     return f"bash -c '{script}'"
 
 
@@ -87,7 +90,7 @@ class LaunchOptions:
     git_secret: str | None = None
     auto_stop: bool = True
     fallback_on_demand: bool = False
-    max_lifetime_h: float = 0.0  # 0 = no limit
+    max_lifetime_h: float = DEFAULT_MAX_LIFETIME_H  # 0 = no limit
     idle_stop_min: float = 0.0  # 0 = never
     dry_run: bool = False
     smoke: bool = False  # the pod runs the smoke run (python -m training.smoke) instead of training
@@ -120,13 +123,20 @@ def check(git: Git, options: LaunchOptions) -> Checked:
     result = configfile.validate(git, commit, {}, [path])[path]
     if result["problems"]:
         raise UserError(*[f"experiment {options.name}: {p}" for p in result["problems"]])
-    problems += _option_problems(options, result["config"])
+    wanted = option_problems(options) + config_option_problems(options, result["config"])
+    if wanted:  # the options, not the branch, are at fault: the fleet stops instead of marking it dead
+        raise OptionProblem(*wanted)
     remote = options.remote or git.remote_of(options.name)
     url = git.remote_url(remote)
     if url is None:
         problems.append(f"no remote {remote!r}: add one (git remote add {remote} URL) and push {options.name} to it")
     if problems:
         raise UserError(*problems)
+    setup_script = git.show(commit, SETUP_SCRIPT)
+    if (options.max_lifetime_h or options.idle_stop_min) and DEADMAN_MARKER not in setup_script:
+        raise UserError(f"experiment {options.name}: its {SETUP_SCRIPT} predates the dead-man switch, so the pod "
+                        f"would ignore --max-lifetime-hours and --idle-stop-minutes: merge the harness's main branch "
+                        f"into {options.name} (or pass --max-lifetime-hours 0 to launch without one)")
     repo_url, notes = clone_url(url)
     pushed = git.remote_head(remote, options.name)
     if pushed is None:
@@ -134,18 +144,28 @@ def check(git: Git, options: LaunchOptions) -> Checked:
     if pushed != commit:
         raise UserError(f"experiment {options.name}: local branch is at {commit[:7]} but {remote} has {pushed[:7]}: "
                         f"push (git push {remote} {options.name}) or pull first, so the pod runs what you checked")
-    return Checked(commit, path, result["config"], repo_url, notes, start_command(git.show(commit, SETUP_SCRIPT)))
+    return Checked(commit, path, result["config"], repo_url, notes, start_command(setup_script))
 
 
-def _option_problems(options: LaunchOptions, config: dict) -> list[str]:
+class OptionProblem(UserError):
+    """What is wrong is the command's options (the same for every experiment), not the branch."""
+
+
+def config_option_problems(options: LaunchOptions, config: dict) -> list[str]:
+    """Options that the experiment's config needs."""
+    if config.get("report_to_wandb") and not options.wandb_secret:
+        return ["the config reports to W&B (report_to_wandb=True) but no --wandb-secret NAME was given: "
+                "name the RunPod secret holding your W&B key, or set report_to_wandb=False in the branch"]
+    return []
+
+
+def option_problems(options: LaunchOptions) -> list[str]:
+    """The options' own problems, whatever the experiment."""
     problems = []
     if options.spot and (options.bid is None or not options.bid > 0):
         problems.append("--spot needs --bid USD, the most you pay per GPU-hour (e.g. --bid 0.35)")
     if options.bid is not None and not options.spot:
         problems.append("--bid is for spot pods: add --spot, or drop --bid for an on-demand pod")
-    if config.get("report_to_wandb") and not options.wandb_secret:
-        problems.append("the config reports to W&B (report_to_wandb=True) but no --wandb-secret NAME was given: "
-                        "name the RunPod secret holding your W&B key, or set report_to_wandb=False in the branch")
     for option, value in (("--wandb-secret", options.wandb_secret), ("--hf-secret", options.hf_secret),
                           ("--git-secret", options.git_secret)):
         if value is not None:
@@ -225,7 +245,7 @@ def pod_request(options: LaunchOptions, env: dict[str, str], data_center: str | 
     body = {
         "name": pod_name(options.name),
         "image": options.image,
-        "gpu": {"id": options.gpu, "count": 1},
+        "gpu": {"id": options.gpu, "count": 1, "minCudaVersion": HOST_MIN_CUDA},
         "cloud": cloud_type(options),
         "disk": CONTAINER_DISK_GB,
         "args": start,
@@ -247,6 +267,7 @@ def spot_input(options: LaunchOptions, env: dict[str, str], data_center: str | N
         "cloudType": cloud_type(options),
         "gpuCount": 1,
         "bidPerGpu": options.bid,
+        "minCudaVersion": HOST_MIN_CUDA,
         "containerDiskInGb": CONTAINER_DISK_GB,
         "volumeInGb": 0 if options.volume_id else POD_VOLUME_GB,
         "volumeMountPath": VOLUME_MOUNT,
@@ -283,16 +304,16 @@ def place(api: runpod_client.Api, options: LaunchOptions) -> Placement:
     data_center = None
     if options.volume_id:
         data_center = api.network_volume(options.volume_id).get("dataCenter")
-    gpu = api.gpu_type(options.gpu, cloud)
+    gpu = api.gpu_type(options.gpu, cloud, min_cuda=HOST_MIN_CUDA)
     offered = runpod_client.data_centers_with(gpu)
     where = ", ".join(f"{dc} ({level})" for dc, level in offered) or "none right now"
     if data_center and data_center not in {dc for dc, _ in offered}:
         raise UserError(f"--gpu {options.gpu!r}: not offered in {data_center}, the data center of network volume "
-                        f"{options.volume_id} ({cloud} cloud); data centers that have it: {where}. Pick another --gpu, "
-                        "or a volume in one of those")
+                        f"{options.volume_id} ({cloud} cloud, hosts with CUDA >= {HOST_MIN_CUDA}); data centers that "
+                        f"have it: {where}. Pick another --gpu, or a volume in one of those")
     if not offered:
-        raise UserError(f"--gpu {options.gpu!r}: no pods to rent in {cloud} cloud right now (RunPod's catalog); "
-                        "try another --gpu or later")
+        raise UserError(f"--gpu {options.gpu!r}: no pods to rent in {cloud} cloud on hosts with CUDA >= "
+                        f"{HOST_MIN_CUDA} right now (RunPod's catalog); try another --gpu or later")
     return Placement(data_center, runpod_client.list_price(gpu, cloud))
 
 
@@ -312,14 +333,21 @@ def rent(api: runpod_client.Api, options: LaunchOptions, checked: Checked, run_i
         try:
             pod = api.create_spot(spot_input(options, env, placement.data_center, checked.start_command))
             return pod, f"spot, bid ${options.bid:g}/GPU-hour", placement
+        except runpod_client.LaunchUnconfirmed as lost:
+            lost.price = options.bid  # what the pod bills if it exists
+            raise
         except runpod_client.SpotUnavailable as unavailable:
             if not options.fallback_on_demand:
                 raise runpod_client.SpotUnavailable(
                     f"{unavailable}: nothing was rented. Add --fallback-on-demand to launch on-demand "
-                    f"instead{_at(placement.list_price)}") from None
+                    f"instead{_at(placement.list_price)}", gone=unavailable.gone) from None
             print(f"{unavailable}; --fallback-on-demand: launching on-demand{_at(placement.list_price)}", file=out)
-    pod = api.create_pod(pod_request(options, pod_env(options, checked, run_id, placement.list_price), placement.data_center,
-                                     checked.start_command))
+    try:
+        pod = api.create_pod(pod_request(options, pod_env(options, checked, run_id, placement.list_price),
+                                         placement.data_center, checked.start_command))
+    except runpod_client.LaunchUnconfirmed as lost:
+        lost.price = placement.list_price
+        raise
     return pod, "on-demand (spot could not be had)" if options.spot else "on-demand", placement
 
 
@@ -328,6 +356,9 @@ def launch(git: Git, options: LaunchOptions, out) -> int:
     checked = check(git, options)
     for note in checked.notes:
         print(f"note: {note}", file=out)
+    if not options.volume_id:
+        print("note: no --volume-id: the run writes to a pod volume, which RunPod deletes with the pod, checkpoints "
+              "and all, when the account balance reaches $0; keep them on a network volume (--volume-id)", file=out)
     run_id = f"{options.name}-{secrets.token_hex(4)}"
     env = pod_env(options, checked, run_id)
     if options.spot:

@@ -2,6 +2,7 @@
 
     python -m training.experiment publish NAME|DIR [--to ORG/NAME] [--public]
     python -m training.experiment pull NAME|ORG/NAME [--to DIR] [--force]
+    python -m training.experiment pull NAME --volume-id ID [--checkpoint best|latest|STEP] [--to DIR] [--force]
     python -m training.experiment export NAME|DIR --merged OUT [--dtype bfloat16]
 
 NAME is an experiment (its run in <VOLUME_PATH or ./outputs>/checkpoints/NAME, its config on the
@@ -14,6 +15,7 @@ import os
 
 from training.errors import EXIT_OK, UserError
 from training.experiment.names import config_path, name_problems, outputs_root
+from training.experiment.volume import add_volume_flag
 
 
 def add_commands(commands, epilog: str) -> None:
@@ -25,19 +27,26 @@ def add_commands(commands, epilog: str) -> None:
                          help="create the repository public (default: the run's hub_private, True)")
     publish.add_argument("--outputs", metavar="DIR", help="runs' root (default: <VOLUME_PATH or ./outputs>/checkpoints)")
 
-    pull = commands.add_parser("pull", epilog=epilog, help="download an experiment's published final/")
+    pull = commands.add_parser("pull", epilog=epilog, help="download an experiment's final/ (or a checkpoint): from "
+                               "the Hub, or with --volume-id from the network volume")
     pull.add_argument("source", metavar="NAME|ORG/NAME",
                       help="an experiment (its branch's hub_model_id) or a Hub repository")
-    pull.add_argument("--to", metavar="DIR", help="where (default: <outputs>/checkpoints/NAME/final)")
+    add_volume_flag(pull, "copy the run's final/ from this network volume instead of the Hub (verified; no pod, "
+                          "no Hub)")
+    pull.add_argument("--checkpoint", metavar="best|latest|STEP",
+                      help="with --volume-id: a checkpoint instead of final/: the lowest eval_loss, the newest "
+                           "complete one, or checkpoint-STEP")
+    pull.add_argument("--to", metavar="DIR", help="where (default: <outputs>/checkpoints/NAME/final, or "
+                                                 "/checkpoint-STEP)")
     pull.add_argument("--force", action="store_true", help="replace DIR when it exists")
     pull.add_argument("--outputs", metavar="DIR", help="runs' root (default: <VOLUME_PATH or ./outputs>/checkpoints)")
 
     export = commands.add_parser("export", epilog=epilog,
-                                 help="write a merged 16-bit model (base + adapter) that plain transformers loads")
+                                 help="write a merged model (base + adapter) that plain transformers loads")
     export.add_argument("source", metavar="NAME|DIR", help="an experiment, an output_dir, final/ or a checkpoint")
     export.add_argument("--merged", required=True, metavar="OUT", help="directory to write (must not exist)")
     export.add_argument("--dtype", default="bfloat16", choices=("bfloat16", "float16", "float32"),
-                        help="weights' type on the transformers backend (default: bfloat16; float32 for CPUs)")
+                        help="the merged weights' type, on either backend (default: bfloat16; float32 for CPUs)")
     export.add_argument("--outputs", metavar="DIR", help="runs' root (default: <VOLUME_PATH or ./outputs>/checkpoints)")
 
 
@@ -82,6 +91,11 @@ def cmd_pull(args, argv) -> int:
     from training.checkpointing.save import FINAL_DIR
     from training.publish import download
 
+    if args.volume_id:
+        return _pull_from_volume(args)
+    if args.checkpoint:
+        raise UserError("--checkpoint: checkpoints are on the network volume only: add --volume-id ID (the Hub "
+                        "holds final/)")
     if "/" in args.source:
         repo_id, name = args.source, args.source.split("/", 1)[1]
         _check_repo_id(repo_id, "pull")
@@ -94,6 +108,27 @@ def cmd_pull(args, argv) -> int:
     if os.path.exists(target) and not args.force:
         raise UserError(f"--to {target}: already exists; pass --force to replace it, or another --to")
     print(f"pulled {repo_id} into {download(repo_id, target)}")
+    return EXIT_OK
+
+
+def _pull_from_volume(args) -> int:
+    from configs.layout import CHECKPOINTS_DIR
+    from training.checkpointing.save import FINAL_DIR
+    from training.experiment.transfer import choose_checkpoint, pull_from_volume
+    from training.experiment.volume import open_volume
+
+    if "/" in args.source or name_problems(args.source):
+        raise UserError(*(name_problems(args.source) or [f"pull {args.source} --volume-id: name an experiment (its "
+                                                         "run on the volume), not a Hub repository"]))
+    name = args.source
+    if args.checkpoint and not (args.checkpoint in ("best", "latest") or args.checkpoint.isdigit()):
+        raise UserError(f"--checkpoint {args.checkpoint}: best, latest or a step number")
+    if args.to and os.path.exists(args.to) and not args.force:
+        raise UserError(f"--to {os.path.abspath(args.to)}: already exists; pass --force to replace it, or another --to")
+    run = open_volume(args.volume_id).sub(f"{CHECKPOINTS_DIR}/{name}")
+    source = choose_checkpoint(run, args.checkpoint) if args.checkpoint else FINAL_DIR
+    target = os.path.abspath(args.to or os.path.join(outputs_root(args.outputs), name, source))
+    pull_from_volume(run, source, target, args.force)
     return EXIT_OK
 
 

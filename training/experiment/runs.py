@@ -1,40 +1,44 @@
 """Reading what a run wrote under its output_dir, tolerating any file or key missing (runs may be
 old, running, killed mid-write, or from a trainer that writes more or fewer keys).
 
-Files: training_config.json (or final/training_config.json), run_status.json, metrics.jsonl.
+Files: training_config.json (or final/training_config.json), run_status.json, metrics.jsonl: the
+small files only, never checkpoints. Read through a `training.experiment.volume` store, so the same
+code reads a local directory and a network volume through RunPod's S3 API.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
-import os
-from dataclasses import dataclass
-from functools import cached_property
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
 
 from configs.base import TrainingConfig
-from training.metrics_log import METRICS_FILE, read_events
+from training.experiment.volume import Store
+from training.metrics_log import METRICS_FILE, parse_events
+from training.outcome import RunOutcome
+from training.outcome_line import Reading
 from training.run_config import CONFIG_FILE
-from training.run_status import read_status
+from training.run_status import STATUS_FILE
 
 # Always differ from the defaults, so they say nothing about the experiment.
 NOT_CHANGES = ("experiment_name", "output_dir")
 
 
+# Reads in flight at once: a sweep on the S3 API is a few small GETs per run, each a round trip.
+READERS = 8
+
+
 @dataclass
 class Run:
-    directory: str
+    where: Store  # the run's output_dir
     config: dict | None
     status: dict | None
+    events: list[dict] = field(default_factory=list)
 
     @property
     def name(self) -> str:
-        return (self.config or {}).get("experiment_name") or os.path.basename(os.path.normpath(self.directory))
-
-    @cached_property
-    def events(self) -> list[dict]:
-        return [e for e in read_events(os.path.join(self.directory, METRICS_FILE)) if isinstance(e, dict)]
+        return (self.config or {}).get("experiment_name") or self.where.name
 
     def series(self, key: str) -> list[tuple[int, float]]:
         points = {}
@@ -89,29 +93,58 @@ class Run:
         return {k: config[k] for k in defaults if k in config and k not in NOT_CHANGES and config[k] != defaults[k]}
 
 
-def read_run(directory: str) -> Run | None:
-    """The run in `directory`, or None when it holds none of a run's files."""
-    config = read_json(os.path.join(directory, CONFIG_FILE)) or read_json(os.path.join(directory, "final", CONFIG_FILE))
-    status = read_status(directory)
-    if config is None and status is None and not os.path.exists(os.path.join(directory, METRICS_FILE)):
+def read_run(where: Store) -> Run | None:
+    """The run in `where` (its output_dir), or None when it holds none of a run's files."""
+    config = where.json(CONFIG_FILE) or where.json(f"final/{CONFIG_FILE}")
+    status = where.json(STATUS_FILE)
+    metrics = where.text(METRICS_FILE)
+    if config is None and status is None and metrics is None:
         return None
-    return Run(directory, config if isinstance(config, dict) else None, status if isinstance(status, dict) else None)
+    return Run(where, config if isinstance(config, dict) else None, status if isinstance(status, dict) else None,
+               [e for e in parse_events(metrics or "") if isinstance(e, dict)])
 
 
-def read_runs(root: str) -> list[Run]:
-    if not os.path.isdir(root):
-        return []
-    runs = (read_run(os.path.join(root, entry)) for entry in sorted(os.listdir(root)))
-    return [run for run in runs if run is not None]
+def read_runs(root: Store, names: list[str] | None = None) -> list[Run]:
+    """Every run under `root` (one directory per experiment), or those of `names`, by name."""
+    wanted = sorted(names) if names is not None else root.children()
+    with ThreadPoolExecutor(max_workers=READERS) as pool:
+        runs = pool.map(lambda name: read_run(root.sub(name)), wanted)
+        return [run for run in runs if run is not None]
 
 
-def read_json(path: str):
-    """The JSON in `path`, or None where it is missing, unreadable or torn."""
-    try:
-        with open(path, encoding="utf-8") as source:
-            return json.load(source)
-    except (OSError, ValueError):
+# Why each ending of run_status.json is what it is, in the fleet's log (training.outcome sets them as a run ends).
+ENDINGS = {
+    RunOutcome.FINISHED: "finished",
+    RunOutcome.EARLY_STOPPED: "early stopping",
+    RunOutcome.BUDGET_STOPPED: "the experiment's own budget_cap",
+    RunOutcome.PREEMPTED: "stopped by a signal after saving a checkpoint",
+    RunOutcome.FAILED: "failed",
+}
+
+
+def recorded_outcome(root: Store, name: str, since: float | None = None) -> Reading | None:
+    """How experiment `name`'s attempt ended, from the run's own run_status.json under `root`
+    (written atomically by the run as it ends; one small read): the fleet's first source of outcomes.
+
+    None when the file tells nothing about this attempt, and the caller reads the pod's log instead:
+    no file, or a torn or unreadable one; a status written before `since` (epoch seconds, the
+    attempt's launch: an earlier attempt's file); or still "running" (killed before it could write
+    how it ended)."""
+    from training.timestamps import parse_utc
+
+    status = root.sub(name).json(STATUS_FILE)
+    if not isinstance(status, dict) or status.get("status") not in ENDINGS:
         return None
+    if since is not None:
+        written = parse_utc(status.get("updated_at"))
+        if written is None or written < since:
+            return None
+    outcome = RunOutcome(status["status"])
+    step, max_steps, code = status.get("step"), status.get("max_steps"), status.get("exit_code")
+    at = f" at step {step}" + (f"/{max_steps}" if max_steps else "") if _number(step) else ""
+    exit_code = f", exit {code}" if _number(code) else ""
+    return Reading(outcome, f"run_status.json: {ENDINGS[outcome]}{at}{exit_code}",
+                   exit_code=int(code) if _number(code) else None, step=int(step) if _number(step) else None)
 
 
 def _number(value) -> bool:

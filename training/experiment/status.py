@@ -1,34 +1,36 @@
-"""`status` and `stop`: the pods of experiments (named exp-NAME) and, where readable, their runs' files."""
+"""`status` and `stop`: the pods of experiments (named exp-NAME) and, where readable, their runs' files
+(a local directory, or the network volume through RunPod's S3 API: training.experiment.volume)."""
 
 from __future__ import annotations
-
-import os
 
 from training.errors import EXIT_OK, UserError
 from training.experiment import runpod_client
 from training.experiment.names import experiment_of_pod, pod_name
-from training.experiment.runs import read_run
+from training.experiment.runs import read_run, read_runs
 from training.table import hours_minutes, text_table
 
 COLUMNS = ("experiment", "pod", "state", "gpu", "uptime", "$/h", "step", "cost", "run")
 
 
-def status(name: str | None, outputs: str, has_branch, out) -> int:
-    api = runpod_client.connect()
+def status(name: str | None, runs, has_branch, out, api=None) -> int:
+    """`runs`: the runs' root, a training.experiment.volume store."""
+    api = api or runpod_client.connect()
     pods = runpod_client.experiment_pods(api, name)
-    run = read_run(os.path.join(outputs, name)) if name else None
+    run = read_run(runs.sub(name)) if name else None
     if name and not pods and run is None and not has_branch(name):
         raise UserError(f"unknown experiment {name!r}: no pod {pod_name(name)}, no branch and no run files "
-                        f"in {outputs}")
+                        f"in {runs.label}")
     if not pods:
         print(f"experiment {name}: no pod" if name else "no experiment pods (pods named exp-NAME)", file=out)
         if run is not None:
             print(f"  run files: {_run_summary(run)}", file=out)
         return EXIT_OK
     table = []
+    experiments = {experiment_of_pod(pod.get("name")) for pod in pods} - {None, ""}
+    pod_runs = {run.where.name: run for run in read_runs(runs, sorted(experiments))}
     for pod in sorted(pods, key=lambda p: p.get("name") or ""):
         experiment = experiment_of_pod(pod.get("name"))
-        pod_run = read_run(os.path.join(outputs, experiment))
+        pod_run = pod_runs.get(experiment)
         price = runpod_client.pod_rate(pod)
         table.append([
             experiment,
@@ -55,9 +57,10 @@ def stop(name: str, terminate: bool, delete_data: bool, out) -> int:
     if not pods:
         raise UserError(f"experiment {name}: no pod named {pod_name(name)} in this account")
     if terminate and not delete_data:
-        keeping = [p for p in pods if _pod_volume_gb(p)]
+        keeping = [p for p in pods if runpod_client.pod_volume_gb(p)]
         if keeping:
-            raise UserError(f"pod {keeping[0].get('id')} keeps its checkpoints on its own {_pod_volume_gb(keeping[0])} "
+            raise UserError(f"pod {keeping[0].get('id')} keeps its checkpoints on its own "
+                            f"{runpod_client.pod_volume_gb(keeping[0])} "
                             "GB volume, which terminating deletes: copy them off (or stop it instead), then add "
                             "--delete-data")
     for pod in pods:
@@ -72,12 +75,6 @@ def stop(name: str, terminate: bool, delete_data: bool, out) -> int:
             api.stop(pod_id)
             print(f"stopped pod {pod_id} ({name}): GPU billing stops, its volume is kept", file=out)
     return EXIT_OK
-
-
-def _pod_volume_gb(pod: dict) -> int:
-    """The size of the pod's own volume (deleted with the pod); 0 for a network volume or none."""
-    persistent = (pod.get("mounts") or {}).get("persistent") or {}
-    return persistent.get("size") or 0
 
 
 def _steps(run) -> str:
