@@ -312,26 +312,37 @@ def evaluation_off():
         trainer.training_arguments = build
 
 
-def evaluation_seconds(records: Records) -> tuple[list[float], list[float]]:
-    """(eval_loss pass, transcription) seconds of each evaluation, from the harness's log records."""
-    passes, transcriptions = [], []
-    began = transcribing = None
+def evaluation_seconds(records: Records) -> list[dict[str, float]]:
+    """Each evaluation's parts, in seconds, from the harness's log records: "prepare" (reading and
+    preprocessing the eval set, at the first evaluation), "loss" (the eval_loss pass) and
+    "transcribe" (the transcriptions, scoring and worst samples)."""
+    evaluations, current, began = [], {}, None
     for record in records.items:
         if record.msg.startswith("evaluating at step"):
-            began = record.created
-        elif record.msg.startswith("transcribing") and began is not None:
-            transcribing = record.created
-            passes.append(transcribing - began)
-        elif record.msg.startswith("step %d/%d") and "eval_loss" in str(record.args[2]) and transcribing is not None:
-            transcriptions.append(record.created - transcribing)
-            began = transcribing = None
-    return passes, transcriptions
+            current, began = {"prepare": 0.0}, record.created
+        elif began is None:
+            continue
+        elif record.msg.startswith("eval set: ") and "once" in record.msg:
+            current["prepare"] = record.created - began
+        elif record.msg.startswith("transcribing"):
+            current["loss"] = record.created - began - current["prepare"]
+            current["transcribing"] = record.created
+        elif record.msg.startswith("step %d/%d") and "eval_loss" in str(record.args[2]) and "transcribing" in current:
+            current["transcribe"] = record.created - current.pop("transcribing")
+            evaluations.append(current)
+            began = None
+    return evaluations
+
+
+def spread(values: list[float], digits: int = 2) -> str:
+    return f"{min(values):.{digits}f}-{max(values):.{digits}f}"
 
 
 def bench_eval(repeats: int) -> list[Row]:
     """Wall time of a 100-step run evaluating every 50 steps (eval_loss over 200 samples, CER/WER
-    from 64 greedy transcriptions of up to 256 tokens) against the same run never evaluated. Every
-    run renders its images afresh, as a new process would; the two alternate, after a warm-up run."""
+    from 64 greedy transcriptions) against the same run never evaluated: medians of `repeats` runs
+    of each, alternating (with, without; then without, with; ...) after a warm-up run, and the
+    spread of the ratios of each round. Every run renders its images afresh, as a new process would."""
     from training.data import sources
 
     common = ("max_steps=100", "save_steps=1000", "logging_steps=10", "save_every_minutes=0", "report_to_wandb=false",
@@ -346,20 +357,34 @@ def bench_eval(repeats: int) -> list[Row]:
             return time.monotonic() - began, records
 
     timed(False)  # warm-up: the first run in a process pays for imports the others share
-    with_eval, without, passes, transcriptions = [], [], [], []
+    with_eval, without, first, later, inside, bounds = [], [], [], [], [], set()
     for repeat in range(repeats):
         for evaluate in ((True, False) if repeat % 2 == 0 else (False, True)):
             wall, records = timed(evaluate)
             (with_eval if evaluate else without).append(wall)
             if evaluate:
-                loss_s, transcribe_s = evaluation_seconds(records)
-                passes += loss_s
-                transcriptions += transcribe_s
+                evaluations = evaluation_seconds(records)
+                first.append(evaluations[0])
+                later += evaluations[1:]
+                # the same ratio from inside each evaluated run: it does not see the other runs' load
+                spent = sum(sum(e.values()) for e in evaluations)
+                inside.append(wall / (wall - spent))
+                bounds |= {r.args[2] for r in records.items if r.msg.startswith("transcribing")}
     w, wo = median(with_eval), median(without)
+    ratios = [a / b for a, b in zip(with_eval, without)]
+
+    def parts(evaluations: list[dict]) -> str:
+        return (f"prepare {median([e['prepare'] for e in evaluations]):.2f} s, eval_loss pass "
+                f"{median([e['loss'] for e in evaluations]):.2f} s, transcription {median([e['transcribe'] for e in evaluations]):.2f} s")
+
     return [Row("100-step run with evaluation every 50 steps", f"{w:.1f} s", f"{wo:.1f} s (never evaluated)",
-                f"{w / wo:.3f}", f"goal <= 1.20; per evaluation: eval_loss over 200 samples {median(passes):.2f} s, "
-                f"CER/WER from 64 greedy transcriptions of up to 256 tokens {median(transcriptions):.2f} s; "
-                "stand-in on CPU, images rendered afresh in every run")]
+                f"{w / wo:.3f}", f"goal <= 1.20; medians of {repeats} alternating runs each, round ratios "
+                f"{spread(ratios, 3)}, runs {spread(with_eval, 1)} / {spread(without, 1)} s; inside each evaluated "
+                f"run, its time over its time outside evaluations: {median(inside):.3f} ({spread(inside, 3)}); "
+                "per evaluation, first: "
+                f"{parts(first)}; second: {parts(later)}; eval_loss over 200 samples, CER/WER from 64 greedy "
+                f"transcriptions of at most {'/'.join(str(b) for b in sorted(bounds))} tokens (eval_max_new_tokens auto, "
+                f"max_new_tokens 256); stand-in on CPU, images rendered afresh in every run")]
 
 
 def bench_data(repeats: int, samples: int = 160, batch: int = 8) -> list[Row]:

@@ -98,9 +98,15 @@ class TrainingConfig:
     max_bad_sample_fraction: float = 0.05
     # Longest transcription trained on, in tokens; longer ones are skipped as bad. -1 = no limit.
     max_target_tokens: int = 1024
-    # Tokens generated per sample when evaluating CER/WER; preflight warns when sampled transcriptions
-    # are longer (they would be cut, and the cut counted as errors).
+    # Tokens generated per sample when evaluating CER/WER, at most; preflight warns when sampled
+    # transcriptions are longer (they would be cut, and the cut counted as errors).
     max_new_tokens: int = 256
+    # Where each transcription scored against its reference stops (at each evaluation and in
+    # evaluate.py): -1 = auto, ceil(1.25 x the longest reference among the transcribed samples, in
+    # tokens with the end of turn) + 8, at most max_new_tokens; else a token count <= max_new_tokens.
+    # A trained model ends its transcriptions well within it, so only a young model's runaway output
+    # is cut (and counted as errors, as a cut at max_new_tokens would be).
+    eval_max_new_tokens: int = -1
     # Eval samples transcribed at each evaluation for CER/WER (greedy decoding, the slow part of
     # an evaluation); -1 = every eval sample, 0 = no CER/WER, eval_loss only.
     eval_generate_samples: int = 64
@@ -110,6 +116,11 @@ class TrainingConfig:
     eval_generate_batch_size: int = -1
     # Highest-loss eval samples shown at each evaluation (W&B table and output_dir/worst_samples/).
     worst_samples: int = 5
+    # Host memory, in MB per process (each torchrun rank holds its own share), for the eval set
+    # prepared once: each sample's pixel values and token ids, read and preprocessed at the first
+    # evaluation and reused at every later one. Samples past it (the log says how many) are read
+    # and preprocessed at every evaluation, as with 0 = keep nothing.
+    eval_cache_mb: int = 4096
 
     # --- tracking and outputs ----------------------------------------------------------------
     wandb_project: str = "well-log-ocr"
@@ -206,6 +217,9 @@ def _value_problems(c: TrainingConfig) -> list[str]:
     need(c.eval_generate_batch_size == -1 or c.eval_generate_batch_size >= 1, "eval_generate_batch_size",
          "must be -1 (by device) or >= 1")
     need(c.eval_generate_samples >= -1, "eval_generate_samples", "must be -1 (all), 0 (none) or a count")
+    need(c.eval_max_new_tokens == -1 or 1 <= c.eval_max_new_tokens <= c.max_new_tokens, "eval_max_new_tokens",
+         f"must be -1 (auto, from the longest reference) or a token count from 1 to max_new_tokens={c.max_new_tokens}")
+    need(c.eval_cache_mb >= 0, "eval_cache_mb", "must be >= 0 (MB of prepared eval samples per process; 0 = none)")
     need(c.budget_action in ("stop", "warn"), "budget_action", "must be 'stop' or 'warn'")
     need(c.image_max_pixels == -1 or c.image_max_pixels >= 1024, "image_max_pixels",
          "must be -1 (processor default) or >= 1024")

@@ -113,6 +113,26 @@ def test_validation_names_field_value_and_rule(values, message):
     assert any(message in p for p in caught.value.problems)
 
 
+BOUND_RULE = "must be -1 (auto, from the longest reference) or a token count from 1 to max_new_tokens="
+
+
+@pytest.mark.parametrize("values, problem", [
+    ({"eval_max_new_tokens": 0}, f"eval_max_new_tokens=0: {BOUND_RULE}256"),
+    ({"eval_max_new_tokens": 300}, f"eval_max_new_tokens=300: {BOUND_RULE}256"),
+    ({"eval_max_new_tokens": 100, "max_new_tokens": 80}, f"eval_max_new_tokens=100: {BOUND_RULE}80"),
+    ({"eval_cache_mb": -1}, "eval_cache_mb=-1: must be >= 0 (MB of prepared eval samples per process; 0 = none)"),
+])
+def test_evaluation_bounds_are_one_problem_each(values, problem):
+    with pytest.raises(ConfigError) as caught:
+        TrainingConfig(**values)
+    assert caught.value.problems == [problem]
+
+
+def test_evaluation_bounds_accept_auto_and_the_ceiling():
+    assert TrainingConfig().eval_max_new_tokens == -1 and TrainingConfig().eval_cache_mb == 4096
+    assert TrainingConfig(eval_max_new_tokens=256, eval_cache_mb=0).eval_max_new_tokens == 256
+
+
 def test_typo_inside_an_experiment_file_suggests_the_field(tmp_path):
     path = tmp_path / "typo.py"
     path.write_text("import dataclasses\nfrom configs.experiments.quick_val import config as parent\n"

@@ -66,7 +66,17 @@ def reference(module_mktemp):
     process = torchrun(out)
     output = finish(process)
     assert process.returncode == 0, output
+    (out.parent / "torchrun.log").write_text(output)
     return out
+
+
+def eval_metrics(output_dir) -> dict[int, list[dict]]:
+    seen: dict[int, list[dict]] = {}
+    for event in read_events(os.path.join(output_dir, "metrics.jsonl")):
+        if "eval_loss" in event:
+            seen.setdefault(event["step"], []).append(
+                {k: event[k] for k in ("eval_loss", "eval_cer", "eval_wer", "eval_exact_match")})
+    return seen
 
 
 def test_two_ranks_write_once_and_save_every_ranks_state(reference):
@@ -81,6 +91,9 @@ def test_two_ranks_write_once_and_save_every_ranks_state(reference):
     assert sorted(w["key"] for w in worst) == sorted(SyntheticSplit("validation", 2)[i]["key"] for i in range(2))
     evaluated = [e for e in read_events(str(reference / "metrics.jsonl")) if "eval_cer" in e and e["step"] == 4]
     assert evaluated[0]["eval_cer"] == scores([w["target"] for w in worst], [w["prediction"] for w in worst])["cer"]
+    # each rank prepares what it reads: rank 0 (the one that logs) its eval_loss batch of 4 of the 8
+    # eval samples, which holds its transcription (sample 0)
+    assert "eval set: 4 samples read and preprocessed once" in (reference.parent / "torchrun.log").read_text()
 
 
 def test_two_ranks_killed_then_resume_auto_finishes_like_an_uninterrupted_run(reference, tmp_path):
@@ -93,7 +106,7 @@ def test_two_ranks_killed_then_resume_auto_finishes_like_an_uninterrupted_run(re
         os.kill(pid, signal.SIGKILL)
     process.wait(timeout=60)
     assert wait_for(lambda: not any(os.path.exists(f"/proc/{pid}") for pid in ranks), timeout=30)
-    resumed = torchrun(out, resume=True)
+    resumed = torchrun(out, "eval_cache_mb=0", resume=True)  # and its evaluations read the eval set afresh
     output = finish(resumed)
     assert resumed.returncode == 0, output
     assert "resuming from" in output and "(step 8)" not in output, "the kill came too late to test a resume"
@@ -104,6 +117,12 @@ def test_two_ranks_killed_then_resume_auto_finishes_like_an_uninterrupted_run(re
     first = load_file(str(reference / "final" / "adapter_model.safetensors"))
     second = load_file(str(out / "final" / "adapter_model.safetensors"))
     assert all(torch.equal(first[k], second[k]) for k in first)
+    # the evaluations of the resumed run, which read the eval set afresh each time, score as the
+    # reference's prepared one did
+    evaluated, expected = eval_metrics(out), eval_metrics(reference)
+    assert evaluated.keys() == expected.keys() == {4, 8}
+    for step, values in evaluated.items():
+        assert all(v == expected[step][0] for v in values), (step, values, expected[step])
 
 
 def test_sigterm_on_one_rank_stops_both_with_one_checkpoint(tmp_path):
@@ -128,7 +147,7 @@ def test_a_stop_during_one_ranks_transcription_stops_both(tmp_path):
     must meet in the same collective (not rank 1 in the gather, rank 0 in the stop agreement)."""
     out = tmp_path / "run"
     process = torchrun(out, "max_steps=400", "save_steps=1000", "eval_steps=4", "eval_generate_samples=4",
-                       "eval_generate_batch_size=1", "max_new_tokens=256")
+                       "eval_generate_batch_size=1", "max_new_tokens=256", "eval_max_new_tokens=256")
     seen = []
     for line in process.stdout:  # the untrained stand-in transcribes to max_new_tokens: seconds
         seen.append(line)

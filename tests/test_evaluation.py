@@ -4,11 +4,13 @@ training-time evaluation against a separate pass."""
 from __future__ import annotations
 
 import json
+import math
 
 import pytest
+from transformers import AutoProcessor
 
 from conftest import train_here
-from training.data.collator import VisionChatCollator
+from training.data.collator import END_OF_TURN, VisionChatCollator
 from training.data.sources import SyntheticSplit
 from training.early_stopping import after_evaluation, should_stop
 from training.eval_loss import best_after
@@ -16,6 +18,7 @@ from training.inference import load_trained
 from training.metrics_log import read_events
 from training.run_config import saved_config
 from training.scoring import SampleResult, evaluate_samples, sample_cer, scores, worst
+from training.standin import standin_path
 
 NAN, INF = float("nan"), float("inf")
 
@@ -105,3 +108,61 @@ def test_evaluation_in_training_scores_as_a_separate_unbatched_pass_does(tmp_pat
     for row in written:
         assert row["prediction"] == separate[row["key"]].prediction
         assert row["loss"] == pytest.approx(separate[row["key"]].loss, rel=1e-4)
+
+
+# A barely trained stand-in, evaluated after steps 1 and 2: 4 eval samples in 2 eval_loss batches,
+# all 4 transcribed. Untrained, it never ends a transcription by itself.
+YOUNG = ("max_steps=2", "eval_steps=1", "save_steps=1000", "logging_steps=1", "eval_subset=4",
+         "eval_generate_samples=4", "per_device_eval_batch_size=2", "worst_samples=4", "max_new_tokens=256")
+
+
+@pytest.fixture(scope="module")
+def young(module_mktemp):
+    """The YOUNG run as configured by default: eval set prepared once, transcriptions bounded (auto)."""
+    out = module_mktemp("young") / "run"
+    result = train_here(out, *YOUNG)
+    assert result.returncode == 0, result.stdout + result.stderr
+    return out, result.stdout
+
+
+def evaluations(out) -> list[dict]:
+    return [e for e in read_events(str(out / "metrics.jsonl")) if "eval_loss" in e]
+
+
+def worst_written(out, step: int) -> list[dict]:
+    return [json.loads(line) for line in (out / "worst_samples" / f"step-{step}.jsonl").read_text().splitlines()]
+
+
+def test_the_eval_set_prepared_once_scores_what_reading_it_afresh_scores(young, tmp_path):
+    out, stdout = young
+    assert "eval set: 4 samples read and preprocessed once" in stdout
+    again = train_here(tmp_path / "run", *YOUNG, "eval_cache_mb=0")
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert "eval_cache_mb=0, so its samples are read and preprocessed at every evaluation" in again.stdout
+    prepared, afresh = evaluations(out), evaluations(tmp_path / "run")
+    assert [e["step"] for e in prepared] == [1, 2]
+    for with_cache, without in zip(prepared, afresh, strict=True):
+        metrics = ("step", "eval_loss", "eval_cer", "eval_wer", "eval_exact_match")
+        assert {k: with_cache[k] for k in metrics} == {k: without[k] for k in metrics}
+    for step in (1, 2):
+        assert worst_written(out, step) == worst_written(tmp_path / "run", step)
+
+
+def test_an_untrained_models_transcriptions_stop_at_the_auto_bound(young, tmp_path):
+    out, stdout = young
+    tokenizer = AutoProcessor.from_pretrained(standin_path()).tokenizer
+    longest = max(len(tokenizer(SyntheticSplit("validation", 4)[i]["text"] + END_OF_TURN,
+                                add_special_tokens=False)["input_ids"]) for i in range(4))
+    bound = math.ceil(1.25 * longest) + 8
+    assert f"transcribing 4 eval samples at step 1, at most {bound} tokens each" in stdout
+    unbounded = train_here(tmp_path / "run", *YOUNG, "max_steps=1", "eval_max_new_tokens=256")
+    assert unbounded.returncode == 0, unbounded.stdout + unbounded.stderr
+    assert "at most 256 tokens each" in unbounded.stdout
+    # Greedy decoding: the bounded transcription is where the unbounded one was at the bound.
+    cut = {w["key"]: w["prediction"] for w in worst_written(out, 1)}
+    whole = {w["key"]: w["prediction"] for w in worst_written(tmp_path / "run", 1)}
+    assert cut.keys() == whole.keys()
+    assert all(whole[key].startswith(cut[key]) for key in cut)
+    assert all(len(tokenizer(cut[key])["input_ids"]) < len(tokenizer(whole[key])["input_ids"]) for key in cut)
+    # the eval_loss pass is not affected by the bound
+    assert evaluations(out)[0]["eval_loss"] == evaluations(tmp_path / "run")[0]["eval_loss"]

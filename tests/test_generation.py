@@ -9,7 +9,7 @@ from transformers import StoppingCriteria
 
 from training.data.collator import END_OF_TURN, VisionChatCollator
 from training.data.sources import SyntheticSplit
-from training.generation import AUTO_BATCH_CPU, generation_batch_size, transcribe
+from training.generation import AUTO_BATCH_CPU, generation_batch_size, generation_bound, longest_reference, transcribe
 from training.inference import load_trained
 from training.run_config import saved_config
 from training.scoring import scores
@@ -60,3 +60,25 @@ def test_a_batch_ends_as_soon_as_every_sequence_has(model_and_collator):
 @pytest.mark.parametrize("configured, has_cuda, expected", [(-1, False, AUTO_BATCH_CPU), (-1, True, 16), (3, True, 3)])
 def test_generation_batch_size(configured, has_cuda, expected):
     assert generation_batch_size(configured, has_cuda) == expected
+
+
+def test_the_auto_bound_changes_no_transcription_of_a_trained_model(model_and_collator):
+    model, collator = model_and_collator
+    samples = [SyntheticSplit("train", 8)[i] for i in range(8)]
+    images, targets = [s["image"] for s in samples], [s["text"] for s in samples]
+    bound = generation_bound(-1, 256, longest_reference(collator, targets))
+    assert bound < 100, "the bound should be far below max_new_tokens for this test"
+    bounded, unbounded = transcribe(model, collator, images, bound), transcribe(model, collator, images, 256)
+    assert bounded == unbounded == targets
+    assert scores(targets, bounded) == scores(targets, unbounded)
+
+
+@pytest.mark.parametrize("configured, ceiling, longest, expected", [
+    (-1, 256, 71, 97),    # ceil(1.25 x 71) + 8
+    (-1, 256, 80, 108),
+    (-1, 80, 71, 80),     # never above max_new_tokens
+    (-1, 256, 0, 8),      # no reference text at all
+    (40, 256, 71, 40),    # a configured count is taken as it is (validated <= max_new_tokens)
+])
+def test_generation_bound(configured, ceiling, longest, expected):
+    assert generation_bound(configured, ceiling, longest) == expected

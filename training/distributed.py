@@ -103,16 +103,21 @@ def decided_on_main(decide):
 
 def any_rank(flags: list[bool]) -> list[bool]:
     """For each flag, whether it is set on at least one rank."""
+    return [bool(v) for v in largest([1 if f else 0 for f in flags])]
+
+
+def largest(values: list[int]) -> list[int]:
+    """For each value, the largest any rank holds."""
     if not active():
-        return list(flags)
+        return list(values)
     import torch
     import torch.distributed as dist
 
-    tensor = torch.tensor([1 if f else 0 for f in flags], dtype=torch.int32)
+    tensor = torch.tensor(values, dtype=torch.int64)
     if dist.get_backend() == "nccl":
         tensor = tensor.cuda()
     dist.all_reduce(tensor, op=dist.ReduceOp.MAX)
-    return [bool(v) for v in tensor.tolist()]
+    return [int(v) for v in tensor.tolist()]
 
 
 def gather_on_main(value) -> list | None:

@@ -77,6 +77,7 @@ def evaluate(args: argparse.Namespace) -> int:
     from training.data.batch_reading import read_batch
     from training.data.collator import VisionChatCollator
     from training.data.sources import load_split, take
+    from training.generation import generation_bound, longest_reference
     from training.scoring import evaluate_samples
 
     hf_logging.set_verbosity_error()
@@ -87,7 +88,9 @@ def evaluate(args: argparse.Namespace) -> int:
              config.dataset_name, backend)
     started = time.monotonic()
     samples = read_batch(split.__getitem__, range(len(split)))
-    metrics, results = evaluate_samples(loaded.model, collator, samples, config.max_new_tokens, args.batch_size)
+    bound = generation_bound(config.eval_max_new_tokens, config.max_new_tokens,
+                             longest_reference(collator, [s["text"] for s in samples]))
+    metrics, results = evaluate_samples(loaded.model, collator, samples, bound, args.batch_size)
     seconds = time.monotonic() - started
 
     print(render_table(hub_id or model_dir, args.split, len(samples), metrics, seconds))

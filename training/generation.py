@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import math
 from collections.abc import Callable
 
 import torch
@@ -58,9 +59,30 @@ def generation_batch_size(configured: int, has_cuda: bool) -> int:
     return AUTO_BATCH_GPU if has_cuda else AUTO_BATCH_CPU
 
 
+# eval_max_new_tokens=-1: room for a transcription a quarter longer than the longest reference, and a
+# few tokens more. A model that has learnt the task ends within it; one that has not would otherwise
+# generate to max_new_tokens (256) for every sample at every evaluation.
+AUTO_BOUND_FACTOR = 1.25
+AUTO_BOUND_EXTRA = 8
+
+
+def generation_bound(configured: int, max_new_tokens: int, longest_reference: int) -> int:
+    """Tokens generated at most for a transcription scored against references whose longest is
+    `longest_reference` tokens (configs/base.py eval_max_new_tokens)."""
+    if configured != -1:
+        return configured
+    return min(max_new_tokens, math.ceil(AUTO_BOUND_FACTOR * longest_reference) + AUTO_BOUND_EXTRA)
+
+
+def longest_reference(collator, texts: list[str]) -> int:
+    """The most tokens any of `texts` takes to generate, its end of turn included (no text: 0)."""
+    return max((len(collator.target_ids(text)) for text in texts if text), default=0)
+
+
 def transcribe(model, collator, images: list, max_new_tokens: int, batch_size: int = AUTO_BATCH_CPU,
                should_stop: StopCheck | None = None, stopping_criteria: list | None = None) -> list[str]:
-    """Greedy decoding from the training prompt; returns the text of each image, special tokens removed.
+    """Greedy decoding from the training prompt; returns the text of each image (or sample already
+    Encoded by the collator), special tokens removed.
 
     Each batch ends as soon as every sequence in it has produced its end of turn. With
     `should_stop`, a stop request ends it within a token and raises EvaluationStopped (a cut-short

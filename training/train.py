@@ -213,6 +213,7 @@ def screened_data(config: TrainingConfig, splits, tokenizer, tracker):
 
 def build_trainer(config, backend, loaded, train_set, eval_set, start, meter, tracker, outcome, callbacks):
     from training.data.collator import VisionChatCollator
+    from training.data.prepared import MB, PreparedSplit
     from training.modeling import cuda_available
     from training.progress import ProgressCallback
     from training.tracking import MetricsFileCallback, TrackingCallback
@@ -222,12 +223,13 @@ def build_trainer(config, backend, loaded, train_set, eval_set, start, meter, tr
     callbacks = [*callbacks, MetricsFileCallback(config.output_dir), ProgressCallback()]
     if tracker:
         callbacks.append(TrackingCallback(tracker))
+    collator = VisionChatCollator(loaded.processor, config.instruction, config.image_max_pixels)
     return HarnessTrainer(
         model=loaded.model,
         args=training_arguments(config, backend, has_cuda=cuda_available()),
         train_dataset=train_set,
-        eval_dataset=eval_set,
-        data_collator=VisionChatCollator(loaded.processor, config.instruction, config.image_max_pixels),
+        eval_dataset=PreparedSplit(eval_set, collator, config.eval_cache_mb * MB),  # prepared at the first evaluation
+        data_collator=collator,
         callbacks=callbacks,
         config=config,
         harness_state=start.state,

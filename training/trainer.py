@@ -18,9 +18,9 @@ from training.backends import optimizer_name
 from training.checkpointing import checkpoints
 from training.checkpointing.retention import checkpoints_to_delete
 from training.checkpointing.state import HarnessState
-from training.data.batch_reading import read_batch
+from training.data.collator import model_input
 from training.eval_loss import best_after, usable
-from training.generation import generation_batch_size, transcribe
+from training.generation import generation_batch_size, generation_bound, longest_reference, transcribe
 from training.modeling import compute_dtype, eval_logits, inference_mode
 from training.outcome import ANOTHER_RANK, Outcome
 from training.progress import ThroughputMeter
@@ -93,6 +93,8 @@ class HarnessTrainer(Trainer):
         self.outcome = outcome or Outcome()  # why training stopped; early stopping sets it here
         self._urgent_save = False  # the save under way must fit a stop signal's grace (optimizer state last)
         self._eval_losses: list | None = None  # during an evaluation: per-sample losses, batch by batch
+        self._eval_set_prepared = False  # the eval set is fixed for the run: prepared at the first evaluation
+        self._transcription_bound: int | None = None  # eval_max_new_tokens resolved at the first evaluation
         self._saving_into: str | None = None
 
     def log(self, logs: dict, start_time: float | None = None) -> None:
@@ -134,16 +136,42 @@ class HarnessTrainer(Trainer):
         self._eval_losses.append(self.accelerator.gather_for_metrics(losses.detach()).cpu())
         return (loss, outputs) if return_outputs else loss
 
+    def transcribed_count(self) -> int:
+        """How many eval samples (the first ones) each evaluation transcribes, all ranks together."""
+        total = len(self.eval_dataset)
+        return total if self.config.eval_generate_samples < 0 else min(self.config.eval_generate_samples, total)
+
+    def prepare_eval_set(self) -> None:
+        """Once, at the first evaluation, on every rank: the samples this rank reads, its
+        transcriptions first (they are read twice), then its eval_loss batches, each as the
+        Trainer's eval DataLoader hands them to this rank (training.data.prepared)."""
+        if self._eval_set_prepared:
+            return
+        self._eval_set_prepared = True
+        transcribed = distributed.my_share(self.transcribed_count()) if self.config.eval_generate_samples != 0 else []
+        batches = self.get_eval_dataloader().batch_sampler  # indices only: nothing is read here
+        self.eval_dataset.prepare([*transcribed, *(i for batch in batches for i in batch)], self.stop_requested)
+
+    def transcription_bound(self, samples: list[dict]) -> int:
+        """eval_max_new_tokens, resolved once: the longest reference is taken over every rank's share."""
+        if self._transcription_bound is None:
+            longest, = distributed.largest([longest_reference(self.data_collator, [s["text"] for s in samples])])
+            self._transcription_bound = generation_bound(self.config.eval_max_new_tokens, self.config.max_new_tokens,
+                                                         longest)
+        return self._transcription_bound
+
     def transcription_metrics(self, eval_losses: list[float]) -> dict[str, float]:
         """CER/WER/exact match over the first eval_generate_samples eval samples, and the worst ones.
         Every rank transcribes its share; rank 0 gathers, scores and returns them (the others: {})."""
         dataset = self.eval_dataset
-        count = len(dataset) if self.config.eval_generate_samples < 0 else min(self.config.eval_generate_samples, len(dataset))
-        log.info("transcribing %d eval samples at step %d", count, self.state.global_step)
+        count = self.transcribed_count()
         indices = distributed.my_share(count)
-        samples = read_batch(dataset.__getitem__, indices)
+        samples = dataset.__getitems__(indices)
+        bound = self.transcription_bound(samples)
+        log.info("transcribing %d eval samples at step %d, at most %d tokens each", count, self.state.global_step,
+                 bound)
         try:
-            results = self.my_results(samples, indices, eval_losses)
+            results = self.my_results(samples, indices, eval_losses, bound)
         except EvaluationStopped:
             results = None
         # A rank cut short must not wait in the other collective while the rest gather: all agree first.
@@ -157,18 +185,18 @@ class HarnessTrainer(Trainer):
         if self.config.worst_samples > 0 and results:
             chosen = worst(results, self.config.worst_samples)
             index_of = {result.key: index for index, result in ordered}
-            images = {r.key: dataset[index_of[r.key]]["image"] for r in chosen}
+            images = {r.key: dataset.image(index_of[r.key]) for r in chosen}
             write_worst_samples(self.args.output_dir, self.state.global_step, chosen, images)
             if self.tracker is not None:
                 self.tracker.worst_samples(self.state.global_step, chosen, images)
         return score_results(results)
 
-    def my_results(self, samples: list[dict], indices, eval_losses: list[float]) -> list:
+    def my_results(self, samples: list[dict], indices, eval_losses: list[float], max_new_tokens: int) -> list:
         """This rank's share transcribed, with each sample's loss; EvaluationStopped on a stop signal."""
         batch_size = generation_batch_size(self.config.eval_generate_batch_size, self.args.device.type == "cuda")
         with inference_mode(self.model, self.backend):
-            predictions = transcribe(self.model, self.data_collator, [s["image"] for s in samples],
-                                     self.config.max_new_tokens, batch_size, self.stop_requested)
+            predictions = transcribe(self.model, self.data_collator, [model_input(s) for s in samples],
+                                     max_new_tokens, batch_size, self.stop_requested)
         if len(eval_losses) == len(self.eval_dataset) and not any(math.isnan(eval_losses[i]) for i in indices):
             losses = [eval_losses[i] for i in indices]
         else:
@@ -191,6 +219,7 @@ class HarnessTrainer(Trainer):
         step = self.state.global_step
         log.info("evaluating at step %d: eval_loss over %d samples", step, len(self.eval_dataset))
         try:
+            self.prepare_eval_set()
             metrics, cut = super().evaluate(*args, **kwargs), False
         except EvaluationStopped:
             metrics, cut = {}, True

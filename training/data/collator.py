@@ -8,6 +8,8 @@ and generation at evaluation starts from exactly the prompt seen in training.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 
 IGNORE_INDEX = -100
@@ -35,6 +37,28 @@ def pixel_bounds(image_processor, max_pixels: int) -> dict:
     return {"size": {"shortest_edge": lower, "longest_edge": upper}}
 
 
+@dataclass(frozen=True)
+class Encoded:
+    """One sample as the model reads it, before padding: its prompt's token ids (the image's
+    placeholder expanded) and the processor's pixel values for its image, and the token ids of its
+    transcription with the end of turn (none for generation). What the eval set keeps, prepared once."""
+
+    prompt_ids: list[int]
+    token_types: list[int] | None  # mm_token_type_ids of the prompt, where the processor gives them
+    pixel_values: torch.Tensor  # this image's patches
+    image_grid_thw: torch.Tensor  # (1, 3)
+    target_ids: list[int]
+
+    def nbytes(self) -> int:
+        ids = len(self.prompt_ids) + len(self.token_types or ()) + len(self.target_ids)
+        return self.pixel_values.nbytes + self.image_grid_thw.nbytes + 8 * ids
+
+
+def model_input(sample: dict):
+    """What the collator encodes of a sample: its Encoded when the sample was prepared, else its image."""
+    return sample["encoded"] if "encoded" in sample else sample["image"]
+
+
 class VisionChatCollator:
     def __init__(self, processor, instruction: str, image_max_pixels: int = -1):
         self.processor = processor
@@ -44,23 +68,42 @@ class VisionChatCollator:
         self.image_kwargs = pixel_bounds(processor.image_processor, image_max_pixels)
         self.pad_id = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
 
-    def encode_prompts(self, images: list) -> dict:
-        """Prompt tokens and pixels for each image, unpadded: one list of ids per sample."""
-        return self.processor(text=[self.prompt] * len(images), images=images, padding=False,
-                              images_kwargs=self.image_kwargs)
+    def target_ids(self, text: str) -> list[int]:
+        """The labelled tokens of a transcription: what generation must produce, end of turn included."""
+        return self.tokenizer(text + END_OF_TURN, add_special_tokens=False)["input_ids"]
+
+    def encode(self, images: list, texts: list[str] | None = None) -> list[Encoded]:
+        """Each image with the prompt (one processor call for all of them) and, with `texts`, its transcription."""
+        if not images:
+            return []
+        prompts = self.processor(text=[self.prompt] * len(images), images=images, padding=False,
+                                 images_kwargs=self.image_kwargs)
+        grids = torch.as_tensor(prompts["image_grid_thw"])
+        # The processor concatenates every image's patches: each image has t x h x w rows of them.
+        pixels = torch.as_tensor(prompts["pixel_values"]).split(grids.prod(dim=1).tolist())
+        token_types = prompts.get("mm_token_type_ids")
+        return [Encoded(list(prompts["input_ids"][i]), None if token_types is None else list(token_types[i]),
+                        pixels[i].clone(), grids[i:i + 1].clone(), self.target_ids(texts[i]) if texts else [])
+                for i in range(len(images))]
+
+    def encoded(self, items: list, texts: list[str] | None = None) -> list[Encoded]:
+        """`items` (images, or samples already Encoded) encoded: the images in one processor call."""
+        fresh = [i for i, item in enumerate(items) if not isinstance(item, Encoded)]
+        made = iter(self.encode([items[i] for i in fresh], [texts[i] for i in fresh] if texts else None))
+        return [item if isinstance(item, Encoded) else next(made) for item in items]
 
     def __call__(self, samples: list[dict]) -> dict:
-        return self.collate([s["image"] for s in samples], [s["text"] for s in samples], with_labels=True)
+        return self.pad(self.encoded([model_input(s) for s in samples], [s["text"] for s in samples]),
+                        with_labels=True)
 
-    def collate(self, images: list, texts: list[str] | None, with_labels: bool, padding_side: str = "right") -> dict:
-        prompts = self.encode_prompts(images)
+    def pad(self, encoded: list[Encoded], with_labels: bool, padding_side: str = "right") -> dict:
+        """One batch of model inputs: the samples' tokens padded to the longest, their patches concatenated."""
         sequences, labels, token_types = [], [], []
-        for i, prompt_ids in enumerate(prompts["input_ids"]):
-            prompt_ids = list(prompt_ids)
-            target = self.tokenizer(texts[i] + END_OF_TURN, add_special_tokens=False)["input_ids"] if with_labels else []
-            sequences.append(prompt_ids + target)
-            labels.append([IGNORE_INDEX] * len(prompt_ids) + target)
-            types = list(prompts["mm_token_type_ids"][i]) if "mm_token_type_ids" in prompts else None
+        for sample in encoded:
+            target = sample.target_ids if with_labels else []
+            sequences.append(sample.prompt_ids + target)
+            labels.append([IGNORE_INDEX] * len(sample.prompt_ids) + target)
+            types = sample.token_types
             token_types.append(None if types is None else types + [0] * len(target))
         width = max(len(s) for s in sequences)
 
@@ -72,8 +115,8 @@ class VisionChatCollator:
         batch = {
             "input_ids": pad(sequences, self.pad_id),
             "attention_mask": pad([[1] * len(s) for s in sequences], 0),
-            "pixel_values": torch.as_tensor(prompts["pixel_values"]),
-            "image_grid_thw": torch.as_tensor(prompts["image_grid_thw"]),
+            "pixel_values": torch.cat([s.pixel_values for s in encoded]),
+            "image_grid_thw": torch.cat([s.image_grid_thw for s in encoded]),
         }
         if token_types[0] is not None:
             batch["mm_token_type_ids"] = pad(token_types, 0)
@@ -81,6 +124,6 @@ class VisionChatCollator:
             batch["labels"] = pad(labels, IGNORE_INDEX)
         return batch
 
-    def generation_inputs(self, images: list) -> dict:
-        """Left-padded prompts for batched greedy decoding."""
-        return self.collate(images, None, with_labels=False, padding_side="left")
+    def generation_inputs(self, items: list) -> dict:
+        """Left-padded prompts for batched greedy decoding, of images or samples already Encoded."""
+        return self.pad(self.encoded(items), with_labels=False, padding_side="left")
