@@ -1,12 +1,12 @@
-"""training.cluster: torchrun's arguments from RunPod's variables, as a table; the command's errors."""
+"""training.pod.cluster: torchrun's arguments from RunPod's variables, as a table; the command's errors."""
 
 from __future__ import annotations
 
 import pytest
 
 from conftest import run_cli
-from training.cluster import SHUTDOWN_SECONDS, launcher
 from training.errors import UserError
+from training.pod.cluster import SHUTDOWN_SECONDS, launcher
 
 CLUSTER = {"NUM_NODES": "2", "NODE_RANK": "1", "MASTER_ADDR": "10.65.0.2", "MASTER_PORT": "29400",
            "NUM_TRAINERS": "8", "NODE_ADDR": "10.65.0.3"}
@@ -47,8 +47,8 @@ def test_bad_values_name_each_variable(env, problems):
 
 
 def test_the_command_prints_one_argument_a_line_or_one_error_a_line():
-    result = run_cli(["-m", "training.cluster", "launcher"], env=CLUSTER)
+    result = run_cli(["-m", "training.pod.cluster", "launcher"], env=CLUSTER)
     assert result.returncode == 0 and result.stdout.splitlines() == launcher(CLUSTER)
-    bad = run_cli(["-m", "training.cluster", "launcher"], env={**CLUSTER, "NODE_RANK": "x"})
+    bad = run_cli(["-m", "training.pod.cluster", "launcher"], env={**CLUSTER, "NODE_RANK": "x"})
     assert bad.returncode == 2 and bad.stdout == ""
     assert bad.stderr == "error: NODE_RANK=x: must be an integer between 0 and 1\n"

@@ -8,7 +8,7 @@ from transformers import AutoProcessor
 
 from training.data.collator import IGNORE_INDEX, VisionChatCollator
 from training.data.sources import SyntheticSplit
-from training.standin import standin_path
+from training.model.standin import standin_path
 
 
 @pytest.fixture(scope="module")

@@ -9,21 +9,9 @@ import pytest
 from test_preflight import table
 
 from conftest import fake_gpu, train, train_here
-from training.cost import (
-    LEDGER_FILE,
-    ON_DEMAND,
-    SPOT,
-    CostLedger,
-    Rate,
-    budget_verdict,
-    hourly_rate,
-    lookup_gpu,
-    pod_pricing,
-    pod_rate,
-    pod_started_at,
-    read_ledger,
-)
+from training.cost import LEDGER_FILE, CostLedger, budget_verdict, hourly_rate, pod_started_at, read_ledger
 from training.errors import UserError
+from training.runpod.prices import ON_DEMAND, SPOT, Rate, lookup_gpu, pod_pricing, pod_rate
 
 
 @pytest.mark.parametrize("device, pricing, rate", [

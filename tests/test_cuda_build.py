@@ -19,7 +19,7 @@ from test_preflight import table
 
 from configs.base import TrainingConfig
 from conftest import REPO, train
-from training.cuda_build import CUDA12_BUILD, PYPI_TORCH_CUDA, driver_supports, minimum_driver
+from training.pod.cuda_build import CUDA12_BUILD, PYPI_TORCH_CUDA, driver_supports, minimum_driver
 from training.preflight import Cuda, Gpu, gpu_verdict, unusable_cuda
 
 

@@ -19,9 +19,9 @@ from safetensors.torch import load_file
 from conftest import QUICK_VAL, REPO, wait_for
 from training.checkpointing import checkpoints
 from training.data.sources import SyntheticSplit
+from training.evaluation.scoring import scores
 from training.metrics_log import read_events
 from training.run_status import read_status
-from training.scoring import scores
 
 RUN = ("max_steps=8", "save_steps=2", "eval_steps=4", "keep_recent=2", "keep_best=1", "logging_steps=1",
        "eval_generate_samples=2", "max_new_tokens=16", "save_every_minutes=0")

@@ -10,15 +10,15 @@ import pytest
 from transformers import AutoProcessor
 
 from conftest import train_here
+from training.checkpointing.eval_loss import best_after
 from training.data.collator import END_OF_TURN, VisionChatCollator
 from training.data.sources import SyntheticSplit
-from training.early_stopping import after_evaluation, should_stop
-from training.eval_loss import best_after
-from training.inference import load_trained
+from training.evaluation.scoring import SampleResult, evaluate_samples, sample_cer, scores, worst
 from training.metrics_log import read_events
+from training.model.inference import load_trained
+from training.model.standin import standin_path
 from training.run_config import saved_config
-from training.scoring import SampleResult, evaluate_samples, sample_cer, scores, worst
-from training.standin import standin_path
+from training.trainer.early_stopping import after_evaluation, should_stop
 
 NAN, INF = float("nan"), float("inf")
 

@@ -400,7 +400,7 @@ def test_a_spot_request_that_a_quote_would_break_is_refused_however_it_is_rented
 
     from training.errors import UserError
     from training.experiment import launch as launching
-    from training.experiment.runpod_client import Api
+    from training.runpod.client import Api
 
     checked = launching.Checked(commit="0" * 40, config_path=QUICK_VAL, config={}, repo_url='https://x/"repo".git',
                                 notes=[], start_command="true")

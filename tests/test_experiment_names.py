@@ -9,8 +9,9 @@ from graphql.utilities import value_from_ast_untyped
 
 from training.errors import UserError
 from training.experiment.gitops import clone_url
-from training.experiment.names import config_path, experiment_of_pod, module_name, name_problems, pod_name
-from training.experiment.runpod_client import spot_mutation
+from training.experiment.names import config_path, module_name, name_problems
+from training.runpod.client import spot_mutation
+from training.runpod.names import experiment_of_pod, pod_name
 
 
 @pytest.mark.parametrize("name, module", [

@@ -28,7 +28,7 @@ def final(memorised):
 def transcriptions(model, processor, config, count: int = 4) -> list[str]:
     from training.data.collator import VisionChatCollator
     from training.data.sources import load_split, take
-    from training.generation import transcribe
+    from training.evaluation.generation import transcribe
 
     split = take(load_split(config, "test"), count)
     collator = VisionChatCollator(processor, config.instruction, config.image_max_pixels)
@@ -40,7 +40,7 @@ def test_merged_model_transcribes_as_the_adapter(final, tmp_path):
     from safetensors.torch import load_file
     from transformers import AutoModelForImageTextToText, AutoProcessor
 
-    from training.inference import load_trained
+    from training.model.inference import load_trained
     from training.run_config import saved_config
 
     exact, half = tmp_path / "merged-fp32", tmp_path / "merged"

@@ -13,7 +13,7 @@ from fake_runpod import API_KEY, FakeRunPod, Fate
 from training.experiment.fleet import Fleet, FleetOptions, status_table
 from training.experiment.fleet_queue import Queue
 from training.experiment.gitops import Git
-from training.experiment.runpod_client import Api
+from training.runpod.client import Api
 
 GPUS = ["NVIDIA H100 80GB HBM3", "NVIDIA GeForce RTX 4090"]  # no H100 in the volume's data center: 4090 next
 DOOMED = "s-lr4e-4-r16"  # its runs always crash

@@ -19,13 +19,14 @@ from fake_runpod import API_KEY, FakeRunPod, Fate
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
+from training.errors import EXIT_UNREACHABLE
 from training.experiment import fleet as fleet_module
-from training.experiment.fleet import EXIT_UNREACHABLE, LEASE_S, PARK_CHECK_S, Fleet, FleetOptions
+from training.experiment.fleet import LEASE_S, PARK_CHECK_S, Fleet, FleetOptions
 from training.experiment.fleet_queue import DONE, Queue, QueueBusy
 from training.experiment.gitops import Git
-from training.experiment.runpod_client import Api
-from training.experiment.volume import LocalDir
 from training.outcome import RunOutcome
+from training.run_files import LocalDir
+from training.runpod.client import Api
 from training.timestamps import UTC_FORMAT
 
 H100, RTX = "NVIDIA H100 80GB HBM3", "NVIDIA GeForce RTX 4090"  # no H100 in the volume's data center

@@ -9,10 +9,16 @@ from transformers import StoppingCriteria
 
 from training.data.collator import END_OF_TURN, VisionChatCollator
 from training.data.sources import SyntheticSplit
-from training.generation import AUTO_BATCH_CPU, generation_batch_size, generation_bound, longest_reference, transcribe
-from training.inference import load_trained
+from training.evaluation.generation import (
+    AUTO_BATCH_CPU,
+    generation_batch_size,
+    generation_bound,
+    longest_reference,
+    transcribe,
+)
+from training.evaluation.scoring import scores
+from training.model.inference import load_trained
 from training.run_config import saved_config
-from training.scoring import scores
 
 
 class CountTokens(StoppingCriteria):

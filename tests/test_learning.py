@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from training.data.collator import VisionChatCollator
 from training.data.sources import SyntheticSplit
-from training.generation import transcribe
-from training.inference import load_trained
+from training.evaluation.generation import transcribe
+from training.model.inference import load_trained
 from training.run_config import saved_config
 
 

@@ -7,7 +7,7 @@ import os
 import pytest
 
 from fake_servers import FakeServer, Reply, failing_first, runpod_api, stop_requests
-from training.pod import main
+from training.pod.commands import main
 
 KEY = "rpa_test_key_0123456789abcdef"
 
@@ -108,7 +108,7 @@ def test_when_neither_stops_it_the_user_is_told_what_to_do(pod_env, monkeypatch,
 
 
 def test_train_py_starts_the_dead_man_switchs_idle_clock(monkeypatch, tmp_path):
-    from training.pod import mark_training_started
+    from training.pod.commands import mark_training_started
 
     marker = tmp_path / "started"
     mark_training_started({"TRAINING_STARTED_FILE": str(marker)})

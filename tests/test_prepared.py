@@ -12,7 +12,7 @@ from transformers import AutoProcessor
 from training.data.collator import VisionChatCollator, model_input
 from training.data.prepared import PreparedSplit
 from training.data.sources import SyntheticSplit
-from training.standin import standin_path
+from training.model.standin import standin_path
 
 
 class Counted(SyntheticSplit):

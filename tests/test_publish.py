@@ -11,7 +11,7 @@ import pytest
 from configs.base import ConfigError, TrainingConfig
 from conftest import QUICK_VAL, run_cli
 from fake_servers import FakeServer, HubRepos, failing_first
-from training.publish import hub_repo_id, render_card
+from training.hub.publish import hub_repo_id, render_card
 
 TOKEN = "hf_planted0write0token0aaaaaaaaaaaa"
 WRONG_TOKEN = "hf_planted0wrong0token0bbbbbbbbbbbb"
@@ -214,7 +214,7 @@ def test_pull_an_experiment_by_name_from_its_branch_config(tmp_path, monkeypatch
     ("org/base", "/local/base", "org/base"),
 ])
 def test_a_published_adapter_is_scored_on_the_base_it_names(tmp_path, model_name, recorded, expected):
-    from training.evaluate import on_adapter_base
+    from training.evaluation.evaluate import on_adapter_base
 
     (tmp_path / "adapter_config.json").write_text(json.dumps({"base_model_name_or_path": recorded}))
     assert on_adapter_base(TrainingConfig(model_name=model_name), str(tmp_path)).model_name == expected

@@ -22,7 +22,7 @@ import pytest
 
 from conftest import QUICK_VAL, REPO, wait_for
 from fake_servers import FakeServer, Reply, failing_first, git_http, runpod_api, stop_requests
-from training import errors, retry
+from training import errors, redaction, retry
 from training.experiment.launch import start_command
 from training.outcome import RunOutcome
 from training.outcome_line import read as read_outcome
@@ -178,7 +178,7 @@ def test_auto_stop_after_a_failing_run(origin, tmp_path):
 
 
 def test_unknown_branch_fails_at_once_and_still_stops_the_pod(origin, tmp_path):
-    # No clone, so no harness Python: the stop goes out through curl, the same v2 action as training.pod's.
+    # No clone, so no harness Python: the stop goes out through curl, the same v2 action as training.pod.commands's.
     # Through the start command: its one clone is setup_pod.sh's.
     volume = tmp_path / "volume"
     volume.mkdir()
@@ -458,7 +458,7 @@ def test_branches_with_other_dependencies_get_their_own_venv(origin, tmp_path):
 
 
 def test_a_host_whose_driver_needs_another_torch_build_gets_its_own_venv(origin, tmp_path):
-    # A venv on the volume holds the torch build of the host that installed it (training/cuda_build.py):
+    # A venv on the volume holds the torch build of the host that installed it (training/pod/cuda_build.py):
     # a pod on a host with an older driver must not reuse a CUDA 13 build it cannot run.
     from test_cuda_build import fake_nvidia_smi
 
@@ -608,8 +608,11 @@ def test_two_nodes_sharing_a_volume_stop_together_and_resume(origin, tmp_path):
 # --- one home for the exit codes and the retry policy ------------------------------------------------
 
 def test_the_scripts_exit_codes_and_retries_are_the_harness_s():
-    """The script needs them before Python exists; training/errors.py and training/retry.py own them."""
+    """The script needs them before Python exists; training/errors.py, training/retry.py and
+    training/redaction.py own them."""
     text = SCRIPT.read_text()
+    assert re.findall(r'^SECRET_VARIABLES="(.*)"$', text, re.M) == [" ".join(redaction.SECRET_VARIABLES)]
+    assert text.count("WANDB_API_KEY HF_TOKEN") == 1, "the secrets' names written out a second time"
     copies = dict(re.findall(r"^([A-Z_]+)=(\d+)$", text, re.M))
     assert copies == {"EXIT_SETUP_FAILED": str(errors.EXIT_SETUP_FAILED), "EXIT_USER_ERROR": str(errors.EXIT_USER_ERROR),
                       "EXIT_PREEMPTED": str(errors.EXIT_PREEMPTED), "RETRY_ATTEMPTS": str(retry.ATTEMPTS),

@@ -1,4 +1,4 @@
-"""The smoke run, `python -m training.smoke`, on the stand-in: every path, and a checklist that
+"""The smoke run, `python -m training.pod.smoke`, on the stand-in: every path, and a checklist that
 exits 0 only when all of them passed."""
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ def rows(output: str) -> list[list[str]]:
 
 def test_every_path_passes_on_the_stand_in(tmp_path):
     out = tmp_path / "smoke"
-    result = run_cli(["-m", "training.smoke", "--config", QUICK_VAL, "--output", str(out)], timeout=600)
+    result = run_cli(["-m", "training.pod.smoke", "--config", QUICK_VAL, "--output", str(out)], timeout=600)
     assert result.returncode == 0, result.stdout + result.stderr
     checklist = rows(result.stdout)
     assert [row[0] for row in checklist] == [
@@ -30,7 +30,7 @@ def test_every_path_passes_on_the_stand_in(tmp_path):
 
 
 def test_a_failed_path_fails_the_smoke_run_and_stops_it(tmp_path):
-    result = run_cli(["-m", "training.smoke", "--config", QUICK_VAL, "--output", str(tmp_path / "smoke"),
+    result = run_cli(["-m", "training.pod.smoke", "--config", QUICK_VAL, "--output", str(tmp_path / "smoke"),
                       "--set", "dataset_name=./no/such/data"], timeout=300)
     assert result.returncode == 1, result.stdout + result.stderr
     checklist = rows(result.stdout)
@@ -39,9 +39,9 @@ def test_a_failed_path_fails_the_smoke_run_and_stops_it(tmp_path):
 
 
 def test_bad_arguments_exit_2_before_any_run(tmp_path):
-    result = run_cli(["-m", "training.smoke", "--config", QUICK_VAL, "--set", "max_steps=zero"])
+    result = run_cli(["-m", "training.pod.smoke", "--config", QUICK_VAL, "--set", "max_steps=zero"])
     assert result.returncode == 2 and "max_steps=zero: must be an integer" in result.stderr
     (tmp_path / "used").mkdir()
     (tmp_path / "used" / "x").write_text("")
-    result = run_cli(["-m", "training.smoke", "--config", QUICK_VAL, "--output", str(tmp_path / "used")])
+    result = run_cli(["-m", "training.pod.smoke", "--config", QUICK_VAL, "--output", str(tmp_path / "used")])
     assert result.returncode == 2 and "not empty" in result.stderr

@@ -14,17 +14,17 @@ import pytest
 
 from conftest import REPO, wait_for
 from fake_servers import FakeServer, runpod_api, stop_requests
-from training.cluster import launcher as cluster_launcher
 from training.errors import EXIT_BUDGET, EXIT_PREEMPTED, EXIT_USER_ERROR
 from training.outcome import RunOutcome
 from training.outcome_line import read as read_outcome
-from training.supervisor import exit_code, launcher
+from training.pod.cluster import launcher as cluster_launcher
+from training.pod.supervisor import exit_code, launcher
 
 POD_ID = "pod-5up3r"
 KEY = "rpa_supervisor_test_key_0123456789"
 
 
-@pytest.mark.parametrize("env, expected", [  # training.cluster's table has the arguments themselves
+@pytest.mark.parametrize("env, expected", [  # training.pod.cluster's table has the arguments themselves
     ({}, ["py"]), ({"RUNPOD_GPU_COUNT": "1"}, ["py"]),
     ({"RUNPOD_GPU_COUNT": "2"}, ["py", "-m", "torch.distributed.run", *cluster_launcher({"RUNPOD_GPU_COUNT": "2"})]),
 ])

@@ -137,6 +137,6 @@ def test_no_secret_in_anything_a_run_writes(tmp_path):
     (True, {"WANDB_API_KEY": "k"}, "online"),
 ])
 def test_wandb_mode(report, environ, mode):
-    from training.tracking import wandb_mode
+    from training.wandb_env import wandb_mode
 
     assert wandb_mode(report, environ)[0] == mode

@@ -18,7 +18,7 @@ from configs.base import TrainingConfig
 from configs.loader import load_config
 from conftest import fake_gpu, run_cli
 from training.errors import UserError
-from training.modeling import (
+from training.model.loading import (
     TRANSFORMERS,
     UNSLOTH,
     select_backend,
@@ -183,8 +183,8 @@ def a100(including_emulation: bool = True) -> bool:
 def test_bf16_only_where_it_is_native(monkeypatch, card, dtype, bf16, fp16):
     import torch
 
-    from training.modeling import compute_dtype
-    from training.trainer import mixed_precision
+    from training.model.loading import compute_dtype
+    from training.trainer.harness import mixed_precision
 
     monkeypatch.setattr(torch.cuda, "is_bf16_supported", card)
     assert compute_dtype(True) == getattr(torch, dtype)
@@ -210,7 +210,7 @@ def function(module: ast.Module, name: str) -> ast.FunctionDef:
 
 
 def test_merged_save_accepts_every_argument(sources):
-    from training.export import UNSLOTH_SAVE_METHOD, unsloth_merged_save_kwargs
+    from training.model.export import UNSLOTH_SAVE_METHOD, unsloth_merged_save_kwargs
 
     # FastVisionModel's loaders give the model its saving methods with vision=True ...
     calls = {ast.unparse(n) for n in ast.walk(sources["vision"]) if isinstance(n, ast.Call)}
@@ -244,7 +244,7 @@ def test_the_merged_save_is_asked_for_the_dtype_export_was_given(sources, dtype)
     # dtype (its merge casts with .to(dtype)); None would keep the base checkpoint's.
     import torch
 
-    from training.export import unsloth_merged_save_kwargs
+    from training.model.export import unsloth_merged_save_kwargs
 
     kwargs = unsloth_merged_save_kwargs("/out", processor=object(), dtype=dtype)
     assert kwargs["dtype"] is getattr(torch, dtype)
@@ -259,7 +259,7 @@ def test_the_merged_save_is_asked_for_the_dtype_export_was_given(sources, dtype)
 def test_the_stand_in_loads_through_unsloth_from_its_local_folder_in_4_bits(sources):
     # make gpu-check runs quick_val on a GPU: Unsloth must get the built stand-in's folder (a name
     # like standin:qwen3-vl-mini would send it to the Hub) and quantize it to 4 bits on load.
-    from training.standin import standin_path
+    from training.model.standin import standin_path
 
     config = load_config("configs/experiments/quick_val.py")
     kwargs = unsloth_load_kwargs(config)
@@ -273,7 +273,7 @@ def test_the_gpu_check_takes_the_unsloth_backend_on_the_stand_in(tmp_path, gpu_p
     # trains the stand-in through Unsloth in 4 bits, offline; the recorder standing in for unsloth
     # ends its first train.py, having seen nothing imported before it.
     env, record = gpu_path
-    result = run_cli(["-m", "training.smoke", "--config", "configs/experiments/quick_val.py", "--output",
+    result = run_cli(["-m", "training.pod.smoke", "--config", "configs/experiments/quick_val.py", "--output",
                       str(tmp_path / "smoke")], env={**env, "HF_HUB_OFFLINE": "1"}, timeout=300)
     assert "[smoke] backend unsloth, 4-bit" in result.stdout, result.stdout + result.stderr
     assert result.returncode == 1 and "FAIL: train.py exited 97" in result.stdout

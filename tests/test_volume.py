@@ -14,9 +14,10 @@ import pytest
 from fake_runpod import API_KEY, FakeRunPod
 
 from training.experiment.fleet_queue import Queue
-from training.experiment.runpod_client import Api
 from training.experiment.runs import read_run, read_runs, recorded_outcome
-from training.experiment.volume import LocalDir, open_volume
+from training.experiment.volume import open_volume
+from training.run_files import LocalDir
+from training.runpod.client import Api
 
 SWEEP = 20
 SMALL_FILES = ("training_config.json", "run_status.json", "metrics.jsonl")

@@ -17,11 +17,11 @@ import sys
 import time
 from pathlib import Path
 
-if __package__ in (None, ""):  # run as a script: make `configs` and `training` importable
-    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+if __package__ in (None, ""):  # run as a script: the repository root in place of training/ (whose
+    sys.path[0] = str(Path(__file__).resolve().parent.parent)  # packages would shadow runpod, secrets...)
 
 from configs.base import ConfigError, TrainingConfig  # noqa: E402
-from configs.loader import load_config, resolve  # noqa: E402
+from configs.loader import load_config  # noqa: E402
 from training import distributed  # noqa: E402
 from training.console import report_problems, setup_logging  # noqa: E402
 from training.errors import (  # noqa: E402
@@ -34,6 +34,7 @@ from training.errors import (  # noqa: E402
 )
 from training.git_cli import git_state  # noqa: E402
 from training.outcome import Outcome  # noqa: E402
+from training.run_config import resolve  # noqa: E402
 from training.signals import Preempted, StopSignals  # noqa: E402
 
 log = logging.getLogger("training")
@@ -62,12 +63,15 @@ def main(argv: list[str] | None = None) -> int:
         from training import preflight
         from training.checkpointing.resume import choose_checkpoint
         from training.checkpointing.run_lock import OutputDirLocked, RunLock
-        from training.modeling import choose_backend, cuda_available, prepare_backend
+        from training.model.loading import choose_backend, cuda_available, prepare_backend
 
         distributed.init(cuda_available())
         backend, problem = choose_backend(config)
-        # Once for all ranks: its hub, W&B and git checks would otherwise run on every one.
-        distributed.decided_on_main(lambda: preflight.check_or_raise(config, backend, problem, args.config))
+        if os.environ.get(preflight.PASSED_ENV) == "1" and not args.preflight_only:
+            # The pod's supervisor ran `--preflight-only` for this start a moment ago: once is enough.
+            log.info("preflight passed (the supervisor's, for this pod start)")
+        else:  # once for all ranks: its hub, W&B and git checks would otherwise run on every one
+            distributed.decided_on_main(lambda: preflight.check_or_raise(config, backend, problem, args.config))
         if args.preflight_only:
             log.info("preflight passed")
             return EXIT_OK
@@ -92,9 +96,10 @@ def main(argv: list[str] | None = None) -> int:
             # torchrun tears every rank down at the first exit: leave together, bookkeeping done
             distributed.finish()
             if code == EXIT_OK:  # after the ranks parted: rank 0 may take minutes, and never fails the run
-                from training.publish import after_run
+                from training.evaluation.evaluate import score_test_split
+                from training.hub.publish import after_run
 
-                after_run(config)
+                after_run(config, score_test_split)
             return code
         finally:
             lock.release()
@@ -109,13 +114,14 @@ def main(argv: list[str] | None = None) -> int:
 
 def run(config: TrainingConfig, backend: str, resume: str | None, signals: StopSignals, choice=None) -> int:
     """The recipe: resume point, cost, tracking, data, model, trainer, train, then how it ended."""
-    from training.budget import BudgetCallback
     from training.checkpointing.save import save_final
-    from training.cost import BudgetSpent, gpu_info, open_meter, pod_rate
-    from training.modeling import load_model
-    from training.preemption import StopAndSaveCallback
+    from training.cost import BudgetSpent, gpu_info, open_meter
+    from training.model.loading import load_model
     from training.run_config import write_config
-    from training.tracking import Tracker
+    from training.runpod.prices import pod_rate
+    from training.trainer.budget import BudgetCallback
+    from training.trainer.preemption import StopAndSaveCallback
+    from training.trainer.tracking import Tracker
 
     quiet_libraries()
     log.info("experiment %s -> %s (backend %s)", config.experiment_name, config.output_dir, backend)
@@ -151,7 +157,8 @@ def run(config: TrainingConfig, backend: str, resume: str | None, signals: StopS
             raise
         ending = outcome.ending()
         if ending.writes_final:
-            final = save_final(loaded.model, loaded.processor, config, config.output_dir) if main_rank else None
+            final = (save_final(loaded.model, loaded.processor, config.output_dir, lambda into: write_config(config, into))
+                     if main_rank else None)
             distributed.barrier()
             log.info("final adapter in %s; %.2f USD spent", final, meter.ledger.total_usd())
         code = report.ended(ending, outcome.signal)
@@ -173,7 +180,7 @@ def quiet_libraries() -> None:
 def load_data(config: TrainingConfig):
     """The splits, and the stand-in model built on first use: by rank 0 first, then the others."""
     from training.data.sources import load_splits
-    from training.modeling import model_source
+    from training.model.loading import model_source
 
     with distributed.main_first():
         splits = load_splits(config)
@@ -182,7 +189,7 @@ def load_data(config: TrainingConfig):
 
 
 def log_model(config: TrainingConfig, loaded) -> None:
-    from training.modeling import weight_format
+    from training.model.loading import weight_format
 
     trainable = sum(p.numel() for p in loaded.model.parameters() if p.requires_grad)
     log.info("model: %s, base weights %s, %s trainable parameters", config.model_name,
@@ -214,10 +221,10 @@ def screened_data(config: TrainingConfig, splits, tokenizer, tracker):
 def build_trainer(config, backend, loaded, train_set, eval_set, start, meter, tracker, outcome, callbacks):
     from training.data.collator import VisionChatCollator
     from training.data.prepared import MB, PreparedSplit
-    from training.modeling import cuda_available
-    from training.progress import ProgressCallback
-    from training.tracking import MetricsFileCallback, TrackingCallback
-    from training.trainer import HarnessTrainer, training_arguments
+    from training.model.loading import cuda_available
+    from training.trainer.harness import HarnessTrainer, training_arguments
+    from training.trainer.progress import ProgressCallback
+    from training.trainer.tracking import MetricsFileCallback, TrackingCallback
 
     # The stop callback applies the budget's decision: it must come after it (and before the writers).
     callbacks = [*callbacks, MetricsFileCallback(config.output_dir), ProgressCallback()]
@@ -248,7 +255,7 @@ def train_or_finish(trainer, start, config: TrainingConfig) -> None:
         log.info("the checkpoint is at max_steps=%d: writing final/ from it", config.max_steps)
         trainer.load_checkpoint_weights(start.checkpoint)
     else:
-        from training.pod import mark_training_started
+        from training.pod.commands import mark_training_started
 
         mark_training_started()  # on a pod, the dead-man switch's idle clock starts now: model and data are loaded
         trainer.train(resume_from_checkpoint=start.checkpoint)

@@ -10,7 +10,8 @@ from __future__ import annotations
 import argparse
 import sys
 
-from training.errors import EXIT_OK, EXIT_USER_ERROR, UserError
+from training.cost import WARN_FRACTION
+from training.errors import EXIT_INTERRUPTED, EXIT_OK, EXIT_USER_ERROR, UserError
 from training.experiment import launch as launching
 from training.experiment import results
 from training.experiment.names import DEFAULT_PARENT, name_problems
@@ -76,7 +77,7 @@ def parser() -> argparse.ArgumentParser:
                         help="keep the pod running after training (default: it stops itself, AUTO_STOP=1)")
     deadman(launch)
     launch.add_argument("--smoke", action="store_true",
-                        help="run the smoke run on the pod (python -m training.smoke: every path, small) "
+                        help="run the smoke run on the pod (python -m training.pod.smoke: every path, small) "
                              "instead of training")
     launch.add_argument("--dry-run", action="store_true", help="print the exact request and send nothing")
 
@@ -144,7 +145,7 @@ def add_fleet_commands(commands) -> None:
     run = actions.add_parser("run", help="the controller: launch, watch, relaunch, stop at the budget", epilog=EPILOG)
     run.add_argument("--max-pods", type=int, required=True, metavar="N", help="at most N pods at once")
     run.add_argument("--budget", type=float, default=0.0, metavar="USD",
-                     help="the whole sweep's dollars: warn at 90%%, stop every pod at 100%% (default 0: none)")
+                     help=f"the whole sweep's dollars: warn at {WARN_FRACTION * 100:.0f}%%, stop every pod at 100%% (default 0: none)")
     run.add_argument("--escalate-after", type=int, default=2, metavar="K",
                      help="relaunch on-demand after K preemptions, or K passes without a spot pod to be had (default 2)")
     run.add_argument("--max-attempts", type=int, default=3, metavar="M",
@@ -263,8 +264,8 @@ def cmd_status(args, argv) -> int:
         except UserError:
             return False
 
-    from training.experiment import runpod_client
     from training.experiment.volume import open_runs
+    from training.runpod import client as runpod_client
 
     api = runpod_client.connect()
     return status(args.name, open_runs(args.outputs, args.volume_id, api), has_branch, sys.stdout, api)
@@ -348,10 +349,11 @@ def cmd_queue(args, argv) -> int:
 
 
 def cmd_fleet(args, argv) -> int:
-    from training.experiment import fleet, numbers, runpod_client
+    from training.experiment import fleet, numbers
     from training.experiment.fleet_queue import Queue, db_path
     from training.experiment.runs import read_runs
     from training.experiment.volume import open_runs
+    from training.runpod import client as runpod_client
 
     if args.action == "status":
         queue = Queue(db_path(args.db))
@@ -396,7 +398,7 @@ def cmd_fleet(args, argv) -> int:
         return fleet.Fleet(queue, api, git, options, sys.stdout, runs=runs).run(once=args.once)
     except KeyboardInterrupt:
         print("fleet: stopped (Ctrl-C); its pods run on, and `fleet run` again adopts them", file=sys.stderr)
-        return 130
+        return EXIT_INTERRUPTED
 
 
 def cmd_data(args, argv) -> int:

@@ -21,16 +21,19 @@ import re
 import secrets
 from dataclasses import dataclass
 
-from training.cost import ON_DEMAND, POD_RATE_ENV, PRICING_VAR, SPOT
-from training.cuda_build import PYPI_TORCH_CUDA
 from training.errors import EXIT_OK, UserError
-from training.experiment import configfile, runpod_client
+from training.experiment import configfile
 from training.experiment.gitops import Git, clone_url
-from training.experiment.names import config_path, name_problems, pod_name
+from training.experiment.names import config_path, name_problems
+from training.pod.cuda_build import PYPI_TORCH_CUDA
+from training.redaction import SECRET_VARIABLES
+from training.runpod import client as runpod_client
+from training.runpod.names import pod_name
+from training.runpod.prices import ON_DEMAND, POD_RATE_ENV, PRICING_VAR, SPOT
 
 DEFAULT_GPU = "NVIDIA GeForce RTX 4090"  # 24 GB: Qwen3-VL 2B in 4-bit with room for batch 2
 # Pods go to hosts whose driver runs this CUDA (REST v2's gpu.minCudaVersion): PyPI's torch, the
-# build scripts/install.sh takes there (training/cuda_build.py), and the default image's CUDA.
+# build scripts/install.sh takes there (training/pod/cuda_build.py), and the default image's CUDA.
 HOST_MIN_CUDA = PYPI_TORCH_CUDA
 # CUDA 13.0 like the host, Python 3.12 (Ubuntu 24.04) for the pinned dependencies, and RunPod's
 # /start.sh, which the start command runs first for SSH.
@@ -93,7 +96,7 @@ class LaunchOptions:
     max_lifetime_h: float = DEFAULT_MAX_LIFETIME_H  # 0 = no limit
     idle_stop_min: float = 0.0  # 0 = never
     dry_run: bool = False
-    smoke: bool = False  # the pod runs the smoke run (python -m training.smoke) instead of training
+    smoke: bool = False  # the pod runs the smoke run (python -m training.pod.smoke) instead of training
 
 
 @dataclass
@@ -185,7 +188,7 @@ def option_problems(options: LaunchOptions) -> list[str]:
 def _secret_name_problems(option: str, value: str) -> list[str]:
     # Never echo `value` here: a user who pasted the secret itself must not see it printed back.
     looks_secret = _TOKEN_SHAPES.search(value) or any(
-        value == os.environ.get(var) for var in configfile.SECRET_VARIABLES)
+        value == os.environ.get(var) for var in SECRET_VARIABLES)
     if looks_secret:
         return [f"{option}: that looks like a secret's value; give the NAME of a RunPod secret "
                 "(RunPod console > Secrets), never the value"]
@@ -208,7 +211,7 @@ def pod_env(options: LaunchOptions, checked: Checked, run_id: str, price: float 
         PRICING_VAR: SPOT if options.spot else ON_DEMAND,
     }
     if options.smoke:
-        env["SMOKE"] = "1"  # setup_pod.sh then runs training.smoke on the branch's config
+        env["SMOKE"] = "1"  # setup_pod.sh then runs training.pod.smoke on the branch's config
     if options.wandb_entity:
         env["WANDB_ENTITY"] = options.wandb_entity
     if price is not None:

@@ -69,7 +69,8 @@ def adapter_dir(source: str, outputs: str | None) -> str:
 
 def cmd_publish(args, argv) -> int:
     from training.console import setup_logging
-    from training.publish import SCORES_FILE, hub_repo_id, publish, score_test_split
+    from training.evaluation.evaluate import score_test_split
+    from training.hub.publish import SCORES_FILE, hub_repo_id, publish
     from training.run_config import saved_config
 
     setup_logging()  # the scoring's and the retries' progress lines
@@ -89,7 +90,7 @@ def cmd_publish(args, argv) -> int:
 
 def cmd_pull(args, argv) -> int:
     from training.checkpointing.save import FINAL_DIR
-    from training.publish import download
+    from training.hub.download import download
 
     if args.volume_id:
         return _pull_from_volume(args)
@@ -134,7 +135,7 @@ def _pull_from_volume(args) -> int:
 
 def cmd_export(args, argv) -> int:
     from training.console import setup_logging
-    from training.export import export_merged
+    from training.model.export import export_merged
 
     setup_logging()
     out = export_merged(adapter_dir(args.source, args.outputs), args.merged, args.dtype)
@@ -154,7 +155,7 @@ def _branch_hub_id(name: str) -> str:
     from configs.base import TrainingConfig
     from training.experiment import configfile
     from training.experiment.gitops import Git
-    from training.publish import hub_repo_id
+    from training.hub.publish import hub_repo_id
 
     git = Git.here()
     commit = git.branch_commit(name)

@@ -6,8 +6,8 @@ import os
 
 from configs.base import TrainingConfig
 from training.errors import UserError
-from training.hub import hf_token
-from training.modeling import UNSLOTH, LoadedModel, compute_dtype, model_source
+from training.hub.access import hf_token
+from training.model.loading import UNSLOTH, LoadedModel, compute_dtype, model_source
 
 
 def load_trained(directory: str, config: TrainingConfig, backend: str) -> LoadedModel:

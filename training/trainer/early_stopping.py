@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from training.eval_loss import usable
+from training.checkpointing.eval_loss import usable
 
 
 def after_evaluation(reference: float | None, bad_evals: int, eval_loss: float, min_delta: float) -> tuple[float, int]:
     """(new reference, evaluations without improvement): an evaluation improves when it beats the
     reference by more than min_delta; only then does it become the new reference. A non-finite
-    eval_loss is no eval_loss (training.eval_loss): nothing changes."""
+    eval_loss is no eval_loss (training.checkpointing.eval_loss): nothing changes."""
     if usable(eval_loss) is None:
         return reference, bad_evals
     if reference is None or eval_loss < reference - min_delta:

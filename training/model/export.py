@@ -39,8 +39,8 @@ def unsloth_merged_save_kwargs(out_dir: str, processor, dtype: str) -> dict:
 def export_merged(adapter_dir: str, out_dir: str, dtype: str = "bfloat16") -> str:
     """Merge the adapter in `adapter_dir` (final/ or a checkpoint) into its base and write OUT."""
     from training.checkpointing.save import move_into_place
-    from training.inference import load_trained
-    from training.modeling import UNSLOTH, cuda_available, prepare_backend, select_backend, unsloth_installed
+    from training.model.inference import load_trained
+    from training.model.loading import UNSLOTH, cuda_available, prepare_backend, select_backend, unsloth_installed
     from training.run_config import saved_config
 
     if dtype not in DTYPES:

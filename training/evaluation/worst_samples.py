@@ -7,7 +7,7 @@ import dataclasses
 import json
 import os
 
-from training.scoring import SampleResult
+from training.evaluation.scoring import SampleResult
 
 WORST_DIR = "worst_samples"
 

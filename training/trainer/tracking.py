@@ -10,17 +10,15 @@ from __future__ import annotations
 
 import logging
 import math
-import netrc
 import os
 import secrets
 import string
 from importlib import metadata
-from urllib.parse import urlparse
 
 from transformers import TrainerCallback
 
 from training.metrics_log import METRICS_FILE, append_event, clean, drop_torn_tail
-from training.wandb_env import requested_mode
+from training.wandb_env import wandb_mode
 
 log = logging.getLogger("training")
 
@@ -28,26 +26,6 @@ log = logging.getLogger("training")
 RENAMED = {"loss": "train_loss", "epoch": "train/epoch"}
 STEP_METRIC = "train/global_step"
 VERSIONED = ("torch", "transformers", "peft", "accelerate", "datasets", "unsloth", "bitsandbytes", "wandb")
-
-
-def wandb_mode(report_to_wandb: bool, environ) -> tuple[str, str]:
-    """("disabled" | "offline" | "online", why): W&B off, local files to sync later, or live."""
-    if not report_to_wandb:
-        return "disabled", "report_to_wandb=False"
-    requested = requested_mode(environ)
-    if requested != "online":
-        return requested, f"WANDB_MODE={environ.get('WANDB_MODE', '').strip()}"
-    if environ.get("WANDB_API_KEY") or _netrc_has_key(environ):
-        return "online", "API key found"
-    return "offline", "no WANDB_API_KEY"
-
-
-def _netrc_has_key(environ) -> bool:
-    host = urlparse(environ.get("WANDB_BASE_URL") or "https://api.wandb.ai").hostname
-    try:
-        return netrc.netrc().authenticators(host) is not None
-    except (OSError, netrc.NetrcParseError):
-        return False
 
 
 def package_versions() -> dict[str, str]:

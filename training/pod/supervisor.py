@@ -35,8 +35,8 @@ def say(message: str) -> None:
 
 def launcher(environ: Mapping[str, str], python: str = sys.executable) -> list[str]:
     """How to start the trainer: one process, or torchrun with a rank per GPU on a pod with several,
-    or across the nodes of an Instant Cluster (training.cluster; UserError for a bad variable)."""
-    from training.cluster import launcher as torchrun_arguments
+    or across the nodes of an Instant Cluster (training.pod.cluster; UserError for a bad variable)."""
+    from training.pod.cluster import launcher as torchrun_arguments
 
     arguments = torchrun_arguments(environ)
     return [python, "-m", "torch.distributed.run", *arguments] if arguments else [python]
@@ -74,13 +74,13 @@ class Supervisor:
         else:
             raise Signalled(name)
 
-    def run_child(self, command: list[str]) -> int:
+    def run_child(self, command: list[str], env: Mapping[str, str] | None = None) -> int:
         """Run `command` in its own session (a Ctrl-C reaches it once, forwarded from here); its exit code."""
         # A signal while it starts is only recorded (raising could orphan it), then forwarded to it.
         # (Not sigmask: a blocked mask is inherited through exec, and the trainer would never see SIGTERM.)
         self.starting = True
         try:
-            self.child = subprocess.Popen(command, start_new_session=True)
+            self.child = subprocess.Popen(command, start_new_session=True, env=env)
         finally:
             self.starting = False
         if self.stop_signal:
@@ -117,7 +117,9 @@ class Supervisor:
         where = "" if nodes == "1" else f" on node {self.environ.get('NODE_RANK', '?')} of {nodes}"
         say(f"training: {' '.join(command[1:])} ({gpus} GPU(s){where})")
         started = utc_now()
-        rc = self.run_child(command)
+        from training.preflight import PASSED_ENV
+
+        rc = self.run_child(command, env={**os.environ, PASSED_ENV: "1"})  # the checks just passed: not twice
         self.recorded = self.recorded_since(started)
         code = (self.recorded or {}).get("exit_code")
         if rc != 0 and len(start) > 1 and isinstance(code, int):  # torchrun: the ranks' own outcome
@@ -125,16 +127,17 @@ class Supervisor:
         return rc
 
     def smoke(self) -> int:
-        """SMOKE=1 (launch --smoke): every path of a run, small (training.smoke), instead of training."""
+        """SMOKE=1 (launch --smoke): every path of a run, small (training.pod.smoke), instead of training."""
         self.phase = "smoke run"
         out = os.path.join(self.environ.get("VOLUME_PATH") or ".", "smoke", time.strftime("%Y%m%dT%H%M%SZ", time.gmtime()))
-        say(f"smoke run: python -m training.smoke --config {self.config_path} --output {out}")
-        return self.run_child([self.python, "-m", "training.smoke", "--config", self.config_path, "--output", out])
+        say(f"smoke run: python -m training.pod.smoke --config {self.config_path} --output {out}")
+        return self.run_child([self.python, "-m", "training.pod.smoke", "--config", self.config_path, "--output", out])
 
     def recorded_since(self, since: str) -> dict | None:
         """run_status.json as this training run wrote it (its exit code under torchrun, its step, early
         stopping), or None."""
-        from configs.loader import load_config, resolve
+        from configs.loader import load_config
+        from training.run_config import resolve
         from training.run_status import recorded_since
 
         try:
@@ -162,7 +165,7 @@ class Supervisor:
             if not self.pod_id:
                 say("AUTO_STOP=1 but RUNPOD_POD_ID is not set: not on a RunPod pod, nothing to stop")
                 return rc
-            from training.pod import stop_this_pod
+            from training.pod.commands import stop_this_pod
 
             say(f"AUTO_STOP=1: stopping pod {self.pod_id} (runpodctl pod stop, else RunPod's REST API)")
             if stop_this_pod(self.environ) != 0:

@@ -13,20 +13,21 @@ import torch
 from transformers import PrinterCallback, Trainer, TrainingArguments
 
 from configs.base import TrainingConfig
-from training import distributed, early_stopping
-from training.backends import optimizer_name
+from training import distributed
 from training.checkpointing import checkpoints
+from training.checkpointing.eval_loss import best_after, usable
 from training.checkpointing.retention import checkpoints_to_delete
 from training.checkpointing.state import HarnessState
 from training.data.collator import model_input
-from training.eval_loss import best_after, usable
-from training.generation import generation_batch_size, generation_bound, longest_reference, transcribe
-from training.modeling import compute_dtype, eval_logits, inference_mode
+from training.evaluation.generation import generation_batch_size, generation_bound, longest_reference, transcribe
+from training.evaluation.scoring import per_sample_loss, sample_losses, sample_results, score_results, worst
+from training.evaluation.worst_samples import write_worst_samples
+from training.model.backends import optimizer_name
+from training.model.loading import compute_dtype, eval_logits, inference_mode
 from training.outcome import ANOTHER_RANK, Outcome
-from training.progress import ThroughputMeter
-from training.scoring import per_sample_loss, sample_losses, sample_results, score_results, worst
 from training.signals import EvaluationStopped
-from training.worst_samples import write_worst_samples
+from training.trainer import early_stopping
+from training.trainer.progress import ThroughputMeter
 
 log = logging.getLogger("training")
 
@@ -80,7 +81,7 @@ class HarnessTrainer(Trainer):
                  apply_new_learning_rate: bool = False, cost_meter=None, tracker=None,
                  outcome: Outcome | None = None, **kwargs):
         super().__init__(*args, **kwargs)
-        self.remove_callback(PrinterCallback)  # training.progress prints instead
+        self.remove_callback(PrinterCallback)  # training.trainer.progress prints instead
         self.config = config
         self.harness_state = harness_state
         self.backend = backend

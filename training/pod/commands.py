@@ -1,4 +1,4 @@
-"""This pod's own commands: `run` (the supervisor of training.supervisor, which setup_pod.sh hands
+"""This pod's own commands: `run` (the supervisor of training.pod.supervisor, which setup_pod.sh hands
 over to) and `stop` (stop this pod once training has ended, AUTO_STOP=1).
 
     CONFIG_PATH=configs/experiments/x.py python -m training.pod run
@@ -23,7 +23,8 @@ import subprocess
 import sys
 from collections.abc import Mapping
 
-from training.errors import EXIT_USER_ERROR, UserError
+from training.errors import EXIT_FAILED, EXIT_OK, EXIT_USER_ERROR, UserError
+from training.redaction import redact
 
 RUNPODCTL_TIMEOUT_S = 60
 TRAINING_STARTED_ENV = "TRAINING_STARTED_FILE"  # set by setup_pod.sh: the dead-man switch's idle clock
@@ -32,16 +33,9 @@ CONSOLE = "stop it in the RunPod console (Pods > the pod > Stop); it bills until
 
 def stop_pod(pod_id: str, api_key: str) -> dict:
     """Ask RunPod to stop `pod_id` (REST API v2 `action: stop`); returns the pod as RunPod answered it."""
-    from training.experiment.runpod_client import Api
+    from training.runpod.client import Api
 
     return Api(api_key).stop(pod_id)
-
-
-def redact(text: str, *secrets: str) -> str:
-    for secret in secrets:
-        if secret:
-            text = text.replace(secret, "***")
-    return text
 
 
 def runpodctl_stop(pod_id: str) -> str | None:
@@ -70,7 +64,7 @@ def stop_this_pod(environ: Mapping[str, str] = os.environ) -> int:
     why_not = runpodctl_stop(pod_id)
     if why_not is None:
         print(f"stopped pod {pod_id} (runpodctl pod stop)", flush=True)
-        return 0
+        return EXIT_OK
     print(f"{redact(why_not, api_key)}; trying RunPod's REST API", flush=True)
     if not api_key:
         print(f"error: RUNPOD_API_KEY not set, so the REST API cannot stop pod {pod_id} either: {CONSOLE}",
@@ -80,9 +74,9 @@ def stop_this_pod(environ: Mapping[str, str] = os.environ) -> int:
         answer = stop_pod(pod_id, api_key)
     except UserError as error:  # refused (a bad key, a pod that is gone) or unreachable after the retries
         print(f"error: {redact(str(error), api_key)}; {CONSOLE}", file=sys.stderr, flush=True)
-        return 1
+        return EXIT_FAILED
     print(f"asked RunPod to stop pod {pod_id} (status: {(answer or {}).get('status', '?')})", flush=True)
-    return 0
+    return EXIT_OK
 
 
 def mark_training_started(environ: Mapping[str, str] = os.environ) -> None:
@@ -104,7 +98,7 @@ def main(argv: list[str] | None = None) -> int:
                              "stop: stop this pod (RUNPOD_POD_ID) with RUNPOD_API_KEY")
     args = parser.parse_args(argv)
     if args.action == "run":
-        from training.supervisor import Supervisor
+        from training.pod.supervisor import Supervisor
 
         return Supervisor().main()
     return stop_this_pod()

@@ -19,10 +19,10 @@ import sys
 from dataclasses import dataclass
 
 from configs.base import TrainingConfig
-from training.backends import TRANSFORMERS, UNSLOTH
 from training.errors import UserError
-from training.hub import hf_token, is_local_path
-from training.standin import is_standin, standin_path
+from training.hub.access import hf_token, is_local_path
+from training.model.backends import TRANSFORMERS, UNSLOTH
+from training.model.standin import is_standin, standin_path
 
 log = logging.getLogger(__name__)
 

@@ -2,9 +2,8 @@
 
 - `publish(final_dir, repo_id, private)`: writes final/README.md (the card) and uploads final/
   (adapter, processor, training_config.json, eval-test.json, the card) in one commit.
-- `after_run(...)`: the end of a finished run with push_to_hub: scores the test split for the
-  card, publishes, and never raises: a failure is logged with the command that retries it.
-- `download(repo_id, into)`: a published repository's files, for `pull` and `evaluate.py --model`.
+- `after_run(config, score)`: the end of a finished run with push_to_hub: scores the test split
+  for the card, publishes, and never raises: a failure is logged with the command that retries it.
 
 Every Hub call goes through `training.retry` and uses HF_TOKEN, which never reaches the card, the
 log or any file: the card is built only from the files a run writes, and redacted once more.
@@ -14,13 +13,12 @@ from __future__ import annotations
 
 import logging
 import os
-import shutil
-import tempfile
+from collections.abc import Callable
 
 from configs.base import TrainingConfig
 from training.errors import UserError
-from training.experiment.configfile import SECRET_VARIABLES
-from training.hub import explain, hf_token
+from training.hub.access import hf_token
+from training.redaction import redact_secrets
 from training.retry import NetworkCallFailed, call
 
 log = logging.getLogger("training")
@@ -45,8 +43,8 @@ def run_facts(final_dir: str) -> dict:
     """What the card says, from the files of the run: final/training_config.json and eval-test.json,
     and the output_dir's run_status.json and cost_ledger.json (absent ones are left out)."""
     from training.cost import LEDGER_FILE, session_usd
-    from training.experiment.volume import LocalDir  # the runs' reader: files missing or torn read as None
     from training.run_config import CONFIG_FILE
+    from training.run_files import LocalDir  # the runs' reader: files missing or torn read as None
     from training.run_status import STATUS_FILE
 
     run, final = LocalDir(os.path.dirname(os.path.abspath(final_dir))), LocalDir(final_dir)
@@ -81,7 +79,7 @@ def card_metadata(config: dict) -> str:
     other values there, and the offline stand-ins are not on the Hub)."""
     from huggingface_hub import ModelCardData
 
-    from training.hub import is_local_path
+    from training.hub.access import is_local_path
 
     def hub_id(name: str) -> str | None:
         return name if name and ":" not in name and not is_local_path(name) and name.count("/") == 1 else None
@@ -142,13 +140,6 @@ def render_card(repo_id: str, facts: dict) -> str:
     return redact_secrets("\n".join(lines))
 
 
-def redact_secrets(text: str) -> str:
-    from training.pod import redact
-
-    # A value too short to be a real secret would only garble the text.
-    return redact(text, *(v for v in (os.environ.get(name, "") for name in SECRET_VARIABLES) if len(v) >= 8))
-
-
 def write_card(final_dir: str, repo_id: str, facts: dict) -> str:
     path = os.path.join(final_dir, CARD_FILE)
     temporary = f"{path}.tmp-{os.getpid()}"
@@ -205,9 +196,10 @@ def write_explain(error: NetworkCallFailed, repo_id: str) -> str:
 
 # --- the end of a finished run ------------------------------------------------------------------
 
-def after_run(config: TrainingConfig) -> None:
-    """With push_to_hub, on rank 0: score final/ on the test split for the card (as evaluate.py
-    does), then publish it. Never raises: the run is finished whatever the Hub says, so a failure
+def after_run(config: TrainingConfig, score: Callable[[str, int], None]) -> None:
+    """With push_to_hub, on rank 0: score final/ on the test split for the card with `score`
+    (training.evaluation.evaluate.score_test_split, handed in so that the Hub package never imports
+    the evaluation), then publish it. Never raises: the run is finished whatever the Hub says, so a failure
     is logged, with the command that retries it, and noted in run_status.json."""
     from training import distributed
     from training.checkpointing.save import FINAL_DIR
@@ -217,7 +209,7 @@ def after_run(config: TrainingConfig) -> None:
         return
     repo_id, final = hub_repo_id(config), os.path.join(config.output_dir, FINAL_DIR)
     if config.hub_test_samples != 0:
-        score_test_split(final, config.hub_test_samples)
+        score(final, config.hub_test_samples)
     try:
         url = publish(final, repo_id, config.hub_private)
     except Exception as error:  # noqa: BLE001  (nothing may fail a finished run)
@@ -229,68 +221,3 @@ def after_run(config: TrainingConfig) -> None:
         return
     log.info("published %s to %s", final, url)
     update_status(config.output_dir, hub_url=url, hub_model_id=repo_id)
-
-
-def score_test_split(final_dir: str, limit: int) -> None:
-    """final/eval-test.json, written by evaluate.py's own scoring; a missing test split or any
-    other failure only leaves the card unscored."""
-    from training import evaluate
-
-    args = evaluate.parse_args(["--model", final_dir, "--split", "test", "--limit", str(limit)])
-    try:
-        evaluate.evaluate(args)
-    except Exception as error:  # noqa: BLE001  (an unscored card is still worth publishing)
-        reason = "; ".join(getattr(error, "problems", [])) or f"{type(error).__name__}: {error}"
-        log.warning("the card will have no test scores: %s", redact_secrets(reason))
-
-
-# --- download ----------------------------------------------------------------------------------
-
-def download(repo_id: str, into: str | None = None) -> str:
-    """The files of a published repository, in `into` (replaced whole: downloaded beside it, then
-    renamed into place) or, when None, in the Hub cache. UserError when they cannot be read."""
-    from huggingface_hub import snapshot_download
-    from huggingface_hub.errors import LocalEntryNotFoundError
-
-    what = f"hub download {repo_id!r}"
-    try:
-        if into is None:
-            return call(what, snapshot_download, repo_id, token=hf_token())
-        return _download_into(what, repo_id, os.path.abspath(into))
-    except NetworkCallFailed as error:
-        raise UserError(f"{repo_id}: {explain(error, 'model', repo_id)}") from None
-    except LocalEntryNotFoundError:  # offline (HF_HUB_OFFLINE=1) and not in the cache
-        raise UserError(f"{repo_id}: not in the local Hub cache and HF_HUB_OFFLINE is set; unset it to "
-                        "download") from None
-
-
-def _download_into(what: str, repo_id: str, target: str) -> str:
-    from huggingface_hub import snapshot_download
-
-    from training.checkpointing.save import move_into_place
-
-    parent = os.path.dirname(target)
-    made = _missing_dirs(parent)
-    os.makedirs(parent, exist_ok=True)
-    staging = tempfile.mkdtemp(prefix=f".{os.path.basename(target)}-download-", dir=parent)
-    try:
-        call(what, snapshot_download, repo_id, local_dir=staging, token=hf_token())
-        shutil.rmtree(os.path.join(staging, ".cache"), ignore_errors=True)  # the download's own bookkeeping
-        move_into_place(staging, target, f"{staging}-old")
-    except BaseException:
-        for directory in made:  # nothing of a failed download is left behind
-            shutil.rmtree(directory, ignore_errors=True)
-        raise
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
-        shutil.rmtree(f"{staging}-old", ignore_errors=True)
-    return target
-
-
-def _missing_dirs(path: str) -> list[str]:
-    """The directories os.makedirs(path) would create, outermost first."""
-    missing = []
-    while path and not os.path.exists(path):
-        missing.insert(0, path)
-        path = os.path.dirname(path)
-    return missing[:1]

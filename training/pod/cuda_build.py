@@ -8,8 +8,8 @@ capability 10 and up). scripts/install.sh asks this module which index to take t
 whether that index serves the pinned wheels, before it touches the venv; preflight uses it to say
 why CUDA is unusable.
 
-    python training/cuda_build.py        # "cu126 https://download.pytorch.org/whl/cu126", or "" for PyPI's build
-    python training/cuda_build.py --check-index torch==2.14.1 torchvision==0.29.1   # the same, once the index
+    python training/pod/cuda_build.py        # "cu126 https://download.pytorch.org/whl/cu126", or "" for PyPI's build
+    python training/pod/cuda_build.py --check-index torch==2.14.1 torchvision==0.29.1   # the same, once the index
                                          # is seen to serve those wheels for this Python and machine
 
 PYTORCH_INDEX (default https://download.pytorch.org/whl) points at a mirror of PyTorch's index.
@@ -29,7 +29,13 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from pathlib import Path
 from urllib.parse import unquote, urljoin
+
+if __package__ in (None, ""):  # run as a script by install.sh: the repository root in place of training/pod/
+    sys.path[0] = str(Path(__file__).resolve().parents[2])
+
+from training.errors import EXIT_OK, EXIT_USER_ERROR  # noqa: E402  (standard library only too)
 
 # The CUDA version of the torch wheel on PyPI (torch.version.cuda of torch==2.14.1).
 PYPI_TORCH_CUDA = "13.0"
@@ -181,10 +187,10 @@ def main(argv: list[str] | None = None) -> int:
             check_served(build[1], build[0], argv[1:])
     except ValueError as error:
         print(f"error: {error}", file=sys.stderr)
-        return 2
+        return EXIT_USER_ERROR
     print(f"torch: {why}", file=sys.stderr)
     print(" ".join(build) if build else "")
-    return 0
+    return EXIT_OK
 
 
 if __name__ == "__main__":

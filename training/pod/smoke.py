@@ -1,7 +1,7 @@
 """A smoke run for a fresh GPU: every path a real run takes, small, in sequence, with a checklist.
 
-    python -m training.smoke                                   # the real model, on a GPU pod
-    python -m training.smoke --config configs/experiments/quick_val.py   # the stand-in, anywhere
+    python -m training.pod.smoke                                   # the real model, on a GPU pod
+    python -m training.pod.smoke --config configs/experiments/quick_val.py   # the stand-in, anywhere
     python -m training.experiment launch NAME --smoke          # the same on a rented pod
 
 Paths, each through the CLI a user runs: train.py loads the model (4-bit on the Unsloth backend),
@@ -26,6 +26,8 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
+
+from training.errors import EXIT_FAILED, EXIT_OK, EXIT_USER_ERROR
 
 REPO = Path(__file__).resolve().parent.parent
 DEFAULT_CONFIG = "configs/experiments/qwen3_qlora_r16.py"
@@ -211,7 +213,7 @@ def checklist(results: list[Result]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m training.smoke", description=__doc__.split("\n")[0],
+    parser = argparse.ArgumentParser(prog="python -m training.pod.smoke", description=__doc__.split("\n")[0],
                                      epilog="Exit codes: 0 every path passed, 1 one failed, 2 bad arguments.")
     parser.add_argument("--config", default=DEFAULT_CONFIG, help="experiment file (default: %(default)s)")
     parser.add_argument("--output", metavar="DIR", help="an empty or new directory for the runs (default: a temp dir)")
@@ -222,7 +224,7 @@ def main(argv: list[str] | None = None) -> int:
     from configs.base import ConfigError
     from configs.loader import load_config
     from training.console import report_problems
-    from training.modeling import UNSLOTH, choose_backend, prequantized
+    from training.model.loading import UNSLOTH, choose_backend, prequantized
 
     try:  # a bad config or override fails here, once, instead of in the first path
         config = load_config(args.config, [*OVERRIDES, *args.overrides])
@@ -235,14 +237,14 @@ def main(argv: list[str] | None = None) -> int:
     output_dir = Path(args.output or tempfile.mkdtemp(prefix="smoke-")).resolve()
     if output_dir.exists() and any(output_dir.iterdir()):
         print(f"error: --output {output_dir}: not empty; give a new or empty directory", file=sys.stderr)
-        return 2
+        return EXIT_USER_ERROR
     print(f"[smoke] {args.config} into {output_dir}", flush=True)
     print(f"[smoke] backend {backend or why_not}, {'4-bit' if four_bit else 'full precision'}", flush=True)
     results = smoke(str(Path(args.config).resolve()), output_dir, args.overrides, four_bit)
     print(checklist(results))
     passed = all(r.ok for r in results)
     print(f"[smoke] {'every path passed' if passed else 'FAILED'}; the runs are in {output_dir}")
-    return 0 if passed else 1
+    return EXIT_OK if passed else EXIT_FAILED
 
 
 if __name__ == "__main__":

@@ -8,7 +8,7 @@ import jiwer
 import torch
 
 from training.data.collator import IGNORE_INDEX
-from training.generation import StopCheck, check_stop, evaluating, transcribe
+from training.evaluation.generation import StopCheck, check_stop, evaluating, transcribe
 
 
 @dataclass

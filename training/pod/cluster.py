@@ -5,7 +5,7 @@ On every node of an Instant Cluster RunPod sets NUM_NODES, NODE_RANK, MASTER_ADD
 PRIMARY_ADDR), MASTER_PORT (or PRIMARY_PORT), NUM_TRAINERS (GPUs per node) and NODE_ADDR; a single
 pod sets RUNPOD_GPU_COUNT.
 
-    python -m training.cluster launcher   # torchrun's arguments, one per line (none: plain python)
+    python -m training.pod.cluster launcher   # torchrun's arguments, one per line (none: plain python)
 
 Bad values exit 2 with one line each naming the variable.
 """
@@ -72,7 +72,7 @@ def main(argv: list[str] | None = None) -> int:
 
     args = sys.argv[1:] if argv is None else argv
     if args != ["launcher"]:
-        print("usage: python -m training.cluster launcher", file=sys.stderr)
+        print("usage: python -m training.pod.cluster launcher", file=sys.stderr)
         return EXIT_USER_ERROR
     try:
         arguments = launcher(os.environ)

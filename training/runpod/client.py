@@ -26,7 +26,7 @@ import time
 from urllib.parse import quote
 
 from training.errors import UserError
-from training.experiment.names import POD_PREFIX
+from training.runpod.names import POD_PREFIX
 
 BASE_URL_ENV = "RUNPOD_API_BASE_URL"  # the runpod SDK's own variable: one setting for both APIs
 DEFAULT_BASE_URL = "https://api.runpod.io"
@@ -52,6 +52,12 @@ _CAPACITY_WORDS = ("no longer any instances", "no instances", "not enough", "out
 _REMOVED_WORDS = ("cannot query field", "unknown field", "is not defined", "no longer supported", "deprecated")
 
 
+# RunPod's refusals by HTTP status (RFC 9457 problems), the one home of what each means here.
+UNAUTHORIZED, NO_BALANCE, INVALID = 401, 402, 422  # the key, the balance, a request broken by this code
+FATAL = (UNAUTHORIZED, NO_BALANCE, INVALID)  # no retry and no other GPU helps: stop and say so
+NOT_FOUND, STATE_FORBIDS = 404, 409  # the pod is gone; the pod's state forbids the action (already stopped)
+
+
 class ApiError(UserError):
     """RunPod answered, and refused: `status` is the HTTP status (400 on a create may be no capacity);
     `retry_after`: the seconds its answer asked to wait before the next request, if it said."""
@@ -59,6 +65,10 @@ class ApiError(UserError):
     def __init__(self, what: str, status: int | None, detail: str, retry_after: float | None = None):
         self.status, self.retry_after = status, retry_after
         super().__init__(f"RunPod API, {what}: {detail}")
+
+    @property
+    def fatal(self) -> bool:
+        return self.status in FATAL
 
 
 class LaunchUnconfirmed(UserError):
@@ -204,7 +214,7 @@ class Api:
         try:
             self.request("DELETE", f"/pods/{pod_id}", f"terminate pod {pod_id}")
         except ApiError as error:
-            if error.status != 404:
+            if error.status != NOT_FOUND:
                 raise
 
     # --- storage and catalog ---------------------------------------------------------------------
@@ -212,7 +222,7 @@ class Api:
         try:
             return self.request("GET", f"/network-volumes/{volume_id}", "read network volume")
         except ApiError as error:
-            if error.status == 404:
+            if error.status == NOT_FOUND:
                 raise UserError(f"--volume-id {volume_id}: no such network volume in this account "
                                 "(RunPod console > Storage lists yours)") from None
             raise
@@ -226,7 +236,7 @@ class Api:
         try:
             return self.request("GET", f"/catalog/gpus/{quote(gpu_id, safe='')}", f"read GPU type {gpu_id!r}", params=params)
         except ApiError as error:
-            if error.status == 404:
+            if error.status == NOT_FOUND:
                 raise UserError(f"--gpu {gpu_id!r}: not a RunPod GPU type id (GET /v2/catalog/gpus lists them, "
                                 "e.g. 'NVIDIA GeForce RTX 4090')") from None
             raise
@@ -382,11 +392,11 @@ def _refusal(what: str, response, tries: int | None = None) -> UserError:
         problem = {}
     detail = _one_line(str(problem.get("detail") or problem.get("title") or problem.get("message") or ""))
     errors = [_one_line(str(e)) for e in problem.get("errors") or []][:5]
-    if status == 401:
+    if status == UNAUTHORIZED:
         return ApiError(what, status, "unauthorized: check RUNPOD_API_KEY")
-    if status == 402:
+    if status == NO_BALANCE:
         return ApiError(what, status, f"insufficient balance: add funds in the RunPod console ({detail})")
-    if status == 422:  # the request broke the API's contract: a bug here, never retried
+    if status == INVALID:  # the request broke the API's contract: a bug here, never retried
         return ApiError(what, status, f"request refused as invalid: {'; '.join(errors) or detail}")
     if status == 400 and what == "create pod":
         # RunPod uses 400 both for no capacity and for a broken cross-field rule.

@@ -8,7 +8,7 @@ import time
 
 from transformers import TrainerCallback
 
-from training.cost import CostMeter, budget_verdict
+from training.cost import WARN_FRACTION, CostMeter, budget_verdict
 from training.outcome import Outcome
 
 log = logging.getLogger("training")
@@ -16,7 +16,7 @@ log = logging.getLogger("training")
 
 class BudgetCallback(TrainerCallback):
     """Keeps the ledger current, warns once at 90% of budget_cap, and at 100% decides to stop (in the
-    run's Outcome; training.preemption saves and stops every rank) or only warns (budget_action="warn")."""
+    run's Outcome; training.trainer.preemption saves and stops every rank) or only warns (budget_action="warn")."""
 
     def __init__(self, meter: CostMeter, action: str, outcome: Outcome, alert=None, clock=time.monotonic):
         self.meter, self.action, self.outcome, self.alert, self.clock = meter, action, outcome, alert, clock
@@ -30,10 +30,11 @@ class BudgetCallback(TrainerCallback):
         cost, cap = ledger.total_usd(), self.meter.cap_usd
         verdict = budget_verdict(cost, cap, ledger.warned)
         if verdict != "ok" and not ledger.warned:
-            message = f"cost {cost:.2f} USD has passed 90% of budget_cap {cap:.2f} USD at step {state.global_step}"
+            message = (f"cost {cost:.2f} USD has passed {WARN_FRACTION:.0%} of budget_cap {cap:.2f} USD at step "
+                       f"{state.global_step}")
             log.warning("budget: %s", message)
             if self.alert:
-                self.alert("Budget 90% used", message)
+                self.alert(f"Budget {WARN_FRACTION:.0%} used", message)
             ledger.mark_warned()
         if verdict == "stop" and self.action == "stop" and not self.outcome.budget_stopped:
             log.warning("budget: cost %.2f USD reached budget_cap %.2f USD: saving a checkpoint and stopping", cost, cap)
