@@ -27,7 +27,7 @@ def test_console_script_is_the_documented_command(name, capsys):
 
 # Each command run far enough to do its own imports (a bad path exits 2 after them).
 RUNS = {"training.train": ["--config", "/nonexistent.py"],
-        "training.evaluation.evaluate": ["--model", "/nonexistent"],
+        "training.evaluate": ["--model", "/nonexistent"],
         "training.experiment.__main__": ["compare", "--outputs", "/nonexistent"]}
 
 

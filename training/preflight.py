@@ -36,11 +36,6 @@ WANDB_VIEWER_QUERY = "query Viewer { viewer { id entity username } }"
 WEIGHT_SUFFIXES = (".safetensors", ".bin")
 
 
-# Set by the pod's supervisor for the training it starts right after its own `--preflight-only`
-# child passed: train.py then does not check everything a second time in the same pod start.
-PASSED_ENV = "HARNESS_PREFLIGHT_PASSED"
-
-
 @dataclass
 class Check:
     name: str

@@ -64,10 +64,11 @@ def main(argv: list[str] | None = None) -> int:
         from training.checkpointing.resume import choose_checkpoint
         from training.checkpointing.run_lock import OutputDirLocked, RunLock
         from training.model.loading import choose_backend, cuda_available, prepare_backend
+        from training.pod.supervisor import PREFLIGHT_PASSED_ENV
 
         distributed.init(cuda_available())
         backend, problem = choose_backend(config)
-        if os.environ.get(preflight.PASSED_ENV) == "1" and not args.preflight_only:
+        if os.environ.get(PREFLIGHT_PASSED_ENV) == "1" and not args.preflight_only:
             # The pod's supervisor ran `--preflight-only` for this start a moment ago: once is enough.
             log.info("preflight passed (the supervisor's, for this pod start)")
         else:  # once for all ranks: its hub, W&B and git checks would otherwise run on every one

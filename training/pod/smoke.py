@@ -29,7 +29,7 @@ from pathlib import Path
 
 from training.errors import EXIT_FAILED, EXIT_OK, EXIT_USER_ERROR
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 DEFAULT_CONFIG = "configs/experiments/qwen3_qlora_r16.py"
 FIRST_STEPS, RESUMED_STEPS, EVALUATED = 4, 8, 8
 # Small everywhere, every path still taken: an evaluation with generation and a checkpoint at

@@ -28,6 +28,11 @@ LOG_PID_ENV = "POD_LOG_PID"  # set by setup_pod.sh: its log writer, which must d
 LOG_DRAIN_S = 10.0
 
 
+# Set for the training the supervisor starts right after its own `--preflight-only` child passed:
+# train.py then does not check everything a second time in the same pod start.
+PREFLIGHT_PASSED_ENV = "HARNESS_PREFLIGHT_PASSED"
+
+
 def say(message: str) -> None:
     # os.write, not print: this also runs in the signal handler, where print could re-enter its buffer.
     os.write(sys.stdout.fileno(), f"[setup_pod {time.strftime('%H:%M:%S', time.gmtime())}] {message}\n".encode())
@@ -117,9 +122,7 @@ class Supervisor:
         where = "" if nodes == "1" else f" on node {self.environ.get('NODE_RANK', '?')} of {nodes}"
         say(f"training: {' '.join(command[1:])} ({gpus} GPU(s){where})")
         started = utc_now()
-        from training.preflight import PASSED_ENV
-
-        rc = self.run_child(command, env={**os.environ, PASSED_ENV: "1"})  # the checks just passed: not twice
+        rc = self.run_child(command, env={**os.environ, PREFLIGHT_PASSED_ENV: "1"})  # the checks just passed: not twice
         self.recorded = self.recorded_since(started)
         code = (self.recorded or {}).get("exit_code")
         if rc != 0 and len(start) > 1 and isinstance(code, int):  # torchrun: the ranks' own outcome
