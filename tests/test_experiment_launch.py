@@ -65,7 +65,7 @@ def expected_env(repo, branch="lr-1e4", config="configs/experiments/lr_1e4.py", 
     # GIT_COMMIT: the commit launch checked, which the pod trains whatever is pushed later
     return {"GIT_REPO": "https://git.example.invalid/team/harness.git", "GIT_BRANCH": branch,
             "GIT_COMMIT": git(repo, "rev-parse", branch), "CONFIG_PATH": config, "VOLUME_PATH": "/runpod_volume",
-            "AUTO_STOP": "1", "MAX_LIFETIME_S": "86400", **dict(extra),
+            "AUTO_STOP": "1", "MAX_LIFETIME_S": "86400", "IDLE_STOP_S": "1800", **dict(extra),
             "WANDB_API_KEY": "{{ RUNPOD_SECRET_wandb_key }}", "HF_TOKEN": "{{ RUNPOD_SECRET_hf_token }}",
             "GIT_TOKEN": "{{ RUNPOD_SECRET_github_pat }}"}
 
@@ -143,6 +143,16 @@ def test_a_gpu_not_offered_in_the_volumes_data_center_is_refused_with_where_it_i
                              "it: US-TX-3 (HIGH). "
                              "Pick another --gpu, or a volume in one of those\n")
     assert api.pods == {} and not api.calls("POST", "/v2/pods")
+
+
+def test_a_gpu_list_rents_the_first_the_catalog_can_place(repo, api, cli):
+    """--gpu takes a list everywhere (launch as queue add): the next is tried only when the catalog
+    has none of the previous to rent there, so nothing was rented before."""
+    gpus = "NVIDIA H100 80GB HBM3,NVIDIA A100 80GB PCIe"
+    result = launch(repo, api, "lr-1e4", "--volume-id", "vol-eu1", "--gpu", gpus, *SECRETS, run=cli)
+    assert result.returncode == 0, result.stderr
+    assert "not offered in EU-RO-1" in result.stdout and "trying the next --gpu" in result.stdout
+    assert [p["body"]["gpu"]["id"] for p in api.calls("POST", "/v2/pods")] == ["NVIDIA A100 80GB PCIe"]
 
 
 def test_spot_launch_sends_pod_rent_interruptable_with_the_network_volume(repo, api):
@@ -305,7 +315,8 @@ def test_the_start_command_carries_the_branchs_own_setup_pod_and_runs_it(repo, a
     # A setup_pod.sh without the dead-man switch: refused unless launched without one.
     result = launch(repo, api, "probe", "--dry-run", *SECRETS, run=cli)
     assert result.returncode == 2 and "its scripts/setup_pod.sh predates the dead-man switch" in result.stderr
-    result = launch(repo, api, "probe", "--dry-run", "--max-lifetime-hours", "0", *SECRETS, run=cli)
+    result = launch(repo, api, "probe", "--dry-run", "--max-lifetime-hours", "0", "--idle-stop-minutes", "0",
+                    *SECRETS, run=cli)
     assert result.returncode == 0, result.stderr
     args = json.loads(result.stdout[result.stdout.index("{"):result.stdout.index("\nW&B: ")])["args"]
     assert embedded(args) == probe_script.encode()  # the commit's own, not this checkout's
@@ -363,11 +374,13 @@ def test_launch_sets_the_dead_man_switch_on_the_pod(repo, api):
 
 
 def test_a_launch_without_a_lifetime_still_gets_one_unless_told_never(repo, api, cli):
-    # A pod that cannot end its run (a hang, a stop that fails) must not bill for ever.
+    # A pod that cannot end its run (a hang, a stop that fails) must not bill for ever: the same
+    # defaults as the fleet's pods (24 h, 30 idle minutes).
     result = launch(repo, api, "lr-1e4", "--dry-run", *SECRETS, run=cli)
-    assert '"MAX_LIFETIME_S": "86400"' in result.stdout and "IDLE_STOP_S" not in result.stdout
-    result = launch(repo, api, "lr-1e4", "--dry-run", "--max-lifetime-hours", "0", *SECRETS, run=cli)
-    assert "MAX_LIFETIME_S" not in result.stdout
+    assert '"MAX_LIFETIME_S": "86400"' in result.stdout and '"IDLE_STOP_S": "1800"' in result.stdout
+    result = launch(repo, api, "lr-1e4", "--dry-run", "--max-lifetime-hours", "0", "--idle-stop-minutes", "0",
+                    *SECRETS, run=cli)
+    assert "MAX_LIFETIME_S" not in result.stdout and "IDLE_STOP_S" not in result.stdout
 
 
 def test_a_pod_volume_is_said_to_die_with_an_empty_balance(repo, api, cli):

@@ -200,7 +200,7 @@ def test_fleet_run_once_and_fleet_status_through_the_cli(repo, tmp_path, monkeyp
         assert result.returncode == 0, result.stderr
         assert [p["name"] for p in fake.pods.values()] == [f"exp-{names[0]}", f"exp-{names[1]}"]
         sent = fake.calls("POST", "/v2/pods")[0]["body"]
-        assert sent["env"]["MAX_LIFETIME_S"] == "43200" and sent["env"]["IDLE_STOP_S"] == "1800"
+        assert sent["env"]["MAX_LIFETIME_S"] == "86400" and sent["env"]["IDLE_STOP_S"] == "1800"  # launch's too
         assert sent["mounts"] == {"network": [{"volumeId": "vol-eu1", "path": "/runpod_volume"}]}
 
         result = cli(work, *command, env=env)  # a second controller pass: adopts, launches no third pod

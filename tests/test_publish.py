@@ -100,7 +100,8 @@ def test_evaluate_and_pull_from_the_hub(published):
         env = hub_env(server, tmp, TOKEN)
         scored = run_cli(["training/evaluate.py", "--model", REPO_ID, "--limit", "4",
                           "--output", str(tmp / "hub-eval.json")], env=env)
-        pulled = run_cli(["-m", "training.experiment", "pull", REPO_ID, "--to", str(tmp / "pulled")], env=env)
+        pulled = run_cli(["-m", "training.experiment", "pull", REPO_ID, "--into", str(tmp / "pulled")], env=env)
+        # pull's old spelling of --into (--to is a Hub id, publish's): still taken, with a warning
         again = run_cli(["-m", "training.experiment", "pull", REPO_ID, "--to", str(tmp / "pulled")], env=env)
     assert scored.returncode == 0, scored.stdout + scored.stderr
     report, local = json.loads((tmp / "hub-eval.json").read_text()), json.loads((final / "eval-test.json").read_text())
@@ -112,9 +113,10 @@ def test_evaluate_and_pull_from_the_hub(published):
     for name in files:
         assert (tmp / "pulled" / name).read_bytes() == (final / name).read_bytes(), name
     assert again.returncode == 2 and "already exists; pass --force" in again.stderr
+    assert "warning: --to is deprecated here, use --into" in again.stderr and "deprecated" not in pulled.stderr
 
 
-@pytest.mark.parametrize("command", [["-m", "training.experiment", "pull", REPO_ID, "--to", "{tmp}/nothing"],
+@pytest.mark.parametrize("command", [["-m", "training.experiment", "pull", REPO_ID, "--into", "{tmp}/nothing"],
                                      ["training/evaluate.py", "--model", REPO_ID]])
 def test_a_private_repo_without_a_token_is_a_clear_error(published, command):
     tmp = published["tmp"]

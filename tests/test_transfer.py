@@ -46,16 +46,16 @@ def same_tree(left, right) -> bool:
 
 def test_pull_final_from_the_volume(on_volume, volume_cli, tmp_path):
     target = tmp_path / "pulled" / "final"
-    result = volume_cli("pull", "small-run", "--volume-id", "vol-eu1", "--to", str(target))
+    result = volume_cli("pull", "small-run", "--volume-id", "vol-eu1", "--into", str(target))
     assert result.returncode == 0, result.stderr
     assert same_tree(on_volume / "final", target)
     assert result.stdout.startswith(f"pulled final of small-run from network volume vol-eu1:{RUN}/ (EU-RO-1, S3 API) "
                                     f"into {target}: ")
     assert "verified against the volume's MD5s" in result.stdout
-    result = volume_cli("pull", "small-run", "--volume-id", "vol-eu1", "--to", str(target))
+    result = volume_cli("pull", "small-run", "--volume-id", "vol-eu1", "--into", str(target))
     assert result.returncode == 2 and "already exists; pass --force" in result.stderr
     (target / "adapter_config.json").write_text("changed here")
-    assert volume_cli("pull", "small-run", "--volume-id", "vol-eu1", "--to", str(target), "--force").returncode == 0
+    assert volume_cli("pull", "small-run", "--volume-id", "vol-eu1", "--into", str(target), "--force").returncode == 0
     assert same_tree(on_volume / "final", target)
     assert sorted(p.name for p in target.parent.iterdir()) == ["final"]  # no staging left beside it
 
@@ -79,7 +79,7 @@ def test_pull_a_checkpoint_verified_as_a_resume_verifies_it(which, on_volume, vo
 def test_a_checkpoint_damaged_on_the_volume_is_refused_before_any_download(on_volume, volume_cli, tmp_path, volume_server):
     volume_server.clear_log()
     target = tmp_path / "damaged"
-    result = volume_cli("pull", "damaged-run", "--volume-id", "vol-eu1", "--checkpoint", "4", "--to", str(target))
+    result = volume_cli("pull", "damaged-run", "--volume-id", "vol-eu1", "--checkpoint", "4", "--into", str(target))
     size = (on_volume / "checkpoint-4" / "adapter_model.safetensors").stat().st_size
     assert result.returncode == 2 and result.stderr == (
         f"error: network volume vol-eu1:checkpoints/damaged-run/ (EU-RO-1, S3 API): checkpoint-4 is damaged: "
@@ -89,14 +89,14 @@ def test_a_checkpoint_damaged_on_the_volume_is_refused_before_any_download(on_vo
     gets = [e["key"] for e in volume_server.log() if e["method"] == "GET" and e["key"]]
     assert gets == ["checkpoints/damaged-run/checkpoint-4/COMPLETE"]  # the manifest, nothing else
     # Its other checkpoints are whole: `latest` still comes down.
-    assert volume_cli("pull", "damaged-run", "--volume-id", "vol-eu1", "--checkpoint", "latest", "--to", str(target)).returncode == 0
+    assert volume_cli("pull", "damaged-run", "--volume-id", "vol-eu1", "--checkpoint", "latest", "--into", str(target)).returncode == 0
 
 
 def test_a_file_corrupted_on_the_way_is_refused(on_volume, volume_cli, tmp_path, volume_server):
     volume_server.faults(corrupt_key=f"{RUN}/final/adapter_model.safetensors")
     target = tmp_path / "final"
     try:
-        result = volume_cli("pull", "small-run", "--volume-id", "vol-eu1", "--to", str(target))
+        result = volume_cli("pull", "small-run", "--volume-id", "vol-eu1", "--into", str(target))
     finally:
         volume_server.faults()
     assert result.returncode == 2 and result.stderr == (

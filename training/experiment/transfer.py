@@ -83,7 +83,7 @@ def pull_from_volume(run: Store, source: str, target: str, force: bool, out=None
     from training.checkpointing.save import fsync_tree, move_into_place
 
     if os.path.exists(target) and not force:
-        raise UserError(f"--to {target}: already exists; pass --force to replace it, or another --to")
+        raise UserError(f"--into {target}: already exists; pass --force to replace it, or another --into")
     entries = {e.path: e for e in run.sub(source).entries()}
     if not entries:
         raise UserError(f"{run.label}: no {source}/ there (a finished run has final/; --checkpoint picks a checkpoint)")

@@ -135,7 +135,7 @@ def render_card(repo_id: str, facts: dict) -> str:
     lines += ["", "The whole config is in `training_config.json`, every test transcription in "
               f"`{SCORES_FILE}`.", "", "## Use", "", "```bash",
               f"python training/evaluate.py --model {repo_id}          # score it again",
-              f"python -m training.experiment pull {repo_id} --to final  # the files, to load with PEFT",
+              f"python -m training.experiment pull {repo_id} --into final  # the files, to load with PEFT",
               "```", ""]
     return redact_secrets("\n".join(lines))
 

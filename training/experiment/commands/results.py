@@ -1,12 +1,13 @@
 """`publish`, `pull`, `export`: an experiment's results out of the pod, to the Hub and back.
 
     python -m training.experiment publish NAME|DIR [--to ORG/NAME] [--public]
-    python -m training.experiment pull NAME|ORG/NAME [--to DIR] [--force]
-    python -m training.experiment pull NAME --volume-id ID [--checkpoint best|latest|STEP] [--to DIR] [--force]
+    python -m training.experiment pull NAME|ORG/NAME [--into DIR] [--force]
+    python -m training.experiment pull NAME --volume-id ID [--checkpoint best|latest|STEP] [--into DIR] [--force]
     python -m training.experiment export NAME|DIR --merged OUT [--dtype bfloat16]
 
 NAME is an experiment (its run in <VOLUME_PATH or ./outputs>/checkpoints/NAME, its config on the
-branch NAME); DIR an output_dir, its final/ or a checkpoint-<step>/.
+branch NAME); DIR an output_dir, its final/ or a checkpoint-<step>/. `--to` is a Hub id (publish's);
+pull writes `--into` a directory (its old `--to` still works, with a warning).
 """
 
 from __future__ import annotations
@@ -14,18 +15,21 @@ from __future__ import annotations
 import os
 
 from training.errors import EXIT_OK, UserError
+from training.experiment.commands import flags
 from training.experiment.names import config_path, name_problems, outputs_root
 from training.experiment.volume import add_volume_flag
 
 
-def add_commands(commands, epilog: str) -> None:
+def register(commands) -> None:
+    epilog = flags.EPILOG
     publish = commands.add_parser("publish", epilog=epilog,
                                   help="upload a run's final/ adapter with a model card to the Hugging Face Hub")
     publish.add_argument("source", metavar="NAME|DIR", help="an experiment, an output_dir, final/ or a checkpoint")
     publish.add_argument("--to", metavar="ORG/NAME", help="Hub repository (default: the run's hub_model_id)")
     publish.add_argument("--public", action="store_true",
                          help="create the repository public (default: the run's hub_private, True)")
-    publish.add_argument("--outputs", metavar="DIR", help="runs' root (default: <VOLUME_PATH or ./outputs>/checkpoints)")
+    flags.outputs(publish)
+    publish.set_defaults(run=cmd_publish)
 
     pull = commands.add_parser("pull", epilog=epilog, help="download an experiment's final/ (or a checkpoint): from "
                                "the Hub, or with --volume-id from the network volume")
@@ -36,10 +40,12 @@ def add_commands(commands, epilog: str) -> None:
     pull.add_argument("--checkpoint", metavar="best|latest|STEP",
                       help="with --volume-id: a checkpoint instead of final/: the lowest eval_loss, the newest "
                            "complete one, or checkpoint-STEP")
-    pull.add_argument("--to", metavar="DIR", help="where (default: <outputs>/checkpoints/NAME/final, or "
-                                                 "/checkpoint-STEP)")
+    pull.add_argument("--into", metavar="DIR", help="where (default: <outputs>/checkpoints/NAME/final, or "
+                                                   "/checkpoint-STEP)")
+    pull.add_argument("--to", dest="into", action=flags.Deprecated, instead="--into (--to is a Hub id, publish's)")
     pull.add_argument("--force", action="store_true", help="replace DIR when it exists")
-    pull.add_argument("--outputs", metavar="DIR", help="runs' root (default: <VOLUME_PATH or ./outputs>/checkpoints)")
+    flags.outputs(pull)
+    pull.set_defaults(run=cmd_pull)
 
     export = commands.add_parser("export", epilog=epilog,
                                  help="write a merged model (base + adapter) that plain transformers loads")
@@ -47,7 +53,8 @@ def add_commands(commands, epilog: str) -> None:
     export.add_argument("--merged", required=True, metavar="OUT", help="directory to write (must not exist)")
     export.add_argument("--dtype", default="bfloat16", choices=("bfloat16", "float16", "float32"),
                         help="the merged weights' type, on either backend (default: bfloat16; float32 for CPUs)")
-    export.add_argument("--outputs", metavar="DIR", help="runs' root (default: <VOLUME_PATH or ./outputs>/checkpoints)")
+    flags.outputs(export)
+    export.set_defaults(run=cmd_export)
 
 
 def adapter_dir(source: str, outputs: str | None) -> str:
@@ -105,9 +112,9 @@ def cmd_pull(args, argv) -> int:
     else:
         name = args.source
         repo_id = _branch_hub_id(name)
-    target = os.path.abspath(args.to or os.path.join(outputs_root(args.outputs), name, FINAL_DIR))
+    target = os.path.abspath(args.into or os.path.join(outputs_root(args.outputs), name, FINAL_DIR))
     if os.path.exists(target) and not args.force:
-        raise UserError(f"--to {target}: already exists; pass --force to replace it, or another --to")
+        raise UserError(f"--into {target}: already exists; pass --force to replace it, or another --into")
     print(f"pulled {repo_id} into {download(repo_id, target)}")
     return EXIT_OK
 
@@ -124,11 +131,12 @@ def _pull_from_volume(args) -> int:
     name = args.source
     if args.checkpoint and not (args.checkpoint in ("best", "latest") or args.checkpoint.isdigit()):
         raise UserError(f"--checkpoint {args.checkpoint}: best, latest or a step number")
-    if args.to and os.path.exists(args.to) and not args.force:
-        raise UserError(f"--to {os.path.abspath(args.to)}: already exists; pass --force to replace it, or another --to")
+    if args.into and os.path.exists(args.into) and not args.force:
+        raise UserError(f"--into {os.path.abspath(args.into)}: already exists; pass --force to replace it, or another "
+                        "--into")
     run = open_volume(args.volume_id).sub(f"{CHECKPOINTS_DIR}/{name}")
     source = choose_checkpoint(run, args.checkpoint) if args.checkpoint else FINAL_DIR
-    target = os.path.abspath(args.to or os.path.join(outputs_root(args.outputs), name, source))
+    target = os.path.abspath(args.into or os.path.join(outputs_root(args.outputs), name, source))
     pull_from_volume(run, source, target, args.force)
     return EXIT_OK
 
@@ -174,5 +182,3 @@ def _branch_hub_id(name: str) -> str:
         raise UserError(f"{name}: the branch's {path} sets no hub_model_id; pull ORG/NAME instead")
     return hub_repo_id(config)
 
-
-COMMANDS = {"publish": cmd_publish, "pull": cmd_pull, "export": cmd_export}
