@@ -10,9 +10,9 @@ import pytest
 import torch
 from test_sources import config_for, write_imagefolder
 
-from training.data import sources
+from training.data import synthetic
 from training.data.batch_reading import read_batch
-from training.data.sources import Screened, Subset, SyntheticSplit, load_splits
+from training.data.sources import SYNTHETIC_SEED, Screened, Subset, SyntheticSplit, load_splits
 
 
 def pixels(samples: list[dict]) -> list[tuple[str, str, bytes]]:
@@ -20,10 +20,12 @@ def pixels(samples: list[dict]) -> list[tuple[str, str, bytes]]:
 
 
 def test_rendered_batch_is_what_one_at_a_time_renders():
-    split = SyntheticSplit("validation", 24)
-    sources._render.cache_clear()
-    one_by_one = pixels([split[i] for i in range(24)])
-    sources._render.cache_clear()  # rendered afresh, in threads
+    # A split name no other test reads: its headers are rendered here, in threads, not served from
+    # what an earlier test rendered; the reference is drawn one at a time by the synthetic module.
+    split = SyntheticSplit("batch-reading", 24)
+    one_by_one = [(f"batch-reading/{i}", record.transcription(),
+                   synthetic.render_header(record, SYNTHETIC_SEED, "batch-reading", i).tobytes())
+                  for i, record in ((i, synthetic.sample_record(SYNTHETIC_SEED, "batch-reading", i)) for i in range(24))]
     assert pixels(split.__getitems__([5, 0, 23, *range(1, 12)])) == [one_by_one[i] for i in [5, 0, 23, *range(1, 12)]]
 
 
