@@ -36,7 +36,7 @@
 
 # training/errors.py is the home of the exit codes, training/retry.py of the retry policy and
 # training/redaction.py of the secrets' names; these copies are needed before Python is installed,
-# and tests/test_setup_pod.py checks them against those.
+# and tests/pod/test_setup_pod.py checks them against those.
 SECRET_VARIABLES="WANDB_API_KEY HF_TOKEN GIT_TOKEN RUNPOD_API_KEY"
 EXIT_SETUP_FAILED=1
 EXIT_USER_ERROR=2

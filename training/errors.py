@@ -2,7 +2,7 @@
 
 The one home of the exit codes: train.py, the pod's supervisor and commands (python -m training.pod),
 the smoke run, the experiment CLI and its fleet, `python -m training.run_status`, cuda_build.py and
-scripts/setup_pod.sh use them (the script's copies are checked against these by tests/test_setup_pod.py).
+scripts/setup_pod.sh use them (the script's copies are checked against these by tests/pod/test_setup_pod.py).
 Stdlib only: cuda_build.py imports it before anything is installed.
 """
 

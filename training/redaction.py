@@ -1,6 +1,6 @@
 """The secrets and their redaction: one list of the variables that hold them, shared by the laptop
 (kept from the config-validation subprocess, refused as a RunPod secret's NAME), the pod and the
-model card. scripts/setup_pod.sh keeps its own copy (tests/test_setup_pod.py holds them equal)."""
+model card. scripts/setup_pod.sh keeps its own copy (tests/pod/test_setup_pod.py holds them equal)."""
 
 from __future__ import annotations
 

@@ -1,7 +1,7 @@
 """`launch` against a local fake of RunPod's REST API v2 (and GraphQL for spot, through the real runpod SDK):
 the exact requests for on-demand and spot pods, the data-center check, spot that cannot be had, the checks before any request, API errors, secrets never shown,
 and the start command carrying the branch's own scripts/setup_pod.sh and really running it (the real
-script's runs through it are in tests/test_setup_pod.py)."""
+script's runs through it are in tests/pod/test_setup_pod.py)."""
 
 from __future__ import annotations
 

@@ -16,7 +16,7 @@ import pytest
 
 from configs.base import TrainingConfig
 from configs.loader import load_config
-from conftest import fake_gpu, run_cli
+from conftest import REPO, fake_gpu, run_cli
 from training.errors import UserError
 from training.model.loading import (
     TRANSFORMERS,
@@ -235,7 +235,7 @@ def test_unsloth_takes_its_compile_cache_location_from_the_environment():
     assert zoo is not None
     source = (Path(zoo.submodule_search_locations[0]) / "compiler.py").read_text()
     assert 'os.environ.get("UNSLOTH_COMPILE_LOCATION"' in source or 'os.getenv("UNSLOTH_COMPILE_LOCATION"' in source
-    assert "UNSLOTH_COMPILE_LOCATION=" in (Path(__file__).resolve().parent.parent / "scripts" / "setup_pod.sh").read_text()
+    assert "UNSLOTH_COMPILE_LOCATION=" in (REPO / "scripts" / "setup_pod.sh").read_text()
 
 
 @pytest.mark.parametrize("dtype", ["bfloat16", "float16", "float32"])
@@ -278,4 +278,4 @@ def test_the_gpu_check_takes_the_unsloth_backend_on_the_stand_in(tmp_path, gpu_p
     assert "[smoke] backend unsloth, 4-bit" in result.stdout, result.stdout + result.stderr
     assert result.returncode == 1 and "FAIL: train.py exited 97" in result.stdout
     assert json.loads(record.read_text()) == [], "imported before unsloth"
-    assert "gpu-check:" in (Path(__file__).resolve().parent.parent / "Makefile").read_text()
+    assert "gpu-check:" in (REPO / "Makefile").read_text()

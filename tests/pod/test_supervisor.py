@@ -1,6 +1,6 @@
 """`python -m training.pod run`, the pod's supervisor after setup: the real CLI with the real trainer
 on the stand-in, against a local fake of RunPod's API. Its runs from setup_pod.sh (a finished run, a
-preemption and a restart, torchrun, parking) are in tests/test_setup_pod.py."""
+preemption and a restart, torchrun, parking) are in tests/pod/test_setup_pod.py."""
 
 from __future__ import annotations
 

@@ -16,7 +16,7 @@ import pytest
 import torch
 from transformers import Trainer
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 # (owner, name): (parameter names after self, why the harness needs it)
 PRIVATE_APIS = {

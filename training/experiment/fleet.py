@@ -1,6 +1,6 @@
 """`fleet run`: the controller that works the queue off on RunPod, and `fleet status`.
 
-What it guarantees, whatever RunPod's API does (tests/test_fleet_faults.py checks them over many
+What it guarantees, whatever RunPod's API does (tests/experiment/test_fleet_faults.py checks them over many
 seeded fault schedules):
 - never two live pods for one experiment: before any create, a listing by name finds none; a create
   whose answer was lost leaves the row unconfirmed until listings settle it; a pod missing from one
