@@ -1,5 +1,6 @@
-"""What a run costs: the hourly rate of the GPUs it holds (priced by training.runpod.prices), a ledger of every session's device time
-(so preemptions and resumes add up, and work lost to a kill is still paid for), and the budget cap.
+"""What a run costs: the hourly rate of the GPUs it holds (priced by training.runpod.prices), a
+ledger of every session's device time (so preemptions and resumes add up, and work lost to a kill is
+still paid for), and the budget cap.
 
 No transformers here (preflight reads rates and the ledger before anything heavy is imported): the
 callback that applies the cap during training is training.trainer.budget's.

@@ -116,7 +116,7 @@ def test_the_index_must_serve_the_pinned_wheels_before_the_venv_is_touched(tmp_p
 
 def check_index(env: dict) -> subprocess.CompletedProcess:
     """What install.sh asks before it touches a venv: the build, and whether its index serves the pins."""
-    return subprocess.run([sys.executable, str(REPO / "training" / "cuda_build.py"), "--check-index",
+    return subprocess.run([sys.executable, str(REPO / "training" / "pod" / "cuda_build.py"), "--check-index",
                            "torch==2.14.1", "torchvision==0.29.1"], env={**os.environ, **env},
                           capture_output=True, text=True, timeout=60)
 

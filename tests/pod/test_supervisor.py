@@ -89,6 +89,8 @@ def test_a_budget_stop_is_exit_3_and_stops_the_pod(tmp_path, gpus):
     reading = read_outcome(out.splitlines())  # the line the fleet reads: the run's own code, torchrun or not
     assert (reading.outcome, reading.exit_code, reading.phase) == (RunOutcome.BUDGET_STOPPED, 3, "training")
     assert stop_requests(server) == [POD_ID] and KEY not in out
+    # Preflight once per pod start: the supervisor's --preflight-only child checks, train.py does not again.
+    assert out.count("preflight  config") == 1 and "preflight passed (the supervisor's, for this pod start)" in out
 
 
 def test_a_signal_during_preflight_stops_there_and_leaves_the_pod_alone(tmp_path):
