@@ -25,7 +25,7 @@ quickval: $(STAMP)
 test: $(STAMP)
 	$(PYTHON_VENV) -m pytest -q -n 2 --dist loadfile
 
-# The CUDA path in minutes, with no download: the smoke run (training.smoke) on the stand-in, which a
+# The CUDA path in minutes, with no download: the smoke run (training.pod.smoke) on the stand-in, which a
 # GPU machine with the gpu extra trains through Unsloth in 4 bits. README "A GPU check" says what it proves.
 GPU_VENV := .venv-gpu
 $(GPU_VENV)/.installed-gpu: pyproject.toml scripts/install.sh scripts/constraints.txt
@@ -34,4 +34,4 @@ $(GPU_VENV)/.installed-gpu: pyproject.toml scripts/install.sh scripts/constraint
 
 gpu-check: $(GPU_VENV)/.installed-gpu
 	HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 WANDB_MODE=disabled \
-		$(GPU_VENV)/bin/python -m training.smoke --config configs/experiments/quick_val.py
+		$(GPU_VENV)/bin/python -m training.pod.smoke --config configs/experiments/quick_val.py

@@ -253,11 +253,12 @@ def bare_trainer_steps_per_second(overrides: tuple[str, ...], first: int, last: 
     no harness callbacks, no atomic saves, no cost or tracking."""
     import transformers
 
-    from configs.loader import load_config, resolve
+    from configs.loader import load_config
     from training.data.collator import VisionChatCollator
     from training.data.sources import load_splits, whole_steps
-    from training.modeling import load_model
-    from training.trainer import training_arguments
+    from training.model.loading import load_model
+    from training.run_config import resolve
+    from training.trainer.harness import training_arguments
 
     with tempfile.TemporaryDirectory() as tmp:
         config = resolve(load_config(QUICK_VAL, [*overrides, f"output_dir={tmp}"]))
@@ -296,7 +297,7 @@ def bench_overhead(repeats: int, steps: int = 50, first: int = 10) -> list[Row]:
 def evaluation_off():
     """train.py's Trainer built with eval_strategy "no": the same run, never evaluated (eval_steps
     above max_steps would still evaluate once, at the end)."""
-    from training import trainer
+    from training.trainer import harness as trainer
 
     build = trainer.training_arguments
 
@@ -394,7 +395,7 @@ def bench_data(repeats: int, samples: int = 160, batch: int = 8) -> list[Row]:
 
     from training.data import sources
     from training.data.collator import VisionChatCollator
-    from training.standin import standin_path
+    from training.model.standin import standin_path
 
     threads = torch.get_num_threads()
     torch.set_num_threads(1)

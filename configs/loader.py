@@ -1,4 +1,5 @@
-"""Loading an experiment file by path, `--set FIELD=VALUE` overrides, and the run-time defaults.
+"""Loading an experiment file by path and `--set FIELD=VALUE` overrides (the run-time defaults, which
+need git and the pod's environment, are training.run_config.resolve: configs imports nothing of training).
 
 Every function here raises ConfigError with one readable line per problem; none writes to disk.
 """
@@ -13,12 +14,11 @@ import importlib.util
 import os
 import re
 import sys
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from pathlib import Path
 
 from configs import layout
 from configs.base import FIELD_TYPES, ConfigError, TrainingConfig
-from training.git_cli import git_branch
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 EXPERIMENTS_DIR = REPO_ROOT / layout.EXPERIMENTS_DIR
@@ -151,30 +151,3 @@ def _import_file(path: Path):
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
-
-
-def resolve(config: TrainingConfig, environ: Mapping[str, str] = os.environ) -> TrainingConfig:
-    """Fill the run-time defaults: experiment_name from the git branch, output_dir from it.
-
-    With VOLUME_PATH set (a pod), a relative output_dir is taken on the volume: the working
-    directory there is the clone, which setup_pod.sh resets at every restart. An output_dir inside
-    a clone that lives on the volume is refused for the same reason."""
-    name = config.experiment_name or git_branch() or "local"
-    volume = environ.get("VOLUME_PATH") or ""
-    output_dir = os.path.expanduser(config.output_dir)
-    if not output_dir:
-        output_dir = layout.run_directory(name, volume)
-    elif volume and not os.path.isabs(output_dir):
-        output_dir = os.path.join(volume, output_dir)
-    output_dir = os.path.abspath(output_dir)
-    if volume and _inside(str(REPO_ROOT), volume) and _inside(output_dir, str(REPO_ROOT)):
-        raise ConfigError([f"output_dir={config.output_dir!r}: inside the code checkout {REPO_ROOT}, which a "
-                           "restart resets; use a relative path (taken on the volume) or one under "
-                           f"{os.path.abspath(volume)} outside the checkout"])
-    return dataclasses.replace(config, experiment_name=name, output_dir=output_dir)
-
-
-def _inside(path: str, directory: str) -> bool:
-    path, directory = os.path.realpath(path), os.path.realpath(directory)
-    return path == directory or path.startswith(directory.rstrip(os.sep) + os.sep)
-

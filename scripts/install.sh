@@ -11,7 +11,7 @@
 # Every mode installs within scripts/constraints.txt, the resolved set of the gpu extra
 # (training/constraints.py), so a pod gets exactly the versions that were resolved and tested.
 # torch comes from PyPI (its CUDA 13.0 build, driver >= 580) unless the host's NVIDIA driver is
-# older: then from PyTorch's index, the CUDA 12.6 build (training/cuda_build.py decides, and checks
+# older: then from PyTorch's index, the CUDA 12.6 build (training/pod/cuda_build.py decides, and checks
 # that the index serves the pinned wheels for this Python before the venv is touched).
 # Package sources: uv reads none of pip's configuration, so the ones pip is set up with here
 # (pip.conf, PIP_INDEX_URL, PIP_EXTRA_INDEX_URL, PIP_FIND_LINKS: a mirror, a folder of wheels) are
@@ -40,13 +40,13 @@ esac
 
 # "LABEL INDEX-URL" of the torch build for this host's driver, empty for PyPI's; exit 2 if none fits.
 if [ "$MODE" = torch-choice ]; then
-  TORCH_BUILD="$("$PYTHON" "$ROOT/training/cuda_build.py")" || exit 2
+  TORCH_BUILD="$("$PYTHON" "$ROOT/training/pod/cuda_build.py")" || exit 2
   echo "${TORCH_BUILD:-PyPI}"
   exit 0
 fi
 if [ "$MODE" != lock ]; then
   # Before anything changes: the index of a labelled build must serve the pinned wheels for this Python.
-  TORCH_BUILD="$("$PYTHON" "$ROOT/training/cuda_build.py" --check-index "${TORCH_PINS[@]}")" || exit 2
+  TORCH_BUILD="$("$PYTHON" "$ROOT/training/pod/cuda_build.py" --check-index "${TORCH_PINS[@]}")" || exit 2
 fi
 
 [ -x "$VENV/bin/python" ] || "$PYTHON" -m venv "$VENV"

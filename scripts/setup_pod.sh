@@ -18,7 +18,7 @@
 # (secrets: passed on, never printed or written); GIT_USERNAME (x-access-token) goes with GIT_TOKEN;
 # VOLUME_PATH (default: the first of VOLUME_SEARCH="/runpod_volume /workspace" that exists);
 # SKIP_INSTALL=1 (use the Python on PATH, install nothing); AUTO_STOP=1;
-# SMOKE=1 (the supervisor runs python -m training.smoke on the config instead of training: launch --smoke);
+# SMOKE=1 (the supervisor runs python -m training.pod.smoke on the config instead of training: launch --smoke);
 # RETRY_WAIT_SECONDS (2: clone/fetch and network calls are tried 3 times, waiting 2 s then 4 s);
 # GIT_STALL_SECONDS (60: a clone/fetch moving under 1 kB/s that long is abandoned and retried);
 # MAX_LIFETIME_S, IDLE_STOP_S, IDLE_POLL_S (60): the dead-man switch (start_deadman).
@@ -34,8 +34,10 @@
 # Safe to re-run at any point. The whole script is one function, read before it runs, so updating
 # the clone it may have been started from cannot change it mid-run.
 
-# training/errors.py is the home of the exit codes and training/retry.py of the retry policy; these
-# copies are needed before Python is installed, and tests/test_setup_pod.py checks them against those.
+# training/errors.py is the home of the exit codes, training/retry.py of the retry policy and
+# training/redaction.py of the secrets' names; these copies are needed before Python is installed,
+# and tests/pod/test_setup_pod.py checks them against those.
+SECRET_VARIABLES="WANDB_API_KEY HF_TOKEN GIT_TOKEN RUNPOD_API_KEY"
 EXIT_SETUP_FAILED=1
 EXIT_USER_ERROR=2
 EXIT_PREEMPTED=143
@@ -65,7 +67,7 @@ main() {
   RUNPOD_GPU_COUNT="${RUNPOD_GPU_COUNT:-}"
   IDLE_POLL_S="${IDLE_POLL_S:-60}"
   # The idle clock of the dead-man switch starts when this appears: train.py creates it as it starts
-  # training (training/pod.py), after the install, the downloads and the model's load.
+  # training (training/pod/commands.py), after the install, the downloads and the model's load.
   export TRAINING_STARTED_FILE="${TMPDIR:-/tmp}/harness-training-started-$$"
   rm -f "$TRAINING_STARTED_FILE"
   # Secrets are only ever tested with ${VAR:+set}: expanding them would put them in `bash -x` output.
@@ -188,8 +190,8 @@ mask_secrets() {
   # mawk (Debian's awk) reads its input in blocks unless told otherwise: lines would arrive late.
   if awk -W version 2>/dev/null | grep -q mawk; then awk=(awk -W interactive); fi
   # shellcheck disable=SC2016  # an awk program: its $0 is awk's
-  "${awk[@]}" 'BEGIN {
-         n = split("WANDB_API_KEY HF_TOKEN GIT_TOKEN RUNPOD_API_KEY", names, " ")
+  "${awk[@]}" -v secret_names="$SECRET_VARIABLES" 'BEGIN {
+         n = split(secret_names, names, " ")
          for (i = 1; i <= n; i++) if (length(ENVIRON[names[i]]) >= 6) secret[++m] = ENVIRON[names[i]]
        }
        {
@@ -340,14 +342,14 @@ setup_python() {
   local lock_hash venv installed="" torch_build python
   python="$(pick_python)"
   # One venv per dependency set (pyproject.toml, the installer and its constraints, the Python, and
-  # the torch build this host's driver runs: training/cuda_build.py, which install.sh asks too), on
+  # the torch build this host's driver runs: training/pod/cuda_build.py, which install.sh asks too), on
   # the volume: pods of other branches, or on hosts whose driver needs the other build, use their own and never
   # reinstall the one another pod trains from. The stamp is written last, so an install cut short is
   # redone; two pods that need the same new venv take turns through a lock, and the second reuses
   # the first's install. Nodes of an Instant Cluster other than node 0 keep their own (node_suffix):
   # a lock on a network volume is not to be trusted across machines.
-  torch_build="$("$python" training/cuda_build.py 2>/dev/null || true)"  # install.sh says why
-  lock_hash="$({ cat pyproject.toml scripts/install.sh scripts/constraints.txt training/cuda_build.py; python_version "$python"
+  torch_build="$("$python" training/pod/cuda_build.py 2>/dev/null || true)"  # install.sh says why
+  lock_hash="$({ cat pyproject.toml scripts/install.sh scripts/constraints.txt training/pod/cuda_build.py; python_version "$python"
                  echo "$torch_build"; } | sha256sum | cut -c1-16)"
   venv="$VOLUME_PATH/venvs/$lock_hash$(node_suffix)"
   mkdir -p "$VOLUME_PATH/venvs"
@@ -432,7 +434,7 @@ exit_meaning() {  # setup's own codes; the supervisor says what the harness's co
 stop_this_pod() {  # stop_this_pod WHO: the pod's self-stop, for AUTO_STOP and the dead-man switch alike
   # The documented `runpodctl pod stop` first (`runpodctl stop pod` is a deprecated alias over GraphQL,
   # which RunPod retires), then REST API v2 with the pod's own key; each failure is said with what to
-  # do. training/pod.py does the same once the harness's Python is there. awk writes the key into
+  # do. training/pod/commands.py does the same once the harness's Python is there. awk writes the key into
   # curl's stdin, never into argv.
   local who=$1 answer output rc url="${RUNPOD_API_BASE_URL:-https://api.runpod.io}/v2/pods/$RUNPOD_POD_ID/action"
   if [ -z "$RUNPOD_POD_ID" ]; then

@@ -46,7 +46,7 @@ def pytest_sessionstart(session) -> None:
     on CI once): say it once, before anything runs, exit 2."""
     from configs.loader import load_config
     from training import estimates
-    from training.backends import TRANSFORMERS
+    from training.model.backends import TRANSFORMERS
     from training.preflight import nearest_existing
 
     config = load_config(REPO / QUICK_VAL)

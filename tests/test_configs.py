@@ -9,7 +9,8 @@ import sys
 import pytest
 
 from configs.base import FIELD_TYPES, ConfigError, TrainingConfig
-from configs.loader import EXPERIMENTS_DIR, REPO_ROOT, apply_overrides, convert, load_config, parse_overrides, resolve
+from configs.loader import EXPERIMENTS_DIR, REPO_ROOT, apply_overrides, convert, load_config, parse_overrides
+from training.run_config import resolve
 
 EXPERIMENT_FILES = sorted(p for p in EXPERIMENTS_DIR.glob("*.py") if not p.name.startswith("_"))
 PUBLIC_FIELDS = (

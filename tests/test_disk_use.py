@@ -5,23 +5,35 @@ to be looked into."""
 from __future__ import annotations
 
 import textwrap
-from pathlib import Path
 
 import pytest
+import tomllib
+
+from conftest import REPO
 
 pytest_plugins = ["pytester"]
-LEFT: dict[str, Path] = {}
+
+# Two tests in an inner session with the suite's plugin (tests/tmp_dirs.py): the first writes into
+# its tmp_path and records where; the second, run after it, finds it gone.
+PASSING = """
+    from pathlib import Path
+
+    def test_a_passing_test_writes_a_checkpoint(tmp_path, pytestconfig):
+        (tmp_path / "checkpoint.bin").write_bytes(bytes(1024))
+        Path(pytestconfig.rootpath, "where.txt").write_text(str(tmp_path))
+
+    def test_its_tmp_path_is_gone_by_the_next_test(pytestconfig):
+        assert not Path(Path(pytestconfig.rootpath, "where.txt").read_text()).exists()
+"""
 
 
-def test_a_passing_test_writes_a_checkpoint(tmp_path):
-    (tmp_path / "checkpoint.bin").write_bytes(bytes(1024))
-    LEFT["test"] = tmp_path
-
-
-def test_its_tmp_path_is_gone_by_the_next_test():
-    if "test" not in LEFT:
-        pytest.skip("runs after test_a_passing_test_writes_a_checkpoint")
-    assert not LEFT["test"].exists()
+def test_a_passed_tests_tmp_path_is_gone_by_the_next_test(pytester):
+    # The inner session keeps tmp_path as the suite's own configuration says (pyproject.toml).
+    policy = tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["pytest"]["ini_options"]
+    pytester.makeini(f"[pytest]\ntmp_path_retention_policy = {policy['tmp_path_retention_policy']}\n")
+    pytester.makepyfile(test_a=textwrap.dedent(PASSING))
+    result = pytester.runpytest("-p", "tmp_dirs", "-p", "no:cacheprovider")
+    result.assert_outcomes(passed=2)
 
 
 # Two modules in an inner session with the suite's plugin: the first's module fixture writes a

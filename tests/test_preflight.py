@@ -16,7 +16,7 @@ from conftest import QUICK_VAL, run_cli, train
 from fake_servers import FakeServer, failing_first, hub_api, wandb_api
 from training import estimates
 from training.estimates import GIB, gpu_memory_bytes, model_shape
-from training.modeling import prequantized, unquantized_name
+from training.model.loading import prequantized, unquantized_name
 from training.preflight import (
     Gpu,
     backend_verdict,
@@ -291,8 +291,28 @@ def test_hub_and_wandb_failures_say_what_and_how_many_tries(tmp_path):
     assert not (tmp_path / "run").exists()
 
 
+@pytest.mark.parametrize("password, verdict", [(KEY, "key valid"), ("not-" + KEY, "was rejected")])
+def test_a_wandb_login_key_is_checked_as_the_run_will_use_it(tmp_path, monkeypatch, password, verdict):
+    """With `wandb login` alone (~/.netrc, no WANDB_API_KEY) the run goes online, so preflight checks
+    that key, as it does WANDB_API_KEY: one decision (training.wandb_env) for both."""
+    from training.preflight import check_wandb
+    from training.wandb_env import wandb_mode
+
+    netrc_file = tmp_path / ".netrc"
+    netrc_file.write_text(f"machine 127.0.0.1\n  login user\n  password {password}\n")
+    netrc_file.chmod(0o600)
+    monkeypatch.setenv("HOME", str(tmp_path))
+    with FakeServer(wandb_api(KEY)) as wandb:
+        environ = {"WANDB_MODE": "", "WANDB_BASE_URL": wandb.url, "RETRY_WAIT_SECONDS": "0.01"}
+        check = check_wandb(dataclasses.replace(STANDIN, report_to_wandb=True), environ)
+        assert wandb.count("/graphql") == 1
+    assert wandb_mode(True, environ)[0] == "online"
+    assert verdict in check.detail and check.ok == (password == KEY), check
+    assert password not in check.detail
+
+
 def load_hub_dataset_in_a_subprocess(hub: FakeServer, tmp_path):
-    code = ("from training.hub import load_hub_dataset; from training.errors import UserError\n"
+    code = ("from training.hub.access import load_hub_dataset; from training.errors import UserError\n"
             "try:\n    print('ROWS', len(load_hub_dataset('org/headers')['train']))\n"
             "except UserError as e:\n    print('ERROR', e)\n")
     env = {**HUB_ONLINE, "HF_ENDPOINT": hub.url, "HF_HOME": str(tmp_path / "hf")}

@@ -1,7 +1,9 @@
 """How a run ends: the user-facing error type and the documented exit codes.
 
-The one home of the exit codes: train.py, the pod's supervisor (training.pod run) and
-scripts/setup_pod.sh use them (the script's copies are checked against these by tests/test_setup_pod.py).
+The one home of the exit codes: train.py, the pod's supervisor and commands (python -m training.pod),
+the smoke run, the experiment CLI and its fleet, `python -m training.run_status`, cuda_build.py and
+scripts/setup_pod.sh use them (the script's copies are checked against these by tests/pod/test_setup_pod.py).
+Stdlib only: cuda_build.py imports it before anything is installed.
 """
 
 from __future__ import annotations
@@ -14,6 +16,10 @@ EXIT_PREEMPTED = 143  # SIGTERM/SIGINT: a checkpoint was saved, `--resume auto` 
 # setup_pod.sh only, before the harness runs: the network after the retries, or the install, failed.
 # (A trainer that crashes exits 1 too: "failed".)
 EXIT_SETUP_FAILED = 1
+# A command that could not do what it was asked (the pod's stop, a smoke check, no recorded outcome).
+EXIT_FAILED = 1
+EXIT_UNREACHABLE = 75  # sysexits' EX_TEMPFAIL: RunPod stayed unreachable; `fleet run` again carries on
+EXIT_INTERRUPTED = 130  # Ctrl-C (128 + SIGINT), the shell's convention
 
 # What each code means, in the pod's log (for people: `fleet run` reads the outcome line, training.outcome_line).
 MEANINGS = {

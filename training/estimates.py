@@ -10,9 +10,9 @@ import re
 from dataclasses import dataclass
 
 from configs.base import TrainingConfig
-from training.backends import UNSLOTH, optimizer_name
-from training.standin import MAX_PIXELS as STANDIN_MAX_PIXELS
-from training.standin import TEXT, VOCAB_SIZE, is_standin
+from training.model.backends import UNSLOTH, optimizer_name
+from training.model.standin import MAX_PIXELS as STANDIN_MAX_PIXELS
+from training.model.standin import TEXT, VOCAB_SIZE, is_standin
 
 GIB = 1024**3
 # Qwen3-VL patches are 16 px merged 2 x 2: one image token per 32 x 32 pixels.

@@ -2,7 +2,7 @@
 
     run-outcome: outcome=finished exit=0 step=500 phase=training
 
-The supervisor (training.supervisor) prints it as the run ends, and scripts/setup_pod.sh when setup
+The supervisor (training.pod.supervisor) prints it as the run ends, and scripts/setup_pod.sh when setup
 ends before the hand-over, each right after the human line (`<phase> ended with exit code N: ...` or
 `stopped during <phase> (exit 143) ...`). `outcome` is a RunOutcome value, `exit` the exit code,
 `step` the run's global step as run_status.json recorded it (`none` when no step was), `phase` one of

@@ -19,18 +19,17 @@ from pathlib import Path
 
 from configs.base import SYNTHETIC_DATASET, TrainingConfig
 from training import estimates
-from training.backends import TRANSFORMERS, UNSLOTH
 from training.data.sources import dataset_kind
 from training.errors import UserError
 from training.git_cli import git_output
-from training.hub import HubAccessError, check_hub_repo, is_local_path
+from training.hub.access import HubAccessError, check_hub_repo, is_local_path
+from training.model.backends import TRANSFORMERS, UNSLOTH
+from training.model.standin import is_standin
 from training.retry import NetworkCallFailed, call
-from training.standin import is_standin
-from training.wandb_env import requested_mode
+from training.wandb_env import DEFAULT_BASE_URL, api_key, requested_mode
 
 log = logging.getLogger("training")
 
-WANDB_DEFAULT_BASE_URL = "https://api.wandb.ai"
 # What wandb itself asks to verify a key (wandb-core's AuthHandler: `query Viewer`): a key is valid
 # exactly when the server resolves a viewer for it.
 WANDB_VIEWER_QUERY = "query Viewer { viewer { id entity username } }"
@@ -214,8 +213,8 @@ def hub_check(kind: str, field: str, name: str) -> Check:
 # --- backend and GPU -------------------------------------------------------------------------
 
 def check_backend(config: TrainingConfig, backend: str | None, problem: str | None) -> Check:
-    """The backend train.py chose (training.modeling.choose_backend), or why it could not choose."""
-    from training.modeling import bitsandbytes_installed, cuda_available, prepare_backend, unsloth_installed
+    """The backend train.py chose (training.model.loading.choose_backend), or why it could not choose."""
+    from training.model.loading import bitsandbytes_installed, cuda_available, prepare_backend, unsloth_installed
 
     if backend is None:
         return Check("backend", False, problem or "no backend")
@@ -236,7 +235,7 @@ GPU_EXTRA_FIX = "install the GPU environment: bash scripts/install.sh gpu (unslo
 def backend_verdict(config: TrainingConfig, backend: str, has_cuda: bool, has_unsloth: bool,
                     has_bitsandbytes: bool) -> Check:
     """Whether `backend` can load the model as configured: 4 bits take Unsloth and bitsandbytes."""
-    from training.modeling import prequantized
+    from training.model.loading import prequantized
 
     name = config.model_name
     quantized = prequantized(name)
@@ -278,7 +277,7 @@ REINSTALL_TORCH = ("reinstall torch for this driver: bash scripts/install.sh gpu
 def detect_cuda() -> Cuda:
     import torch
 
-    from training.cuda_build import driver_version
+    from training.pod.cuda_build import driver_version
 
     error = None
     if not torch.cuda.is_available():
@@ -293,7 +292,7 @@ def unusable_cuda(cuda: Cuda) -> str | None:
     """Why torch cannot use this host's GPU, when it has an NVIDIA driver; None without one."""
     import torch
 
-    from training.cuda_build import driver_supports, minimum_driver
+    from training.pod.cuda_build import driver_supports, minimum_driver
 
     if cuda.driver is None:
         return None
@@ -318,14 +317,14 @@ def detect_gpu() -> Gpu | None:
 
 def needs_gpu(config: TrainingConfig, backend: str | None) -> bool:
     """A real model in 4 bits (bitsandbytes) or the Unsloth backend cannot run without CUDA."""
-    from training.modeling import prequantized
+    from training.model.loading import prequantized
 
     return backend == UNSLOTH or prequantized(config.model_name) or (
         config.load_in_4bit and not is_standin(config.model_name))
 
 
 def no_gpu_fix(model_name: str) -> str:
-    from training.modeling import prequantized, unquantized_name
+    from training.model.loading import prequantized, unquantized_name
 
     if not prequantized(model_name):
         return "set load_in_4bit=false to train in full precision on the CPU (slow)"
@@ -374,8 +373,8 @@ def target_tokenizer(config: TrainingConfig):
     """The model's own tokenizer (tokenizer.json, read by `tokenizers` alone: no transformers)."""
     from tokenizers import Tokenizer
 
-    from training.hub import hf_token
-    from training.modeling import model_source
+    from training.hub.access import hf_token
+    from training.model.loading import model_source
 
     source = model_source(config)  # the stand-in's folder (built on first use), a local folder or a hub id
     if os.path.isdir(os.path.expanduser(source)):
@@ -424,7 +423,8 @@ def check_cost(config: TrainingConfig, environ: Mapping[str, str]) -> Check:
     known for budget_cap to mean anything."""
     import time
 
-    from training.cost import STARTED_VAR, pod_rate, pod_started_at, read_ledger, run_rate, session_usd
+    from training.cost import STARTED_VAR, pod_started_at, read_ledger, run_rate, session_usd
+    from training.runpod.prices import pod_rate
 
     try:
         rate = run_rate(config, environ, pod=pod_rate(environ))
@@ -445,9 +445,9 @@ def wandb_plan(report_to_wandb: bool, mode: str, has_key: bool) -> tuple[str, st
     if mode != "online":
         return "skip", f"WANDB_MODE={mode}: runs are not sent"
     if not has_key:
-        # Not a failure: the run is then logged offline (or with `wandb login` credentials).
-        return "warn", ("WANDB_API_KEY is not set: not checked; without `wandb login` credentials the run "
-                        "is logged offline, to `wandb sync` later")
+        # Not a failure: the run is then logged offline (training.wandb_env.wandb_mode decides alike).
+        return "warn", ("no WANDB_API_KEY and no `wandb login` credentials: the run is logged offline, "
+                        "to `wandb sync` later")
     return "validate", ""
 
 
@@ -466,21 +466,21 @@ def wandb_viewer(base_url: str, api_key: str) -> dict | None:
 
 
 def check_wandb(config: TrainingConfig, environ: Mapping[str, str]) -> Check:
-    key = environ.get("WANDB_API_KEY", "").strip()
+    key, source = api_key(environ)  # the key the run will go online with (tracking reads the same)
     mode = requested_mode(environ)
     action, why = wandb_plan(config.report_to_wandb, mode, bool(key))
     if action != "validate":
         return Check("wandb", True, why, warning=action == "warn")
-    base_url = environ.get("WANDB_BASE_URL") or WANDB_DEFAULT_BASE_URL
+    base_url = environ.get("WANDB_BASE_URL") or DEFAULT_BASE_URL
     try:
         viewer = wandb_viewer(base_url, key)
     except NetworkCallFailed as error:
         if error.status in (401, 403):
-            return Check("wandb", False, f"WANDB_API_KEY was rejected by {base_url} (HTTP {error.status}); copy a "
+            return Check("wandb", False, f"{source} was rejected by {base_url} (HTTP {error.status}); copy a "
                                          "valid key from https://wandb.ai/authorize")
         return Check("wandb", False, f"{error}; check WANDB_BASE_URL and the network, or set WANDB_MODE=offline")
     if not viewer:
-        return Check("wandb", False, f"WANDB_API_KEY is not a key {base_url} knows; copy a valid key from "
+        return Check("wandb", False, f"{source} is not a key {base_url} knows; copy a valid key from "
                                      "https://wandb.ai/authorize")
     return Check("wandb", True, f"key valid (entity {viewer.get('entity') or viewer.get('username') or '?'}), "
                                 f"project {config.wandb_project}")
@@ -490,7 +490,7 @@ def check_wandb(config: TrainingConfig, environ: Mapping[str, str]) -> Check:
 
 def check_hub_push(config: TrainingConfig, environ: Mapping[str, str]) -> Check:
     """push_to_hub uploads at the very end: a missing token is cheaper found before training."""
-    from training.publish import TOKEN_PAGE, hub_repo_id
+    from training.hub.publish import TOKEN_PAGE, hub_repo_id
 
     repo_id = hub_repo_id(config)
     if not environ.get("HF_TOKEN", "").strip():

@@ -9,19 +9,10 @@ from __future__ import annotations
 import json
 import os
 
+from training.checkpointing.save import write_json_atomic
 from training.timestamps import utc_now
 
 STATUS_FILE = "run_status.json"
-
-
-def write_json_atomic(path: str, payload: dict) -> None:
-    """Replace `path` with `payload` so a reader sees the old or the new file, never half of one."""
-    temporary = f"{path}.tmp-{os.getpid()}"
-    with open(temporary, "w", encoding="utf-8") as out:
-        json.dump(payload, out, indent=2, sort_keys=True)
-        out.flush()
-        os.fsync(out.fileno())
-    os.replace(temporary, path)
 
 
 def write_status(output_dir: str, status: str, **fields) -> None:
@@ -57,7 +48,9 @@ def main(argv: list[str] | None = None) -> int:
     import argparse
     import sys
 
-    from configs.loader import load_config, resolve
+    from configs.loader import load_config
+    from training.errors import EXIT_FAILED, EXIT_OK
+    from training.run_config import resolve
 
     parser = argparse.ArgumentParser(prog="python -m training.run_status", description=main.__doc__)
     parser.add_argument("--config", required=True)
@@ -68,9 +61,9 @@ def main(argv: list[str] | None = None) -> int:
     status = recorded_since(resolve(load_config(args.config, args.overrides)).output_dir, args.since)
     if status is None or (args.exit_code and status.get("exit_code") is None):
         print("no run recorded an outcome" + (f" since {args.since}" if args.since else ""), file=sys.stderr)
-        return 1
+        return EXIT_FAILED
     print(status["exit_code"] if args.exit_code else json.dumps(status, indent=2, sort_keys=True))
-    return 0
+    return EXIT_OK
 
 
 if __name__ == "__main__":

@@ -1,6 +1,6 @@
 """Stop signals: SIGTERM/SIGINT are recorded, never allowed to kill a step or a save midway.
 
-RunPod sends SIGTERM and kills 5 s later; training.preemption turns the record into a checkpoint.
+RunPod sends SIGTERM and kills 5 s later; training.trainer.preemption turns the record into a checkpoint.
 Kept free of heavy imports: train.py installs it before anything else.
 """
 

@@ -10,19 +10,18 @@ Exit codes: 0 done (or stopped early), 2 bad config or failed preflight, 3 budge
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import logging
 import os
 import sys
-import time
 from pathlib import Path
 
-if __package__ in (None, ""):  # run as a script: make `configs` and `training` importable
-    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+if __package__ in (None, ""):  # run as a script: the repository root in place of training/ (whose
+    sys.path[0] = str(Path(__file__).resolve().parent.parent)  # packages would shadow runpod, secrets...)
 
 from configs.base import ConfigError, TrainingConfig  # noqa: E402
-from configs.loader import load_config, resolve  # noqa: E402
+from configs.loader import load_config  # noqa: E402
 from training import distributed  # noqa: E402
+from training.checkpointing.lifecycle import Lifecycle  # noqa: E402
 from training.console import report_problems, setup_logging  # noqa: E402
 from training.errors import (  # noqa: E402
     EXIT_BUDGET,
@@ -34,6 +33,7 @@ from training.errors import (  # noqa: E402
 )
 from training.git_cli import git_state  # noqa: E402
 from training.outcome import Outcome  # noqa: E402
+from training.run_config import resolve  # noqa: E402
 from training.signals import Preempted, StopSignals  # noqa: E402
 
 log = logging.getLogger("training")
@@ -62,19 +62,24 @@ def main(argv: list[str] | None = None) -> int:
         from training import preflight
         from training.checkpointing.resume import choose_checkpoint
         from training.checkpointing.run_lock import OutputDirLocked, RunLock
-        from training.modeling import choose_backend, cuda_available, prepare_backend
+        from training.model.loading import choose_backend, cuda_available, prepare_backend
+        from training.pod.supervisor import PREFLIGHT_PASSED_ENV
 
         distributed.init(cuda_available())
         backend, problem = choose_backend(config)
-        # Once for all ranks: its hub, W&B and git checks would otherwise run on every one.
-        distributed.decided_on_main(lambda: preflight.check_or_raise(config, backend, problem, args.config))
+        if os.environ.get(PREFLIGHT_PASSED_ENV) == "1" and not args.preflight_only:
+            # The pod's supervisor ran `--preflight-only` for this start a moment ago: once is enough.
+            log.info("preflight passed (the supervisor's, for this pod start)")
+        else:  # once for all ranks: its hub, W&B and git checks would otherwise run on every one
+            distributed.decided_on_main(lambda: preflight.check_or_raise(config, backend, problem, args.config))
         if args.preflight_only:
             log.info("preflight passed")
             return EXIT_OK
         prepare_backend(backend)  # unsloth before transformers, peft and trl: the imports below bring them
+        lifecycle = Lifecycle(config.output_dir, publish=lambda: hand_to_the_hub(config))
         choice = None
         if args.resume is None:
-            refuse_to_start_over(config.output_dir)
+            lifecycle.refuse_to_start_over()
         elif args.resume != "auto":
             choice = choose_checkpoint(args.resume, config.output_dir)  # a bad path fails before anything is written
         lock, locked = RunLock(config.output_dir), None
@@ -88,13 +93,11 @@ def main(argv: list[str] | None = None) -> int:
             print(f"error: {locked}", file=sys.stderr)
             return EXIT_LOCKED
         try:
-            code = run(config, backend, args.resume, signals, choice)
+            code = run(config, backend, args.resume, signals, lifecycle, choice)
             # torchrun tears every rank down at the first exit: leave together, bookkeeping done
             distributed.finish()
             if code == EXIT_OK:  # after the ranks parted: rank 0 may take minutes, and never fails the run
-                from training.publish import after_run
-
-                after_run(config)
+                lifecycle.publish()
             return code
         finally:
             lock.release()
@@ -107,20 +110,22 @@ def main(argv: list[str] | None = None) -> int:
         signals.uninstall()
 
 
-def run(config: TrainingConfig, backend: str, resume: str | None, signals: StopSignals, choice=None) -> int:
+def run(config: TrainingConfig, backend: str, resume: str | None, signals: StopSignals, lifecycle,
+        choice=None) -> int:
     """The recipe: resume point, cost, tracking, data, model, trainer, train, then how it ended."""
-    from training.budget import BudgetCallback
-    from training.checkpointing.save import save_final
-    from training.cost import BudgetSpent, gpu_info, open_meter, pod_rate
-    from training.modeling import load_model
-    from training.preemption import StopAndSaveCallback
+    from training.cost import BudgetSpent, gpu_info, open_meter
+    from training.model.loading import load_model
     from training.run_config import write_config
-    from training.tracking import Tracker
+    from training.runpod.prices import pod_rate
+    from training.trainer.budget import BudgetCallback
+    from training.trainer.early_stopping import EarlyStoppingCallback
+    from training.trainer.preemption import StopAndSaveCallback
+    from training.trainer.tracking import Tracker
 
     quiet_libraries()
     log.info("experiment %s -> %s (backend %s)", config.experiment_name, config.output_dir, backend)
     main_rank, outcome = distributed.is_main(), signals.outcome
-    start = resume_point(config, resume, choice)
+    start = lifecycle.start(config, resume, choice, git_state)
     try:  # one read of RunPod's API for the whole run: rank 0 asks, every rank uses its answer
         meter = open_meter(config, pod=distributed.decided_on_main(pod_rate))
     except BudgetSpent as error:
@@ -134,8 +139,10 @@ def run(config: TrainingConfig, backend: str, resume: str | None, signals: StopS
         log_model(config, loaded)
         train_set, eval_set = screened_data(config, splits, loaded.processor.tokenizer, tracker)
         callbacks = [BudgetCallback(meter, config.budget_action, outcome, alert=tracker.alert if tracker else None),
-                     StopAndSaveCallback(signals, config.save_every_minutes)]
-        trainer = build_trainer(config, backend, loaded, train_set, eval_set, start, meter, tracker, outcome, callbacks)
+                     StopAndSaveCallback(signals, config.save_every_minutes),
+                     EarlyStoppingCallback(config, start.state, outcome)]
+        trainer = build_trainer(config, backend, loaded, train_set, eval_set, start, meter, tracker, outcome, callbacks,
+                                lifecycle)
         report = StatusReport(config, trainer, meter, start.state, tracker)
         if main_rank:
             write_config(config, config.output_dir)
@@ -151,7 +158,8 @@ def run(config: TrainingConfig, backend: str, resume: str | None, signals: StopS
             raise
         ending = outcome.ending()
         if ending.writes_final:
-            final = save_final(loaded.model, loaded.processor, config, config.output_dir) if main_rank else None
+            final = lifecycle.save_final(loaded.model, loaded.processor, lambda into: write_config(config, into)) \
+                if main_rank else None
             distributed.barrier()
             log.info("final adapter in %s; %.2f USD spent", final, meter.ledger.total_usd())
         code = report.ended(ending, outcome.signal)
@@ -173,7 +181,7 @@ def quiet_libraries() -> None:
 def load_data(config: TrainingConfig):
     """The splits, and the stand-in model built on first use: by rank 0 first, then the others."""
     from training.data.sources import load_splits
-    from training.modeling import model_source
+    from training.model.loading import model_source
 
     with distributed.main_first():
         splits = load_splits(config)
@@ -182,7 +190,7 @@ def load_data(config: TrainingConfig):
 
 
 def log_model(config: TrainingConfig, loaded) -> None:
-    from training.modeling import weight_format
+    from training.model.loading import weight_format
 
     trainable = sum(p.numel() for p in loaded.model.parameters() if p.requires_grad)
     log.info("model: %s, base weights %s, %s trainable parameters", config.model_name,
@@ -211,13 +219,13 @@ def screened_data(config: TrainingConfig, splits, tokenizer, tracker):
     return train_set, splits.eval
 
 
-def build_trainer(config, backend, loaded, train_set, eval_set, start, meter, tracker, outcome, callbacks):
+def build_trainer(config, backend, loaded, train_set, eval_set, start, meter, tracker, outcome, callbacks, lifecycle):
     from training.data.collator import VisionChatCollator
     from training.data.prepared import MB, PreparedSplit
-    from training.modeling import cuda_available
-    from training.progress import ProgressCallback
-    from training.tracking import MetricsFileCallback, TrackingCallback
-    from training.trainer import HarnessTrainer, training_arguments
+    from training.model.loading import cuda_available
+    from training.trainer.harness import HarnessTrainer, training_arguments
+    from training.trainer.progress import ProgressCallback
+    from training.trainer.tracking import MetricsFileCallback, TrackingCallback
 
     # The stop callback applies the budget's decision: it must come after it (and before the writers).
     callbacks = [*callbacks, MetricsFileCallback(config.output_dir), ProgressCallback()]
@@ -238,6 +246,7 @@ def build_trainer(config, backend, loaded, train_set, eval_set, start, meter, tr
         cost_meter=meter,
         tracker=tracker,
         outcome=outcome,
+        lifecycle=lifecycle,
     )
 
 
@@ -248,7 +257,7 @@ def train_or_finish(trainer, start, config: TrainingConfig) -> None:
         log.info("the checkpoint is at max_steps=%d: writing final/ from it", config.max_steps)
         trainer.load_checkpoint_weights(start.checkpoint)
     else:
-        from training.pod import mark_training_started
+        from training.pod.commands import mark_training_started
 
         mark_training_started()  # on a pod, the dead-man switch's idle clock starts now: model and data are loaded
         trainer.train(resume_from_checkpoint=start.checkpoint)
@@ -278,91 +287,12 @@ class StatusReport:
         return ending.exit_code
 
 
-def refuse_to_start_over(output_dir: str) -> None:
-    """A fresh run must not mix into an earlier run's checkpoints, metrics and cost."""
-    from training.checkpointing import checkpoints
-    from training.checkpointing.save import FINAL_DIR
+def hand_to_the_hub(config: TrainingConfig) -> None:
+    """A finished run's final/, scored on the test split for its card, to the Hub (push_to_hub)."""
+    from training.evaluation.evaluate import score_test_split
+    from training.hub.publish import after_run
 
-    complete, _ = checkpoints.scan(output_dir)
-    found = [os.path.basename(c.path) for c in complete[-1:]]
-    if os.path.isdir(os.path.join(output_dir, FINAL_DIR)):
-        found.append(f"{FINAL_DIR}/")
-    if found:
-        raise UserError(f"output_dir={output_dir!r} already holds a run ({', '.join(found)}): continue it with "
-                        "--resume auto, or start another with --set output_dir=... (or delete it)")
-
-
-def set_aside_abandoned_line(output_dir: str, step: int) -> None:
-    """A fork (`--resume PATH` to an older checkpoint): the old line's newer checkpoints and its
-    final/ go to output_dir/abandoned/, kept but out of reach of `--resume auto` and retention."""
-
-    from training.checkpointing import checkpoints
-    from training.checkpointing.resume import abandoned_by_fork
-    from training.checkpointing.save import FINAL_DIR
-
-    complete, rejected = checkpoints.scan(output_dir)
-    steps = abandoned_by_fork(step, [c.step for c in complete] + [checkpoints.step_of(p) for p, _ in rejected])
-    names = [checkpoints.checkpoint_name(s) for s in steps]
-    if names and os.path.isdir(os.path.join(output_dir, FINAL_DIR)):
-        names.append(FINAL_DIR)
-    if names:
-        label = f"after-step-{step}-{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}"
-        aside = checkpoints.set_aside(output_dir, names, label)
-        log.info("forking at step %d: the abandoned line moved aside (kept, not deleted): %s -> %s",
-                 step, ", ".join(names), aside)
-
-
-@dataclasses.dataclass
-class Start:
-    checkpoint: str | None  # None: a fresh run
-    state: object  # training.checkpointing.state.HarnessState to continue with
-    learning_rate_changed: bool  # learning_rate differs from the checkpoint's: rebase the schedule
-
-
-def resume_point(config: TrainingConfig, resume: str | None, choice=None) -> Start:
-    """Where the run starts, decided once on rank 0 (after what interrupted saves left is cleared)
-    and shared with every rank. `choice`: an explicit --resume PATH already checked by main()."""
-    return distributed.decided_on_main(lambda: _resume_point(config, resume, choice))
-
-
-def _resume_point(config: TrainingConfig, resume: str | None, choice) -> Start:
-    from training.checkpointing import checkpoints
-    from training.checkpointing.resume import choose_checkpoint, config_changes
-    from training.checkpointing.state import HarnessState, fingerprint
-
-    promoted, leftovers = checkpoints.clear_staging(config.output_dir)
-    for name in promoted:
-        log.info("promoted %s/%s: its save completed, the copy it replaced was already gone",
-                 checkpoints.STAGING_DIR, name)
-    if leftovers:
-        log.info("removed what interrupted saves left: %s", ", ".join(leftovers))
-    choice = choice or choose_checkpoint(resume, config.output_dir)
-    for path, why in choice.skipped:
-        log.warning("skipping %s: %s", path, why)
-    if choice.damaged:
-        names = [os.path.basename(path) for path, _ in choice.damaged]
-        aside = checkpoints.set_aside(config.output_dir, names, f"damaged-{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}")
-        log.warning("moved the damaged %s aside (kept, not deleted): %s", ", ".join(names), aside)
-    current = dataclasses.asdict(config)
-    if choice.path is None:
-        if resume == "auto":
-            log.info("no complete checkpoint in %s: starting fresh", config.output_dir)
-        state = HarnessState()
-    else:
-        state = HarnessState.load(choice.path)
-        refusals, warnings = config_changes(state.config, current)
-        if refusals:
-            raise UserError(*[f"--resume {choice.path}: {r}" for r in refusals])
-        for change in warnings:
-            log.warning("config changed since the checkpoint: %s", change)
-        if resume != "auto":
-            set_aside_abandoned_line(config.output_dir, state.step)
-        log.info("resuming from %s (step %d)", choice.path, state.step)
-    learning_rate_changed = choice.path is not None and state.config.get("learning_rate") != config.learning_rate
-    state.config, state.config_fingerprint = current, fingerprint(current)
-    for key, value in git_state().items():
-        setattr(state, key, value)
-    return Start(choice.path, state, learning_rate_changed)
+    after_run(config, score_test_split)
 
 
 if __name__ == "__main__":

@@ -36,9 +36,9 @@ import shutil
 import time
 from dataclasses import dataclass
 
+from training.checkpointing.eval_loss import usable
 from training.checkpointing.save import discard, fsync_dir, fsync_tree, move_into_place
 from training.checkpointing.state import HARNESS_STATE_FILE, HarnessState
-from training.eval_loss import usable
 
 PREFIX = "checkpoint-"
 MARKER_FILE = "COMPLETE"

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from training.checkpointing.checkpoints import CheckpointInfo
-from training.eval_loss import usable
+from training.checkpointing.eval_loss import usable
 
 
 def checkpoints_to_keep(checkpoints: Sequence[CheckpointInfo], keep_best: int, keep_recent: int) -> set[int]:

@@ -1,12 +1,24 @@
-"""Writing directories so that they appear whole or not at all."""
+"""Writing files and directories so that they appear whole or not at all."""
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import tempfile
+from collections.abc import Callable
 
 FINAL_DIR = "final"
+
+
+def write_json_atomic(path: str, payload: dict) -> None:
+    """Replace `path` with `payload` so a reader sees the old or the new file, never half of one."""
+    temporary = f"{path}.tmp-{os.getpid()}"
+    with open(temporary, "w", encoding="utf-8") as out:
+        json.dump(payload, out, indent=2, sort_keys=True)
+        out.flush()
+        os.fsync(out.fileno())
+    os.replace(temporary, path)
 
 
 def fsync_tree(path: str) -> None:
@@ -43,10 +55,10 @@ def move_into_place(staging: str, target: str, trash_dir: str) -> None:
     fsync_dir(os.path.dirname(os.path.abspath(target)))
 
 
-def save_final(model, processor, config, output_dir: str) -> str:
-    """The trained adapter, processor and config in output_dir/final, for evaluation or publishing."""
+def save_final(model, processor, output_dir: str, add_files: Callable[[str], None]) -> str:
+    """The trained adapter, processor and what `add_files(directory)` writes beside them (the run's
+    config, training.run_config) in output_dir/final, for evaluation or publishing."""
     from training.checkpointing.checkpoints import STAGING_DIR
-    from training.run_config import write_config
 
     target = os.path.join(output_dir, FINAL_DIR)
     trash = os.path.join(output_dir, STAGING_DIR)  # a save cut short is cleared at the next start
@@ -55,7 +67,7 @@ def save_final(model, processor, config, output_dir: str) -> str:
     try:
         model.save_pretrained(staging)
         processor.save_pretrained(staging)
-        write_config(config, staging)
+        add_files(staging)
         fsync_tree(staging)
         move_into_place(staging, target, trash)
     finally:

@@ -17,7 +17,7 @@ from configs.base import SYNTHETIC_DATASET, TrainingConfig
 from training.data import synthetic
 from training.data.batch_reading import BatchReads
 from training.errors import UserError
-from training.hub import is_local_path
+from training.hub.access import is_local_path
 
 EVAL_SPLIT_PREFERENCE = ("validation", "valid", "val", "test")
 HOLDOUT_FRACTION = 0.05
@@ -247,7 +247,7 @@ def _load_tables(config: TrainingConfig) -> dict:
             raise UserError(f"dataset_name={name!r}: cannot read it as a dataset ({type(error).__name__}: "
                             f"{error}); see README 'Your own data'") from None
         return dict(loaded)
-    from training.hub import load_hub_dataset
+    from training.hub.access import load_hub_dataset
 
     return dict(load_hub_dataset(name))
 

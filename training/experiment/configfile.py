@@ -18,6 +18,7 @@ from configs.layout import EXPERIMENTS_DIR
 from training.errors import UserError
 from training.experiment.gitops import Git
 from training.experiment.names import DEFAULT_PARENT, config_path
+from training.redaction import SECRET_VARIABLES
 
 # Runs inside an extracted copy of a branch's configs/: import each file, report problems and values.
 _VALIDATE = """
@@ -33,9 +34,6 @@ for path in sys.argv[1:]:
 print(json.dumps(result))
 """
 VALIDATE_TIMEOUT_S = 120
-# The secrets: kept from the config-validation subprocess, redacted from model cards, never
-# accepted where the NAME of a RunPod secret is asked for.
-SECRET_VARIABLES = ("WANDB_API_KEY", "HF_TOKEN", "GIT_TOKEN", "RUNPOD_API_KEY")
 
 
 def choose_parent(git: Git, from_commit: str, from_branch: str | None, explicit: str | None) -> str:

@@ -1,6 +1,6 @@
 """`fleet run`: the controller that works the queue off on RunPod, and `fleet status`.
 
-What it guarantees, whatever RunPod's API does (tests/test_fleet_faults.py checks them over many
+What it guarantees, whatever RunPod's API does (tests/experiment/test_fleet_faults.py checks them over many
 seeded fault schedules):
 - never two live pods for one experiment: before any create, a listing by name finds none; a create
   whose answer was lost leaves the row unconfirmed until listings settle it; a pod missing from one
@@ -31,25 +31,23 @@ import time
 from dataclasses import dataclass
 from datetime import datetime
 
-from training.errors import EXIT_OK, UserError
+from training.cost import WARN_FRACTION
+from training.errors import EXIT_OK, EXIT_UNREACHABLE, UserError
 from training.experiment import launch as launching
-from training.experiment import runpod_client
 from training.experiment.fleet_queue import ACTIVE, DONE, Queue, QueueBusy, attempt_usd, dollars
-from training.experiment.names import experiment_of_pod, pod_name
 from training.experiment.runs import recorded_outcome
-from training.experiment.volume import Store
 from training.outcome import RunOutcome
 from training.outcome_line import TERMINAL, Reading, read
+from training.run_files import Store
+from training.runpod import client as runpod_client
+from training.runpod.names import experiment_of_pod, pod_name
 from training.table import hours_minutes, text_table
 
-WARN_FRACTION = 0.9
 LOG_LINES = 20  # kept with a dead experiment
 LOG_TAIL = 500  # lines of a pod's log read for its outcome line
 LAUNCH_GRACE_S = 120  # an unconfirmed create is settled as never made after this long and 2 listings without it
 LEASE_S = 600  # a claim's lease: renewed by its controller before each step of a launch
 PARK_CHECK_S = 900  # how often a running pod's log is read for a run that ended on a pod still up
-FATAL = (401, 402, 422)  # the key, the balance, a request broken by this code: no retry helps
-EXIT_UNREACHABLE = 75  # sysexits' EX_TEMPFAIL: RunPod stayed unreachable; `fleet run` again carries on
 
 
 @dataclass
@@ -173,7 +171,7 @@ class Fleet:
         try:
             return action(*args)
         except runpod_client.ApiError as problem:
-            if problem.status in FATAL:
+            if problem.fatal:
                 raise
             self.wait_s = max(self.wait_s, problem.retry_after or 0.0)
             self.say(f"warning: {name}: {problem}; the next pass tries again")
@@ -188,7 +186,7 @@ class Fleet:
         try:
             pods = runpod_client.experiment_pods(self.api)
         except UserError as problem:
-            if once or (isinstance(problem, runpod_client.ApiError) and problem.status in FATAL):
+            if once or (isinstance(problem, runpod_client.ApiError) and problem.fatal):
                 raise
             self.wait_s = max(self.wait_s, getattr(problem, "retry_after", None) or 0.0)
             self.say(f"warning: {problem}; trying again in {max(self.options.poll_s, self.wait_s):g}s")
@@ -235,7 +233,7 @@ class Fleet:
         try:
             return self.api.pod(pod_id)
         except runpod_client.ApiError as error:
-            if error.status == 404:
+            if error.status == runpod_client.NOT_FOUND:
                 return None
             raise
 
@@ -407,7 +405,8 @@ class Fleet:
         ahead = total + sum((row["rate_usd_h"] or 0) for row in active) * self.options.poll_s / 3600
         if ahead >= WARN_FRACTION * budget and not self.queue.get("budget_warned"):
             self.queue.put("budget_warned", "1")
-            self.say(f"warning: the fleet has spent ${total:.2f}, 90% of its ${budget:.2f} budget with the next pass")
+            self.say(f"warning: the fleet has spent ${total:.2f}, {WARN_FRACTION:.0%} of its ${budget:.2f} budget "
+                     "with the next pass")
         spent_at = float(self.queue.get("budget_spent", "0") or 0)
         if ahead < budget and not budget <= spent_at:
             return False
@@ -434,7 +433,7 @@ class Fleet:
             try:
                 self.api.stop(pod_id)  # SIGTERM: the run saves a checkpoint
             except runpod_client.ApiError as error:
-                if error.status not in (404, 409):  # gone, or already stopped: either way, not billing
+                if error.status not in (runpod_client.NOT_FOUND, runpod_client.STATE_FORBIDS):  # not billing either way
                     raise
         if self.queue.update(row["name"], rev=row["rev"], state="stopped", spent_usd=row["spent_usd"] + attempt_usd(row, now),
                              launched_at=None, billed_until=None, owner=None, lease_until=None,
@@ -476,7 +475,7 @@ class Fleet:
                          f"{pod_name(name)} exists")
                 return True
             except runpod_client.ApiError as problem:
-                if problem.status in FATAL:
+                if problem.fatal:
                     raise
                 self.wait_s = max(self.wait_s, problem.retry_after or 0.0)
                 reasons.append(f"{gpu}: {problem}")  # 400 no capacity, 403 pool, 429, 5xx: the next candidate

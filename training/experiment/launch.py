@@ -21,16 +21,19 @@ import re
 import secrets
 from dataclasses import dataclass
 
-from training.cost import ON_DEMAND, POD_RATE_ENV, PRICING_VAR, SPOT
-from training.cuda_build import PYPI_TORCH_CUDA
 from training.errors import EXIT_OK, UserError
-from training.experiment import configfile, runpod_client
+from training.experiment import configfile
 from training.experiment.gitops import Git, clone_url
-from training.experiment.names import config_path, name_problems, pod_name
+from training.experiment.names import config_path, name_problems
+from training.pod.cuda_build import PYPI_TORCH_CUDA
+from training.redaction import SECRET_VARIABLES
+from training.runpod import client as runpod_client
+from training.runpod.names import pod_name
+from training.runpod.prices import ON_DEMAND, POD_RATE_ENV, PRICING_VAR, SPOT
 
 DEFAULT_GPU = "NVIDIA GeForce RTX 4090"  # 24 GB: Qwen3-VL 2B in 4-bit with room for batch 2
 # Pods go to hosts whose driver runs this CUDA (REST v2's gpu.minCudaVersion): PyPI's torch, the
-# build scripts/install.sh takes there (training/cuda_build.py), and the default image's CUDA.
+# build scripts/install.sh takes there (training/pod/cuda_build.py), and the default image's CUDA.
 HOST_MIN_CUDA = PYPI_TORCH_CUDA
 # CUDA 13.0 like the host, Python 3.12 (Ubuntu 24.04) for the pinned dependencies, and RunPod's
 # /start.sh, which the start command runs first for SSH.
@@ -46,8 +49,10 @@ SETUP_SCRIPT = "scripts/setup_pod.sh"  # the pod's bootstrap, as the experiment'
 # nginx and Jupyter, then sleeps. A start command replaces the image's, so without this `startSsh`
 # does nothing and nobody can look inside a stuck pod. It runs in the background, before the bootstrap.
 IMAGE_START_ENV, IMAGE_START = "IMAGE_START_SCRIPT", "/start.sh"
-# The dead-man switch's defaults for a launch: a pod that cannot end its run never bills for ever.
+# The dead-man switch's defaults for every pod (launch and the fleet alike): a pod that cannot end
+# its run never bills for ever, and one whose GPU sits idle once training has started stops.
 DEFAULT_MAX_LIFETIME_H = 24.0
+DEFAULT_IDLE_STOP_MIN = 30.0
 # The dead-man switch lives in the branch's setup_pod.sh (it shares the pod's self-stop there): a
 # branch whose copy predates it would ignore MAX_LIFETIME_S and IDLE_STOP_S without a word.
 DEADMAN_MARKER = b"start_deadman"
@@ -91,9 +96,9 @@ class LaunchOptions:
     auto_stop: bool = True
     fallback_on_demand: bool = False
     max_lifetime_h: float = DEFAULT_MAX_LIFETIME_H  # 0 = no limit
-    idle_stop_min: float = 0.0  # 0 = never
+    idle_stop_min: float = DEFAULT_IDLE_STOP_MIN  # 0 = never
     dry_run: bool = False
-    smoke: bool = False  # the pod runs the smoke run (python -m training.smoke) instead of training
+    smoke: bool = False  # the pod runs the smoke run (python -m training.pod.smoke) instead of training
 
 
 @dataclass
@@ -136,7 +141,8 @@ def check(git: Git, options: LaunchOptions) -> Checked:
     if (options.max_lifetime_h or options.idle_stop_min) and DEADMAN_MARKER not in setup_script:
         raise UserError(f"experiment {options.name}: its {SETUP_SCRIPT} predates the dead-man switch, so the pod "
                         f"would ignore --max-lifetime-hours and --idle-stop-minutes: merge the harness's main branch "
-                        f"into {options.name} (or pass --max-lifetime-hours 0 to launch without one)")
+                        f"into {options.name} (or pass --max-lifetime-hours 0 --idle-stop-minutes 0 to launch "
+                        "without one)")
     repo_url, notes = clone_url(url)
     pushed = git.remote_head(remote, options.name)
     if pushed is None:
@@ -149,6 +155,10 @@ def check(git: Git, options: LaunchOptions) -> Checked:
 
 class OptionProblem(UserError):
     """What is wrong is the command's options (the same for every experiment), not the branch."""
+
+
+class NoCapacity(UserError):
+    """RunPod's catalog has no pod of this GPU type to rent (there, or at all): nothing was rented."""
 
 
 def config_option_problems(options: LaunchOptions, config: dict) -> list[str]:
@@ -185,7 +195,7 @@ def option_problems(options: LaunchOptions) -> list[str]:
 def _secret_name_problems(option: str, value: str) -> list[str]:
     # Never echo `value` here: a user who pasted the secret itself must not see it printed back.
     looks_secret = _TOKEN_SHAPES.search(value) or any(
-        value == os.environ.get(var) for var in configfile.SECRET_VARIABLES)
+        value == os.environ.get(var) for var in SECRET_VARIABLES)
     if looks_secret:
         return [f"{option}: that looks like a secret's value; give the NAME of a RunPod secret "
                 "(RunPod console > Secrets), never the value"]
@@ -208,7 +218,7 @@ def pod_env(options: LaunchOptions, checked: Checked, run_id: str, price: float 
         PRICING_VAR: SPOT if options.spot else ON_DEMAND,
     }
     if options.smoke:
-        env["SMOKE"] = "1"  # setup_pod.sh then runs training.smoke on the branch's config
+        env["SMOKE"] = "1"  # setup_pod.sh then runs training.pod.smoke on the branch's config
     if options.wandb_entity:
         env["WANDB_ENTITY"] = options.wandb_entity
     if price is not None:
@@ -308,11 +318,11 @@ def place(api: runpod_client.Api, options: LaunchOptions) -> Placement:
     offered = runpod_client.data_centers_with(gpu)
     where = ", ".join(f"{dc} ({level})" for dc, level in offered) or "none right now"
     if data_center and data_center not in {dc for dc, _ in offered}:
-        raise UserError(f"--gpu {options.gpu!r}: not offered in {data_center}, the data center of network volume "
+        raise NoCapacity(f"--gpu {options.gpu!r}: not offered in {data_center}, the data center of network volume "
                         f"{options.volume_id} ({cloud} cloud, hosts with CUDA >= {HOST_MIN_CUDA}); data centers that "
                         f"have it: {where}. Pick another --gpu, or a volume in one of those")
     if not offered:
-        raise UserError(f"--gpu {options.gpu!r}: no pods to rent in {cloud} cloud on hosts with CUDA >= "
+        raise NoCapacity(f"--gpu {options.gpu!r}: no pods to rent in {cloud} cloud on hosts with CUDA >= "
                         f"{HOST_MIN_CUDA} right now (RunPod's catalog); try another --gpu or later")
     return Placement(data_center, runpod_client.list_price(gpu, cloud))
 

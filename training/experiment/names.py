@@ -3,7 +3,8 @@
 The rule, used by every command: the branch is NAME itself; the config file is
 configs/experiments/<module>.py where <module> is NAME with every character that is not a letter, a
 digit or '_' replaced by '_' (and `exp_` in front when it would start with a digit), so that other
-files can `from configs.experiments.<module> import config`; the pod is named `exp-NAME`; the run
+files can `from configs.experiments.<module> import config`; the pod is named `exp-NAME`
+(training.runpod.names); the run
 writes to <outputs>/checkpoints/NAME (train.py's default, since experiment_name is the branch).
 """
 
@@ -17,7 +18,6 @@ from configs import layout
 from configs.layout import EXPERIMENT_NAME_PATTERN, EXPERIMENTS_DIR
 
 DEFAULT_PARENT = f"{EXPERIMENTS_DIR}/qwen3_qlora_r16.py"
-POD_PREFIX = "exp-"
 
 
 def name_problems(name: str) -> list[str]:
@@ -40,14 +40,6 @@ def module_name(name: str) -> str:
 
 def config_path(name: str) -> str:
     return f"{EXPERIMENTS_DIR}/{module_name(name)}.py"
-
-
-def pod_name(name: str) -> str:
-    return f"{POD_PREFIX}{name}"
-
-
-def experiment_of_pod(pod: str) -> str | None:
-    return pod[len(POD_PREFIX):] if pod and pod.startswith(POD_PREFIX) else None
 
 
 def outputs_root(explicit: str | None = None) -> str:

@@ -14,11 +14,11 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from configs.base import TrainingConfig
-from training.experiment.volume import Store
 from training.metrics_log import METRICS_FILE, parse_events
 from training.outcome import RunOutcome
 from training.outcome_line import Reading
 from training.run_config import CONFIG_FILE
+from training.run_files import Store
 from training.run_status import STATUS_FILE
 
 # Always differ from the defaults, so they say nothing about the experiment.

@@ -4,9 +4,9 @@
 from __future__ import annotations
 
 from training.errors import EXIT_OK, UserError
-from training.experiment import runpod_client
-from training.experiment.names import experiment_of_pod, pod_name
 from training.experiment.runs import read_run, read_runs
+from training.runpod import client as runpod_client
+from training.runpod.names import experiment_of_pod, pod_name
 from training.table import hours_minutes, text_table
 
 COLUMNS = ("experiment", "pod", "state", "gpu", "uptime", "$/h", "step", "cost", "run")

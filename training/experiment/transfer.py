@@ -23,7 +23,8 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 from training.errors import UserError
-from training.experiment.volume import Entry, Store, file_etag
+from training.experiment.volume import file_etag
+from training.run_files import Entry, Store
 
 DATA_DIR = "data"  # datasets on the volume: data/NAME
 COPIERS = 8  # files in flight at once
@@ -46,8 +47,8 @@ class Copied:
 def choose_checkpoint(run: Store, which: str) -> str:
     """The directory name of the checkpoint `which` (best, latest or a step) of the run in `run`."""
     from training.checkpointing.checkpoints import MARKER_FILE, checkpoint_name, step_of
+    from training.checkpointing.eval_loss import usable
     from training.checkpointing.state import HARNESS_STATE_FILE
-    from training.eval_loss import usable
 
     steps = sorted((s for s in map(step_of, run.children()) if s is not None), reverse=True)
     if not steps:
@@ -82,7 +83,7 @@ def pull_from_volume(run: Store, source: str, target: str, force: bool, out=None
     from training.checkpointing.save import fsync_tree, move_into_place
 
     if os.path.exists(target) and not force:
-        raise UserError(f"--to {target}: already exists; pass --force to replace it, or another --to")
+        raise UserError(f"--into {target}: already exists; pass --force to replace it, or another --into")
     entries = {e.path: e for e in run.sub(source).entries()}
     if not entries:
         raise UserError(f"{run.label}: no {source}/ there (a finished run has final/; --checkpoint picks a checkpoint)")
@@ -206,7 +207,7 @@ def push_dataset(directory: str, volume: Store, name: str, progress: bool | None
 
 
 def _local_files(directory: str) -> list[Entry]:
-    from training.experiment.volume import LocalDir
+    from training.run_files import LocalDir
 
     return [e for e in LocalDir(directory).entries() if not os.path.basename(e.path).startswith(".")]
 

@@ -1,6 +1,6 @@
 """Where runs' files are read and written: one small interface, two backends.
 
-- `LocalDir(root)`: a directory here (./outputs, or the network volume mounted on a pod).
+- `LocalDir(root)`: a directory here (training.run_files, shared with the pod).
 - `S3Volume`: a RunPod network volume through RunPod's S3-compatible API (beta), from anywhere,
   with no pod: `open_volume(volume_id)`.
 
@@ -24,14 +24,12 @@ was received twice": listings here are shallow where they can be, and retried af
 from __future__ import annotations
 
 import hashlib
-import json
 import os
-import shutil
 import time
-from abc import ABC, abstractmethod
 from dataclasses import dataclass
 
 from training.errors import UserError
+from training.run_files import CHUNK_BYTES, Entry, LocalDir, Store
 
 ACCESS_KEY_ENV, SECRET_KEY_ENV = "RUNPOD_S3_ACCESS_KEY", "RUNPOD_S3_SECRET_KEY"
 ENDPOINT_ENV = "RUNPOD_S3_ENDPOINT_URL"  # tests point it at a local S3 server
@@ -43,7 +41,6 @@ KEYS_PAGE = "RunPod console > Settings > S3 API Keys"
 # RunPod takes a PutObject under 500 MB and multipart parts of at most 500 MB: files above
 # PART_BYTES go up in parts of PART_BYTES.
 PART_BYTES = 64 * 1024 * 1024
-CHUNK_BYTES = 1024 * 1024
 LIST_TRIES = 3
 LIST_PAUSE_S = 2.0
 # RunPod's docs advise retrying its 502s up to 10 times (AWS_RETRY_MODE=standard, AWS_MAX_ATTEMPTS=10);
@@ -52,116 +49,6 @@ DEFAULT_ATTEMPTS = 10
 _KEYS_IN_USE: set[str] = set()  # what _redacted() takes out of any message
 REFUSED_KEY_CODES = ("InvalidAccessKeyId", "SignatureDoesNotMatch", "AccessDenied", "InvalidToken", "ExpiredToken",
                      "AuthorizationHeaderMalformed", "Forbidden", "403")
-
-
-@dataclass(frozen=True)
-class Entry:
-    """A file below a store's path: its path relative to that path, its size, and its MD5 when known
-    (an S3 ETag of a single-part upload is the MD5 of the content; a multipart one ends in -N)."""
-
-    path: str
-    size: int
-    etag: str | None = None
-
-
-class Store(ABC):
-    """The interface both backends answer; paths are relative to the store's root, '/'-separated."""
-
-    label: str  # for messages: where this is
-
-    @property
-    @abstractmethod
-    def name(self) -> str:
-        """The last part of the root (a run's directory name)."""
-
-    @abstractmethod
-    def sub(self, path: str) -> Store:
-        """The same store rooted at `path`."""
-
-    @abstractmethod
-    def read(self, path: str) -> bytes | None:
-        """The file's bytes; None when there is no such file."""
-
-    @abstractmethod
-    def children(self, path: str = "") -> list[str]:
-        """The names of the directories directly under `path`, sorted."""
-
-    @abstractmethod
-    def entries(self, path: str = "") -> list[Entry]:
-        """Every file below `path` (recursively), sorted by path."""
-
-    @abstractmethod
-    def download(self, path: str, local: str, digest=None) -> None:
-        """The file to the local path `local`, fed to the hashlib `digest` as it comes."""
-
-    @abstractmethod
-    def upload(self, local: str, path: str) -> None:
-        """The local file `local` to `path`."""
-
-    def json(self, path: str):
-        """The JSON in `path`, or None where it is missing, unreadable or torn (a run may be mid-write)."""
-        raw = self.read(path)
-        if raw is None:
-            return None
-        try:
-            return json.loads(raw)
-        except ValueError:
-            return None
-
-    def text(self, path: str) -> str | None:
-        raw = self.read(path)
-        return None if raw is None else raw.decode("utf-8", errors="replace")
-
-
-class LocalDir(Store):
-    def __init__(self, root: str):
-        self.root = root
-        self.label = root
-
-    @property
-    def name(self) -> str:
-        return os.path.basename(os.path.normpath(self.root))
-
-    def sub(self, path: str) -> LocalDir:
-        return LocalDir(os.path.join(self.root, *path.split("/")))
-
-    def _full(self, path: str) -> str:
-        return os.path.join(self.root, *[p for p in path.split("/") if p])
-
-    def read(self, path: str) -> bytes | None:
-        try:
-            with open(self._full(path), "rb") as source:
-                return source.read()
-        except OSError:
-            return None
-
-    def children(self, path: str = "") -> list[str]:
-        where = self._full(path)
-        try:
-            return sorted(e for e in os.listdir(where) if os.path.isdir(os.path.join(where, e)))
-        except OSError:
-            return []
-
-    def entries(self, path: str = "") -> list[Entry]:
-        where = self._full(path)
-        found = []
-        for root, _dirs, names in os.walk(where):
-            for name in names:
-                full = os.path.join(root, name)
-                found.append(Entry(os.path.relpath(full, where).replace(os.sep, "/"), os.path.getsize(full)))
-        return sorted(found, key=lambda e: e.path)
-
-    def download(self, path: str, local: str, digest=None) -> None:
-        with open(self._full(path), "rb") as source, open(local, "wb") as out:
-            for chunk in iter(lambda: source.read(CHUNK_BYTES), b""):
-                out.write(chunk)
-                if digest is not None:
-                    digest.update(chunk)
-
-    def upload(self, local: str, path: str) -> None:
-        target = self._full(path)
-        os.makedirs(os.path.dirname(target), exist_ok=True)
-        shutil.copyfile(local, target)
 
 
 class S3Volume(Store):
@@ -367,7 +254,7 @@ def open_volume(volume_id: str, api=None) -> S3Volume:
     """The network volume `volume_id` through RunPod's S3 API: its data center from RunPod's API
     (GET /v2/network-volumes/{id}), the S3 keys from the environment, and one HeadBucket that proves
     both. Each way it can fail is one UserError saying which and what to do."""
-    from training.experiment import runpod_client
+    from training.runpod import client as runpod_client
 
     keys = s3_keys()  # no network yet: the cheapest problem first
     api = api or runpod_client.connect()
