@@ -5,9 +5,9 @@ to be looked into."""
 from __future__ import annotations
 
 import textwrap
+import tomllib
 
 import pytest
-import tomllib
 
 from conftest import REPO
 

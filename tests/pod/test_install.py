@@ -7,8 +7,8 @@ import importlib.metadata
 import re
 import subprocess
 import sys
-
 import tomllib
+
 from packaging.requirements import Requirement
 from packaging.specifiers import SpecifierSet
 from packaging.utils import canonicalize_name
