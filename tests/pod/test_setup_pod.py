@@ -578,6 +578,9 @@ def run_nodes(volume: Path, origin: Path, outputs: Path, interrupt=None) -> tupl
     return codes, [(outputs / f"node{rank}.txt").read_text() for rank in (0, 1)]
 
 
+# Slow (about a minute: two bootstraps, each with two ranks, twice): tests/pod/test_cluster.py holds
+# the launcher's arguments for every node, and the test above a preemption under torchrun.
+@pytest.mark.slow
 def test_two_nodes_sharing_a_volume_stop_together_and_resume(origin, tmp_path):
     volume = tmp_path / "volume"
     volume.mkdir()
