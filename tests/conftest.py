@@ -145,6 +145,19 @@ def train(output_dir: Path, *overrides: str, config: str = QUICK_VAL, extra: tup
     return run_cli(args + list(extra), env=env, timeout=timeout)
 
 
+def start_training(output_dir: Path, overrides: tuple[str, ...], launcher: tuple[str, ...] = (), resume: bool = False,
+                   env: dict | None = None) -> subprocess.Popen:
+    """train.py on quick_val in a process of its own (after `launcher`, e.g. torchrun's arguments), its
+    output on one pipe: for what needs a process to signal or kill."""
+    args = [sys.executable, *launcher, "training/train.py", "--config", QUICK_VAL, "--set", f"output_dir={output_dir}"]
+    for override in overrides:
+        args += ["--set", override]
+    if resume:
+        args += ["--resume", "auto"]
+    return subprocess.Popen(args, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            env={**os.environ, **(env or {})})
+
+
 # torch's device queries answering for one GPU: the GPU paths of the CLI on a machine without one.
 # Only torch's hardware boundary is replaced; everything of ours runs as it would on a pod.
 FAKE_CUDA = """import torch

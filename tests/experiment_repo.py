@@ -72,6 +72,19 @@ def snapshot(repo: Path) -> dict:
             "status": git(repo, "status", "--porcelain"), "files": files}
 
 
+class Out:
+    """A fleet controller's output stream, kept as its non-empty lines."""
+
+    def __init__(self):
+        self.lines: list[str] = []
+
+    def write(self, text: str) -> None:
+        self.lines += [line for line in text.splitlines() if line]
+
+    def flush(self) -> None:
+        pass
+
+
 @dataclass
 class Result:
     returncode: int

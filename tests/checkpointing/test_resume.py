@@ -12,14 +12,13 @@ import random
 import re
 import signal
 import subprocess
-import sys
 import time
 
 import pytest
 import torch
 from safetensors.torch import load_file
 
-from conftest import QUICK_VAL, REPO, train_here, wait_for
+from conftest import start_training, train_here, wait_for
 from training.checkpointing import checkpoints
 from training.checkpointing.resume import choose_checkpoint
 from training.checkpointing.state import HarnessState
@@ -31,13 +30,7 @@ RUN = ("max_steps=12", "save_steps=2", "eval_steps=4", "keep_best=1", "keep_rece
 
 
 def start(output_dir, *extra: str, resume: bool = True, env: dict | None = None) -> subprocess.Popen:
-    args = [sys.executable, "training/train.py", "--config", QUICK_VAL, "--set", f"output_dir={output_dir}"]
-    for override in RUN + extra:
-        args += ["--set", override]
-    if resume:
-        args += ["--resume", "auto"]
-    return subprocess.Popen(args, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                            env={**os.environ, **(env or {})})
+    return start_training(output_dir, RUN + extra, resume=resume, env=env)
 
 
 def losses_by_step(output_dir) -> dict[int, list[float]]:

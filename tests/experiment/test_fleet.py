@@ -7,7 +7,7 @@ from __future__ import annotations
 import random
 
 import pytest
-from experiment_repo import experiment, git, in_process, make_repo, tree_files
+from experiment_repo import Out, experiment, git, in_process, make_repo, tree_files
 from fake_runpod import API_KEY, FakeRunPod, Fate
 
 from training.experiment.fleet import Fleet, FleetOptions, status_table
@@ -74,23 +74,12 @@ def sweep(repo, tmp_path, monkeypatch, capsys):
                             volume_id="vol-eu1", launch={"wandb_secret": "wandb_key"})
             queue = Queue(str(tmp_path / "fleet.sqlite"), clock=clock)
             return Fleet(queue, Api(API_KEY, base=fake.url, log_quiet_s=0.02, sleep=clock.sleep), Git.here(), FleetOptions(**{**defaults, **options}),
-                         _Out(), clock=clock)
+                         Out(), clock=clock)
 
         queue = Queue(str(tmp_path / "fleet.sqlite"), clock=clock)
         queue.add(names, 0, GPUS, spot=True)
         yield fake, clock, controller, names
     assert fake.server_errors == [] and fake.duplicates == []
-
-
-class _Out:
-    def __init__(self):
-        self.lines: list[str] = []
-
-    def write(self, text: str) -> None:
-        self.lines += [line for line in text.splitlines() if line]
-
-    def flush(self) -> None:
-        pass
 
 
 def drive(fleet: Fleet, clock: Clock, fake: FakeRunPod, passes: int) -> int:

@@ -14,7 +14,7 @@ import random
 import time
 
 import pytest
-from experiment_repo import experiment, git, in_process, make_repo, tree_files
+from experiment_repo import Out, experiment, git, in_process, make_repo, tree_files
 from fake_runpod import API_KEY, FakeRunPod, Fate
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
@@ -43,17 +43,6 @@ class Clock:
 
     def sleep(self, seconds: float) -> None:
         self.now += seconds
-
-
-class Out:
-    def __init__(self):
-        self.lines: list[str] = []
-
-    def write(self, text: str) -> None:
-        self.lines += [line for line in text.splitlines() if line]
-
-    def flush(self) -> None:
-        pass
 
 
 @pytest.fixture(scope="module")

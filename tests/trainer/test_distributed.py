@@ -10,13 +10,12 @@ import json
 import os
 import signal
 import subprocess
-import sys
 
 import pytest
 import torch
 from safetensors.torch import load_file
 
-from conftest import QUICK_VAL, REPO, wait_for
+from conftest import start_training, wait_for
 from training.checkpointing import checkpoints
 from training.data.sources import SyntheticSplit
 from training.evaluation.scoring import scores
@@ -28,14 +27,8 @@ RUN = ("max_steps=8", "save_steps=2", "eval_steps=4", "keep_recent=2", "keep_bes
 
 
 def torchrun(output_dir, *extra: str, resume: bool = False, env: dict | None = None) -> subprocess.Popen:
-    args = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
-            "training/train.py", "--config", QUICK_VAL, "--set", f"output_dir={output_dir}"]
-    for override in RUN + extra:
-        args += ["--set", override]
-    if resume:
-        args += ["--resume", "auto"]
-    return subprocess.Popen(args, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                            env={**os.environ, **(env or {})})
+    return start_training(output_dir, RUN + extra, ("-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2"),
+                          resume=resume, env=env)
 
 
 def finish(process: subprocess.Popen) -> str:
